@@ -1,0 +1,39 @@
+"""diffaug-noise: Diffusion-GAN (Wang et al. 2022) as one composable layer.
+
+Noise real and fake samples with the same adaptive forward diffusion before the discriminator,
+condition the discriminator on the timestep, and let a controller adapt the diffusion length.
+
+>>> import torch, diffaug_noise as dn
+>>> noise = dn.DiffusionNoise()                       # the paper's defaults
+>>> ctrl = dn.AdaptiveController(noise, batch_size=8)
+>>> y, t = noise(torch.randn(8, 3, 32, 32))
+"""
+from .conditioning import (
+    TimestepConditionedDiscriminator,
+    TimestepEmbedding,
+    TimestepLabel,
+    TimestepProjectionHead,
+)
+from .controller import AdaptiveController
+from .noise import DiffusionNoise
+from .presets import PRESETS
+from .schedules import SCHEDULES, beta_schedule, diffusion_tables
+from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveController",
+    "DiffusionNoise",
+    "PRESETS",
+    "SCHEDULES",
+    "T_DISTS",
+    "TimestepConditionedDiscriminator",
+    "TimestepEmbedding",
+    "TimestepLabel",
+    "TimestepProjectionHead",
+    "beta_schedule",
+    "diffusion_tables",
+    "projected_gan_clean_prob",
+    "timestep_law",
+]

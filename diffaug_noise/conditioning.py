@@ -1,0 +1,152 @@
+"""Conditioning a discriminator on the diffusion timestep: ``D(y, t)``.
+
+Three ways, from least to most invasive for an existing D:
+
+- :class:`TimestepLabel`: append an embedding of ``t`` to D's class-label input (for Ds that
+  already take a label, like StyleGAN2's, widen ``c_dim`` by ``embedding.dim``).
+- :class:`TimestepProjectionHead`: a projection-discriminator term (Miyato & Koyama, 2018)
+  ``logit = w·h + b + <V e(t), h>`` on D's penultimate features ``h``.
+- :class:`TimestepConditionedDiscriminator`: wrap a feature extractor (D without its last
+  layer) into a complete ``D(y, t)`` with that head.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class TimestepEmbedding(nn.Module):
+    r"""Sinusoidal embedding of ``t`` followed by a two-layer MLP.
+
+    .. math::
+        \omega_j = \text{max\_period}^{-j/h},\ j = 0..h-1,\ h = \text{dim}/2, \qquad
+        e(t) = \mathrm{MLP}\big([\cos(t\omega), \sin(t\omega)]\big)
+
+    Args:
+        dim: embedding width, even, >= 2.
+        max_period: longest period of the sinusoids (in timesteps).
+        mlp: follow the sinusoids by ``Linear(dim, dim) → SiLU → Linear(dim, dim)``.
+
+    Example:
+        >>> emb = TimestepEmbedding(dim=16)
+        >>> emb(torch.tensor([0, 10, 999])).shape
+        torch.Size([3, 16])
+    """
+
+    def __init__(
+        self,
+        dim: int = 128,  # embedding width (even)
+        max_period: float = 10000.0,  # longest sinusoid period, in timesteps
+        mlp: bool = True,  # learnable MLP after the fixed sinusoids
+    ):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
+            raise ValueError(f"dim must be an even int >= 2; got {dim!r}")
+        if not (max_period > 1):
+            raise ValueError(f"max_period must be > 1; got {max_period!r}")
+        self.dim = dim
+        half = dim // 2
+        self.register_buffer("frequencies", torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half))
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if mlp else nn.Identity()
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """Embed ``t`` of any shape ``[*]`` (int or float) into ``[*, dim]``."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"t must be a torch.Tensor; got {type(t).__name__}")
+        angles = t.to(self.frequencies.dtype).unsqueeze(-1) * self.frequencies
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
+
+
+class TimestepLabel(nn.Module):
+    """Concatenate an embedding of ``t`` to a class label: ``c' = [c, e(t)]``.
+
+    Args:
+        embedding: the :class:`TimestepEmbedding` (or any module ``[B] -> [B, dim]`` with ``.dim``).
+
+    Example:
+        >>> label = TimestepLabel(TimestepEmbedding(dim=8))
+        >>> label(torch.zeros(4, 10), torch.tensor([1, 2, 3, 4])).shape
+        torch.Size([4, 18])
+        >>> label(None, torch.tensor([1, 2])).shape   # unconditional D: the label is e(t) alone
+        torch.Size([2, 8])
+    """
+
+    def __init__(self, embedding: nn.Module):
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, c: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+        e = self.embedding(t)
+        if c is None or c.shape[-1] == 0:
+            return e
+        if c.shape[0] != e.shape[0]:
+            raise ValueError(f"c and t must share the batch size; got c {tuple(c.shape)} and t {tuple(t.shape)}")
+        return torch.cat([c.to(e.dtype), e], dim=1)
+
+
+class TimestepProjectionHead(nn.Module):
+    r"""Projection-discriminator output layer conditioned on ``t``.
+
+    .. math::
+        D(h, t) = w^\top h + b + \langle V e(t),\, h \rangle
+
+    with ``h`` D's penultimate features ``[B, feature_dim]``, ``e`` a :class:`TimestepEmbedding`
+    and ``V`` a learned ``feature_dim × embed_dim`` matrix.
+
+    Args:
+        feature_dim: width of ``h``.
+        embed_dim: width of the timestep embedding.
+
+    Example:
+        >>> head = TimestepProjectionHead(feature_dim=32, embed_dim=16)
+        >>> head(torch.randn(4, 32), torch.tensor([0, 5, 50, 500])).shape
+        torch.Size([4, 1])
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,  # width of D's penultimate features
+        embed_dim: int = 128,  # width of the timestep embedding
+    ):
+        super().__init__()
+        self.embedding = TimestepEmbedding(embed_dim)
+        self.linear = nn.Linear(feature_dim, 1)
+        self.projection = nn.Linear(embed_dim, feature_dim, bias=False)
+
+    def forward(self, features: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if features.ndim != 2:
+            raise ValueError(f"features must have shape [B, feature_dim]; got {tuple(features.shape)}")
+        if t.shape != features.shape[:1]:
+            raise ValueError(f"t must have shape [B] = [{features.shape[0]}]; got {tuple(t.shape)}")
+        return self.linear(features) + (self.projection(self.embedding(t)) * features).sum(dim=1, keepdim=True)
+
+
+class TimestepConditionedDiscriminator(nn.Module):
+    """``D(y, t) = head(backbone(y).flatten(1), t)``: an existing feature extractor made t-aware.
+
+    Args:
+        backbone: D without its final linear layer; maps ``y`` to features of any shape ``[B, ...]``.
+        feature_dim: number of backbone features per sample (after flattening).
+        embed_dim: width of the timestep embedding.
+
+    Example:
+        >>> backbone = nn.Sequential(nn.Linear(2, 64), nn.LeakyReLU(0.2))
+        >>> D = TimestepConditionedDiscriminator(backbone, feature_dim=64)
+        >>> D(torch.randn(5, 2), torch.arange(5)).shape
+        torch.Size([5, 1])
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,  # D minus its last layer
+        feature_dim: int,  # flattened width of backbone(y)
+        embed_dim: int = 128,  # width of the timestep embedding
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.head = TimestepProjectionHead(feature_dim, embed_dim)
+
+    def forward(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(y).flatten(1), t)

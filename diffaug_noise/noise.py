@@ -1,0 +1,306 @@
+"""DiffusionNoise: the forward diffusion applied to real and fake samples before D."""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+from torch import nn
+
+from .presets import preset_kwargs
+from .schedules import SCHEDULES, beta_schedule, diffusion_tables
+from .timesteps import CLEAN_RULES, T_DISTS, projected_gan_clean_prob, timestep_law
+
+
+def _check_unit_interval(name: str, value, fix: str) -> float:
+    """Return ``value`` as a float in [0, 1], or raise naming it and the allowed range."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a scalar; got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number in [0, 1]; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise ValueError(f"{name} must lie in [0, 1]; got {value!r}. {fix}")
+    return value
+
+
+class DiffusionNoise(nn.Module):
+    r"""Adaptive forward diffusion: ``y = sqrt(abar_t) x + sqrt(1 - abar_t) sigma eps``.
+
+    For each sample (or, with ``per_channel``, each sample and channel) a timestep ``t`` is drawn
+    from a law over ``0..T`` (see :meth:`t_distribution`), ``eps ~ N(0, I)``, and
+
+    .. math::
+        y = \sqrt{\bar\alpha_t}\, x + \sqrt{1-\bar\alpha_t}\,\sigma\,\epsilon,
+        \qquad \bar\alpha_t = \prod_{s\le t} (1-\beta_s),\ \bar\alpha_0 = 1,
+
+    with the betas of ``schedule`` rebuilt for the current ``T``. The strength ``p`` in ``[0, 1]``
+    sets ``T = t_min + round(p (t_max - t_min))`` (Python's round, half to even); it is the knob
+    that :class:`~diffaug_noise.AdaptiveController` turns. ``x`` may have any shape ``[B, ...]``
+    and any float dtype; gradients flow to ``x`` (``dy/dx = sqrt(abar_t)``).
+
+    Drawing ``(t, eps)`` is separate from applying them, so a transform replays exactly:
+    ``noise.apply_transform(x, *noise.sample(x, generator=g))`` equals ``noise(x, generator=g')`` for two
+    generators in the same state. Tables and the law of ``t`` are float64 buffers on the module's
+    device; the forward pass makes no host round-trip. ``p``, ``T`` and the tables are buffers too,
+    so ``state_dict()``, pickling and upstream loops that copy buffers restore them exactly.
+
+    Args:
+        schedule: beta schedule, one of ``linear, quad, const, jsd, sigmoid, cosine, continuous_t``.
+        beta_start: first beta of the schedule, in (0, 1).
+        beta_end: last beta of the schedule, in (0, 1).
+        t_min: smallest ``T`` (at ``p = 0``), >= 1.
+        t_max: largest ``T`` (at ``p = 1``), >= ``t_min``.
+        sigma: standard deviation of the added noise, > 0, in the units of ``x``.
+        t_dist: ``"priority"`` (``P(t) ∝ t - priority_offset`` over ``1..T``) or ``"uniform"``.
+        clean_prob: share of samples left clean (``t = 0``), in [0, 1].
+        p: initial strength in [0, 1].
+        priority_offset: 0 for the paper's ``P(t) ∝ t``; 1 for the official code's weights ``t - 1``.
+        clean_rule: ``"fixed"`` (use ``clean_prob``) or ``"projected_gan"``
+            (``P(t=0) = 1 - min(round(64 p), 48)/64``, the official projected-gan fork).
+        per_channel: draw ``t`` per sample *and channel* (``t`` has shape ``[B, C]``), as the
+            projected-gan fork does on feature maps.
+
+    Example:
+        >>> import torch
+        >>> noise = DiffusionNoise(t_min=10, t_max=1000, sigma=0.05)
+        >>> y, t = noise(torch.zeros(8, 3, 16, 16))
+        >>> y.shape, t.shape, t.dtype, noise.T
+        (torch.Size([8, 3, 16, 16]), torch.Size([8]), torch.int64, 10)
+        >>> noise.p = 0.5
+        >>> noise.T
+        505
+    """
+
+    _FLOAT64_BUFFERS = ("p_value", "sqrt_abar", "sqrt_one_minus_abar", "t_cdf")
+
+    def __init__(
+        self,
+        schedule: str = "linear",  # beta schedule name (see diffaug_noise.SCHEDULES)
+        beta_start: float = 1e-4,  # first beta of the schedule
+        beta_end: float = 2e-2,  # last beta of the schedule
+        t_min: int = 10,  # T at p = 0
+        t_max: int = 1000,  # T at p = 1
+        sigma: float = 0.05,  # noise standard deviation, in the units of x
+        t_dist: str = "priority",  # law of t over 1..T: "priority" or "uniform"
+        clean_prob: float = 0.0,  # share of samples left at t = 0
+        p: float = 0.0,  # initial strength in [0, 1]
+        priority_offset: int = 0,  # 0: paper, P(t) ∝ t; 1: official code, weights t - 1
+        clean_rule: str = "fixed",  # "fixed" or "projected_gan" (clean share follows p)
+        per_channel: bool = False,  # one t per sample and channel instead of per sample
+    ):
+        super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown beta schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        for label, value in (("t_min", t_min), ("t_max", t_max)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{label} must be an int; got {type(value).__name__} {value!r}")
+        if t_min < 1:
+            raise ValueError(f"t_min must be >= 1 (t = 0 is the clean sample); got t_min={t_min}")
+        if t_min > t_max:
+            raise ValueError(f"t_min must be <= t_max; got t_min={t_min}, t_max={t_max}")
+        if isinstance(sigma, bool) or not isinstance(sigma, Real) or not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a finite number > 0; got {sigma!r}")
+        if t_dist not in T_DISTS:
+            raise ValueError(f"unknown t_dist {t_dist!r}; choose one of {', '.join(T_DISTS)}")
+        if clean_rule not in CLEAN_RULES:
+            raise ValueError(f"unknown clean_rule {clean_rule!r}; choose one of {', '.join(CLEAN_RULES)}")
+        if priority_offset not in (0, 1):
+            raise ValueError(f"priority_offset must be 0 (paper) or 1 (official code); got {priority_offset!r}")
+        if t_dist == "priority" and t_min <= priority_offset:
+            raise ValueError(
+                f"t_min must be >= {priority_offset + 1} with priority_offset={priority_offset} "
+                f"(weights t - {priority_offset} vanish at T = {t_min}); got t_min={t_min}"
+            )
+        self.schedule = schedule
+        self.beta_start = float(beta_start)
+        self.beta_end = float(beta_end)
+        self.t_min = t_min
+        self.t_max = t_max
+        self.sigma = float(sigma)
+        self.t_dist = t_dist
+        self.clean_prob = _check_unit_interval("clean_prob", clean_prob, "Use 0 to noise every sample.")
+        self.priority_offset = priority_offset
+        self.clean_rule = clean_rule
+        self.per_channel = bool(per_channel)
+        beta_schedule(schedule, 1, self.beta_start, self.beta_end)  # validates the beta range early
+
+        f64 = torch.float64
+        self.register_buffer("p_value", torch.zeros((), dtype=f64))
+        self.register_buffer("T_value", torch.tensor(t_min, dtype=torch.int64))
+        self.register_buffer("sqrt_abar", torch.ones(t_max + 1, dtype=f64))
+        self.register_buffer("sqrt_one_minus_abar", torch.zeros(t_max + 1, dtype=f64))
+        self.register_buffer("t_cdf", torch.ones(t_max + 1, dtype=f64))
+        self.p = p
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "DiffusionNoise":
+        """Build the noise of a named preset (``paper``, ``stylegan2``, ``insgen``, ``projected_gan``).
+
+        Example:
+            >>> DiffusionNoise.preset("projected_gan", p=0.5).t_distribution()[0].item()
+            0.5
+        """
+        kwargs = preset_kwargs(name, "noise")
+        unknown = set(overrides) - set(kwargs) - {"p"}
+        if unknown:
+            raise TypeError(f"unknown override(s) {sorted(unknown)} for preset {name!r}; allowed: {sorted(kwargs)} and p")
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def config(self) -> dict:
+        """The constructor arguments except ``p`` (which is state)."""
+        return dict(
+            schedule=self.schedule, beta_start=self.beta_start, beta_end=self.beta_end,
+            t_min=self.t_min, t_max=self.t_max, sigma=self.sigma, t_dist=self.t_dist,
+            clean_prob=self.clean_prob, priority_offset=self.priority_offset,
+            clean_rule=self.clean_rule, per_channel=self.per_channel,
+        )
+
+    # ------------------------------------------------------------------ strength and tables
+
+    @property
+    def p(self) -> float:
+        """Strength in [0, 1]; setting it rebuilds ``T``, the tables and the law of ``t``."""
+        return float(self.p_value)
+
+    @p.setter
+    def p(self, value) -> None:
+        self._rebuild(_check_unit_interval("p", value, "Clip the strength to [0, 1] before setting it."))
+
+    @property
+    def T(self) -> int:
+        """Current maximum timestep: ``t_min + round(p * (t_max - t_min))``."""
+        return int(self.T_value)
+
+    def current_clean_prob(self, p: float | None = None) -> float:
+        """``P(t = 0)`` at strength ``p`` (default: the current one)."""
+        p = self.p if p is None else p
+        return projected_gan_clean_prob(p) if self.clean_rule == "projected_gan" else self.clean_prob
+
+    def _T_for(self, p: float) -> int:
+        return self.t_min + round(p * (self.t_max - self.t_min))
+
+    def _rebuild(self, p: float) -> None:
+        T = self._T_for(p)
+        sqrt_abar, sqrt_one_minus_abar = diffusion_tables(beta_schedule(self.schedule, T, self.beta_start, self.beta_end))
+        cdf = torch.cumsum(timestep_law(T, self.t_dist, self.current_clean_prob(p), self.priority_offset), dim=0)
+        cdf[-1] = 1.0  # so a uniform draw u < 1 never lands past T, whatever the rounding
+        pad = self.t_max - T  # entries past T are never drawn; they repeat the last value
+        with torch.no_grad():
+            self.p_value.fill_(p)
+            self.T_value.fill_(T)
+            self.sqrt_abar.copy_(torch.cat([sqrt_abar, sqrt_abar[-1:].expand(pad)]))
+            self.sqrt_one_minus_abar.copy_(torch.cat([sqrt_one_minus_abar, sqrt_one_minus_abar[-1:].expand(pad)]))
+            self.t_cdf.copy_(torch.cat([cdf, cdf.new_ones(pad)]))
+
+    def t_distribution(self) -> torch.Tensor:
+        """The exact float64 law of ``t`` over ``0..T`` under the current settings (on the CPU).
+
+        Example:
+            >>> law = DiffusionNoise(t_min=4, t_max=4).t_distribution()
+            >>> [round(v, 3) for v in law.tolist()]
+            [0.0, 0.1, 0.2, 0.3, 0.4]
+        """
+        return timestep_law(self.T, self.t_dist, self.current_clean_prob(), self.priority_offset)
+
+    def _apply(self, fn, recurse=True):
+        # Module.half()/.to(dtype) would cast the float64 tables and p; keep them float64 and rebuild
+        # them exactly from p on the new device instead.
+        p = float(self.p_value)
+        super()._apply(fn, recurse)
+        if any(getattr(self, name).dtype != torch.float64 for name in self._FLOAT64_BUFFERS):
+            for name in self._FLOAT64_BUFFERS:
+                setattr(self, name, getattr(self, name).to(torch.float64))
+            self._rebuild(p)
+        return self
+
+    # ------------------------------------------------------------------ state
+
+    def get_extra_state(self) -> dict:
+        return {"config": self.config()}
+
+    def set_extra_state(self, state: dict) -> None:
+        saved, mine = state.get("config", {}), self.config()
+        diff = {k: (saved.get(k), mine.get(k)) for k in set(saved) | set(mine) if saved.get(k) != mine.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: saved {s!r} vs this module {m!r}" for k, (s, m) in sorted(diff.items()))
+            raise ValueError(f"state_dict was saved from a DiffusionNoise with other settings ({details}); "
+                             f"construct the module with the saved settings before loading")
+
+    # ------------------------------------------------------------------ sampling and applying
+
+    def _check_x(self, x) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must have a floating dtype; got {x.dtype}. Convert it first, e.g. x.float()")
+        if x.ndim < 1:
+            raise ValueError(f"x must have a batch dimension; got shape {tuple(x.shape)}")
+        if self.per_channel and x.ndim < 2:
+            raise ValueError(f"per_channel noise needs x of shape [B, C, ...]; got shape {tuple(x.shape)}")
+        if x.device != self.sqrt_abar.device:
+            raise ValueError(f"x is on {x.device} but the noise tables are on {self.sqrt_abar.device}; "
+                             f"call noise.to({str(x.device)!r}) once")
+
+    def _t_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(x.shape[:2]) if self.per_channel else (x.shape[0],)
+
+    def sample_t(self, shape, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw int64 timesteps of ``shape`` (an int batch size or a tuple) from :meth:`t_distribution`.
+
+        Inverse-CDF sampling on the device: ``t = #{k : cdf_k <= u}``, ``u ~ U[0, 1)``; no host sync.
+        """
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        device = self.t_cdf.device if device is None else torch.device(device)
+        u = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
+        return torch.searchsorted(self.t_cdf.to(device), u, right=True)
+
+    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``(t, eps)`` for a batch like ``x``: ``t`` int64 ``[B]`` (``[B, C]`` per channel), ``eps`` like ``x``."""
+        self._check_x(x)
+        t = self.sample_t(self._t_shape(x), x.device, generator)
+        eps = torch.empty_like(x).normal_(generator=generator)
+        return t, eps
+
+    def _coefficients(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        view = t.shape + (1,) * (x.ndim - t.ndim)
+        scale = self.sqrt_abar[t].to(x.dtype).view(view)
+        noise_scale = (self.sqrt_one_minus_abar[t] * self.sigma).to(x.dtype).view(view)
+        return scale, noise_scale
+
+    def apply_transform(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Pure transform: ``sqrt(abar_t) x + sqrt(1 - abar_t) sigma eps`` for given ``t`` and ``eps``.
+
+        Example:
+            >>> noise = DiffusionNoise(t_min=5, t_max=5)
+            >>> x = torch.ones(2, 3)
+            >>> t, eps = noise.sample(x, generator=torch.Generator().manual_seed(0))
+            >>> torch.equal(noise.apply_transform(x, t, eps), noise.apply_transform(x, t, eps))
+            True
+        """
+        self._check_x(x)
+        expected = self._t_shape(x)
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or tuple(t.shape) != expected:
+            got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"t must be an int64 tensor of shape {expected} for x of shape {tuple(x.shape)}; got {got}")
+        if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
+            got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
+            raise ValueError(f"eps must be a tensor of x's shape {tuple(x.shape)}; got {got}")
+        scale, noise_scale = self._coefficients(x, t)
+        return (eps.to(x.dtype) * noise_scale).addcmul_(x, scale)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise ``x``: returns ``(y, t)`` with ``y`` like ``x`` and ``t`` int64 on ``x.device``."""
+        t, eps = self.sample(x, generator)
+        scale, noise_scale = self._coefficients(x, t)
+        # In place on the fresh eps: one buffer, the same arithmetic as apply_transform() (so replays match bitwise).
+        return eps.mul_(noise_scale).addcmul_(x, scale), t
+
+    def extra_repr(self) -> str:
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{cfg}, p={self.p:.6g}, T={self.T}"

@@ -1,0 +1,1 @@
+"""Run-time adapters for unmodified upstream GAN codebases (the only place that knows their names)."""
