@@ -18,6 +18,7 @@ from .controller import AdaptiveController
 from .noise import DiffusionNoise
 from .presets import PRESETS
 from .schedules import SCHEDULES, beta_schedule, diffusion_tables
+from . import theory
 from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
 
 __version__ = "0.1.0"

@@ -14,8 +14,8 @@ from .presets import preset_kwargs
 class AdaptiveController:
     r"""ADA-style adaptation of ``noise.p`` (and so ``T``) from the sign of D's real logits.
 
-    ``observe(real_logits)`` adds ``sum(sign(logits))`` and the count to two float64 accumulators
-    on the device (no host sync). ``update()`` is called once per training step; on every
+    ``observe(real_logits)`` adds ``sum(sign(logits))``, the count and the number of NaNs to three
+    float64 accumulators on the device (no host sync). ``update()`` is called once per training step; on every
     ``interval``-th call it all-reduces the accumulators (under ``torch.distributed``), and with
 
     .. math::
@@ -77,7 +77,8 @@ class AdaptiveController:
         self.step = 0  # update() calls so far
         self.skipped_updates = 0  # adjustments skipped for want of finite statistics
         self.r_d = math.nan  # r_d of the last adjustment step
-        self._sums = torch.zeros(2, dtype=torch.float64, device=noise.sqrt_abar.device)  # [sum sign, count]
+        # [sum of signs, count, NaN count]; torch.sign(NaN) is 0, so NaNs are counted apart.
+        self._sums = torch.zeros(3, dtype=torch.float64, device=noise.sqrt_abar.device)
 
     @classmethod
     def preset(cls, name: str, noise: DiffusionNoise, batch_size: int, **overrides) -> "AdaptiveController":
@@ -92,7 +93,7 @@ class AdaptiveController:
         return self.batch_size * self.interval / (self.kimg * 1000)
 
     def observe(self, real_logits: torch.Tensor) -> None:
-        """Accumulate ``sum(sign(real_logits))`` and their count, on the logits' device."""
+        """Accumulate ``sum(sign(real_logits))``, their count and NaN count, on the logits' device."""
         if not isinstance(real_logits, torch.Tensor):
             raise TypeError(f"real_logits must be a torch.Tensor; got {type(real_logits).__name__}")
         if self._sums.device != real_logits.device:  # once, when training moves to its device
@@ -100,6 +101,7 @@ class AdaptiveController:
         logits = real_logits.detach()
         self._sums[0].add_(logits.sign().sum(dtype=torch.float64))
         self._sums[1].add_(logits.numel())
+        self._sums[2].add_(logits.isnan().sum())
 
     def update(self) -> bool:
         """Count one training step; on every ``interval``-th, adjust ``noise.p``. Returns whether it did."""
@@ -110,8 +112,8 @@ class AdaptiveController:
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=self.process_group)
         self._sums.zero_()
-        sign_sum, count = sums.tolist()  # the one host sync, on adjustment steps only
-        r_d = sign_sum / count if count > 0 else math.nan
+        sign_sum, count, nans = sums.tolist()  # the one host sync, on adjustment steps only
+        r_d = sign_sum / count if count > 0 and nans == 0 else math.nan
         self.r_d = r_d
         if not math.isfinite(r_d):
             self.skipped_updates += 1
@@ -136,8 +138,8 @@ class AdaptiveController:
         if missing:
             raise ValueError(f"controller state is missing {sorted(missing)}; was it saved by AdaptiveController.state_dict()?")
         sums = torch.as_tensor(state["sums"], dtype=torch.float64)
-        if sums.shape != (2,):
-            raise ValueError(f"controller state 'sums' must have shape (2,); got {tuple(sums.shape)}")
+        if sums.shape != (3,):
+            raise ValueError(f"controller state 'sums' must have shape (3,); got {tuple(sums.shape)}")
         self.noise.load_state_dict(state["noise"])
         self.step = int(state["step"])
         self.skipped_updates = int(state["skipped_updates"])

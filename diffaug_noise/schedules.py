@@ -32,9 +32,8 @@ def beta_schedule(
     - ``const``: ``beta_end`` everywhere
     - ``jsd``: ``1 / lin(T, 1)``, i.e. ``1/T, 1/(T-1), ..., 1`` (so ``abar_T = 0``)
     - ``sigmoid``: ``sigmoid(lin(-6, 6)) * (beta_end - beta_start) + beta_start``
-    - ``cosine``: ``abar(x) = cos((x/(T+1) + s)/(1+s) * pi/2)**2`` on ``x = lin(0, T+1)`` with ``T+1``
-      points, normalised by ``abar(0)``; ``beta = 1 - abar[1:]/abar[:-1]`` clipped to ``[0, 0.999]``,
-      ``s = 0.008`` (the official code's grid, see docs/reference-quirks.md)
+    - ``cosine``: ``f(k) = cos((k/T + s)/(1+s) * pi/2)**2``, ``abar_k = f(k)/f(0)`` for ``k = 0..T``,
+      ``beta_k = 1 - abar_k/abar_{k-1}`` clipped to ``[0, 0.999]``, ``s = 0.008`` (Nichol & Dhariwal)
     - ``continuous_t``: ``beta_k = 1 - exp(-b_min/T - (b_max-b_min)(2k-1)/(2T^2))``, ``k = 1..T``,
       ``b_min = 0.1``, ``b_max = 5``; ignores ``beta_start``/``beta_end``
 
