@@ -74,7 +74,15 @@ class DiffusionNoise(nn.Module):
         505
     """
 
-    _FLOAT64_BUFFERS = ("p_value", "sqrt_abar", "sqrt_one_minus_abar", "t_cdf")
+    # Buffers whose dtype is part of their meaning; Module.half()/.to(dtype) must not cast them.
+    _BUFFER_DTYPES = {
+        "p_value": torch.float64,
+        "sqrt_abar": torch.float64,
+        "sqrt_one_minus_abar": torch.float64,
+        "t_cdf": torch.float64,
+        "coefficients32": torch.float32,
+        "coefficients64": torch.float64,
+    }
 
     def __init__(
         self,
@@ -133,6 +141,11 @@ class DiffusionNoise(nn.Module):
         self.register_buffer("sqrt_abar", torch.ones(t_max + 1, dtype=f64))
         self.register_buffer("sqrt_one_minus_abar", torch.zeros(t_max + 1, dtype=f64))
         self.register_buffer("t_cdf", torch.ones(t_max + 1, dtype=f64))
+        # [sqrt(abar_t), sigma * sqrt(1 - abar_t)] per t, gathered in one go by the forward pass.
+        # Derived from the tables above but saved with them, so any restore (load_state_dict, an
+        # upstream loop copying buffers) leaves them consistent with p.
+        self.register_buffer("coefficients32", torch.zeros(2, t_max + 1, dtype=torch.float32))
+        self.register_buffer("coefficients64", torch.zeros(2, t_max + 1, dtype=f64))
         self.p = p
 
     # ------------------------------------------------------------------ construction helpers
@@ -197,6 +210,12 @@ class DiffusionNoise(nn.Module):
             self.sqrt_abar.copy_(torch.cat([sqrt_abar, sqrt_abar[-1:].expand(pad)]))
             self.sqrt_one_minus_abar.copy_(torch.cat([sqrt_one_minus_abar, sqrt_one_minus_abar[-1:].expand(pad)]))
             self.t_cdf.copy_(torch.cat([cdf, cdf.new_ones(pad)]))
+            self._derive_coefficients()
+
+    def _derive_coefficients(self) -> None:
+        with torch.no_grad():
+            self.coefficients64.copy_(torch.stack([self.sqrt_abar, self.sqrt_one_minus_abar * self.sigma]))
+            self.coefficients32.copy_(self.coefficients64)
 
     def t_distribution(self) -> torch.Tensor:
         """The exact float64 law of ``t`` over ``0..T`` under the current settings (on the CPU).
@@ -213,9 +232,9 @@ class DiffusionNoise(nn.Module):
         # them exactly from p on the new device instead.
         p = float(self.p_value)
         super()._apply(fn, recurse)
-        if any(getattr(self, name).dtype != torch.float64 for name in self._FLOAT64_BUFFERS):
-            for name in self._FLOAT64_BUFFERS:
-                setattr(self, name, getattr(self, name).to(torch.float64))
+        if any(getattr(self, name).dtype != dtype for name, dtype in self._BUFFER_DTYPES.items()):
+            for name, dtype in self._BUFFER_DTYPES.items():
+                setattr(self, name, getattr(self, name).to(dtype))
             self._rebuild(p)
         return self
 
@@ -268,10 +287,9 @@ class DiffusionNoise(nn.Module):
         return t, eps
 
     def _coefficients(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        view = t.shape + (1,) * (x.ndim - t.ndim)
-        scale = self.sqrt_abar[t].to(x.dtype).view(view)
-        noise_scale = (self.sqrt_one_minus_abar[t] * self.sigma).to(x.dtype).view(view)
-        return scale, noise_scale
+        table = self.coefficients64 if x.dtype == torch.float64 else self.coefficients32
+        coefficients = table[:, t].to(x.dtype).view((2,) + t.shape + (1,) * (x.ndim - t.ndim))
+        return coefficients[0], coefficients[1]
 
     def apply_transform(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """Pure transform: ``sqrt(abar_t) x + sqrt(1 - abar_t) sigma eps`` for given ``t`` and ``eps``.
