@@ -1,0 +1,1 @@
+"""The `diffaug-noise` command line: thin click commands over the library."""

@@ -1,0 +1,40 @@
+"""Writing outputs so that a crash never leaves a half-written file behind."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+import click
+
+
+def ensure_outdir(path: pathlib.Path) -> pathlib.Path:
+    """Create ``path`` (and parents) or fail with the reason and the fix."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.ClickException(f"cannot create output folder {str(path)!r}: {err.strerror}; pass --out with a writable path")
+    if not os.access(path, os.W_OK):
+        raise click.ClickException(f"output folder {str(path)!r} is not writable; pass --out with a writable path")
+    return path
+
+
+def write_atomic(path: pathlib.Path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: pathlib.Path, data) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=True)
+            f.write("\n")
+    write_atomic(path, write)

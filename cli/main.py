@@ -1,0 +1,28 @@
+"""Entry point of the `diffaug-noise` console script."""
+from __future__ import annotations
+
+import click
+
+from .bench import bench_command
+from .show import show_group
+from .toy import toy_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="diffaug-noise")
+def main():
+    """Diffusion-GAN as one composable layer: adaptive diffusion noise before the discriminator.
+
+    Start with `diffaug-noise run toy` (a CPU demo, about a minute); `diffaug-noise show` draws
+    what the discriminator sees; `diffaug-noise bench` times the noise.
+    """
+
+
+@main.group("run")
+def run_group():
+    """Train: `toy` is built in; upstream codebases get their own backends."""
+
+
+run_group.add_command(toy_command)
+main.add_command(show_group)
+main.add_command(bench_command)

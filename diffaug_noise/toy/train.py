@@ -1,0 +1,185 @@
+"""Plain GAN vs fixed instance noise vs Diffusion-GAN on the 25-Gaussians grid.
+
+Every (method, seed) pair is one member of a batched ensemble, so all of them train in one
+pass over the iterations: same networks, same initial weights and same data for one seed,
+whatever the method.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..conditioning import TimestepEmbedding
+from ..controller import AdaptiveController
+from ..noise import DiffusionNoise
+from .ensemble import EnsembleMLP
+from .grid import grid_means, mode_metrics, sample_grid
+
+METHODS = ("plain", "fixed", "diffusion")
+
+
+@dataclasses.dataclass
+class ToyConfig:
+    """Settings of the toy run; defaults are the ones docs/toy.md reports."""
+
+    iters: int = 3000  # training iterations (one D and one G step each)
+    seeds: tuple = (0, 1, 2, 3, 4)  # one run per seed and method
+    methods: tuple = METHODS  # any of plain, fixed, diffusion
+    batch_size: int = 256  # real and fake samples per step
+    hidden: int = 128  # width of the 3 hidden layers of G and D
+    z_dim: int = 2  # latent dimension
+    lr: float = 1e-3  # Adam learning rate (G and D)
+    adam_betas: tuple = (0.5, 0.999)  # Adam betas
+    grid_size: int = 5  # modes per side
+    spacing: float = 2.0  # distance between neighbouring modes
+    std: float = 0.05  # standard deviation of each mode
+    fixed_sigma: float = 0.2  # std of the fixed instance noise ("fixed")
+    sigma: float = 2.0  # diffusion noise std, in data units ("diffusion")
+    clean_prob: float = 0.5  # share of D's inputs left clean ("diffusion")
+    t_min: int = 10  # diffusion T at p = 0
+    t_max: int = 1000  # diffusion T at p = 1
+    target: float = 0.6  # controller target for r_d
+    interval: int = 4  # controller interval (steps)
+    kimg: float = 100  # controller speed
+    embed_dim: int = 16  # sinusoidal features of t fed to D
+    eval_samples: int = 2500  # generated samples for the metrics
+    hq_stds: float = 3.0  # HQ radius, in mode stds
+    min_count: int = 20  # HQ samples for a mode to count as covered
+    threads: int = 2  # torch CPU threads (results depend on it)
+    device: str = "cpu"  # where G, D and the noise live
+    log_every: int = 25  # history resolution (iterations)
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown or no methods {list(self.methods)}; choose from {', '.join(METHODS)}")
+        if self.iters < 1 or not self.seeds:
+            raise ValueError(f"need iters >= 1 and at least one seed; got iters={self.iters}, seeds={list(self.seeds)}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1; got {self.threads}")
+
+
+def _noise_inputs(method, noise, x, generator, fixed_sigma):
+    """What D sees for one member: ``(y, t)``."""
+    if method == "diffusion":
+        return noise(x, generator=generator)
+    t = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    if method == "fixed":
+        return x + fixed_sigma * torch.randn(x.shape, device=x.device, generator=generator), t
+    return x, t
+
+
+def train_toy(config: ToyConfig, on_step: Callable[[int], None] | None = None) -> dict:
+    """Train every (method, seed) of ``config``; return metrics, history and samples.
+
+    ``on_step(i)`` is called after each iteration (a progress bar hooks in here).
+    """
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(config, on_step)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(config: ToyConfig, on_step) -> dict:
+    members = [(m, s) for m in config.methods for s in config.seeds]
+    K, B = len(members), config.batch_size
+    seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
+    device = torch.device(config.device)
+    means = grid_means(config.grid_size, config.spacing)
+    G = EnsembleMLP([s for _, s in members], [config.z_dim] + [config.hidden] * 3 + [2]).to(device)
+    D = EnsembleMLP([s + 10_000 for _, s in members], [2 + config.embed_dim] + [config.hidden] * 3 + [1]).to(device)
+    embed = TimestepEmbedding(config.embed_dim, max_period=2.0 * config.t_max, mlp=False).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas)
+    opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas)
+    data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
+    noise_gens = [torch.Generator(device).manual_seed(s + 30_000) for _, s in members]
+    noises, controllers = [], []
+    for method, _ in members:
+        noise = DiffusionNoise(sigma=config.sigma, clean_prob=config.clean_prob, t_min=config.t_min, t_max=config.t_max).to(device)
+        noises.append(noise)
+        controllers.append(AdaptiveController(noise, target=config.target, interval=config.interval,
+                                              kimg=config.kimg, batch_size=B) if method == "diffusion" else None)
+
+    def discriminate(x):
+        ys, ts = zip(*(_noise_inputs(m, noises[k], x[k], noise_gens[k], config.fixed_sigma) for k, (m, _) in enumerate(members)))
+        return D(torch.cat([torch.stack(ys), embed(torch.stack(ts))], dim=2))
+
+    history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
+               "r_d": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"}}
+    start = time.perf_counter()
+    for it in range(1, config.iters + 1):
+        per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g)) for g in data_gens]
+        real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
+        z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
+        fake = G(z)
+
+        # Real and fake through D in one batched call: the same loss as two calls, one pass fewer.
+        real_logits, fake_logits = discriminate(torch.cat([real, fake.detach()], dim=1)).split(B, dim=1)
+        loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        for k, ctrl in enumerate(controllers):
+            if ctrl is not None:
+                ctrl.observe(real_logits[k])
+                ctrl.update()
+
+        loss_g = F.softplus(-discriminate(fake)).mean(dim=(1, 2)).sum()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        if it % config.log_every == 0 or it == config.iters:
+            history["iteration"].append(it)
+            for k in history["T"]:
+                history["T"][k].append(noises[k].T)
+                history["r_d"][k].append(controllers[k].r_d)
+        if on_step is not None:
+            on_step(it)
+    wall = time.perf_counter() - start
+
+    with torch.no_grad():
+        eval_gen = torch.Generator().manual_seed(40_000)
+        z = torch.randn(config.eval_samples, config.z_dim, generator=eval_gen).expand(K, -1, -1)
+        samples = G(z.to(device)).cpu()
+    runs = []
+    for k, (method, seed) in enumerate(members):
+        metrics = mode_metrics(samples[k], means, config.std, config.hq_stds, config.min_count)
+        runs.append({
+            "method": method,
+            "seed": seed,
+            **{key: metrics[key] for key in ("modes_covered", "modes_hit", "hq_share", "reverse_kl")},
+            "final_T": noises[k].T if method == "diffusion" else None,
+            "final_p": noises[k].p if method == "diffusion" else None,
+        })
+    return {
+        "config": dataclasses.asdict(config),
+        "wall_seconds": wall,
+        "wall_seconds_per_run": wall / K,
+        "runs": runs,
+        "summary": summarize(runs, config.methods),
+        "history": {"iteration": history["iteration"],
+                    "T": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["T"].items()},
+                    "r_d": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["r_d"].items()}},
+        "samples": {f"{m}/seed{s}": samples[k] for k, (m, s) in enumerate(members)},
+        "real": sample_grid(config.eval_samples, means, config.std, torch.Generator().manual_seed(50_000)),
+    }
+
+
+def summarize(runs: list[dict], methods) -> dict:
+    """Median, min and max over seeds of each metric, per method."""
+    out = {}
+    for method in methods:
+        rows = [r for r in runs if r["method"] == method]
+        out[method] = {
+            key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows), "max": max(r[key] for r in rows)}
+            for key in ("modes_covered", "modes_hit", "hq_share", "reverse_kl")
+        }
+    return out

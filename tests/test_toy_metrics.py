@@ -1,0 +1,69 @@
+"""Mode-coverage metrics on hand-made samples with known answers."""
+import math
+
+import pytest
+import torch
+
+from diffaug_noise.toy import grid_means, mode_metrics, sample_grid
+from diffaug_noise.toy.ensemble import EnsembleMLP
+
+MEANS = grid_means(5, 2.0)
+
+
+def test_grid_means_are_the_5x5_lattice():
+    assert MEANS.shape == (25, 2)
+    assert sorted(set(MEANS[:, 0].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    assert sorted(set(MEANS[:, 1].tolist())) == [-4.0, -2.0, 0.0, 2.0, 4.0]
+
+
+def test_all_modes_covered_uniformly():
+    samples = MEANS.repeat_interleave(100, dim=0) + 0.01
+    out = mode_metrics(samples, MEANS, std=0.05)
+    assert out == {"modes_covered": 25, "modes_hit": 25, "hq_share": 1.0, "reverse_kl": pytest.approx(0.0, abs=1e-12),
+                   "counts": [100] * 25}
+
+
+def test_collapsed_generator_known_counts_and_kl():
+    # 7 modes with 30 HQ samples each, one mode with 19 HQ (not covered), 50 far-off samples.
+    hq = torch.cat([MEANS[i].repeat(30, 1) for i in range(7)] + [MEANS[7].repeat(19, 1)])
+    off = torch.full((50, 2), 1.0)  # halfway between modes: 1.41 from the nearest, far beyond 3 std
+    out = mode_metrics(torch.cat([hq, off]), MEANS, std=0.05)
+    assert out["modes_covered"] == 7 and out["modes_hit"] == 8
+    assert out["hq_share"] == pytest.approx(229 / 279)
+    q = [30 / 229] * 7 + [19 / 229]
+    assert out["reverse_kl"] == pytest.approx(sum(v * math.log(25 * v) for v in q), rel=1e-12)
+
+
+def test_hq_radius_is_three_stds():
+    inside = MEANS[0] + torch.tensor([0.149, 0.0])
+    outside = MEANS[0] + torch.tensor([0.151, 0.0])
+    assert mode_metrics(inside.unsqueeze(0), MEANS, std=0.05)["hq_share"] == 1.0
+    out = mode_metrics(outside.unsqueeze(0), MEANS, std=0.05)
+    assert out["hq_share"] == 0.0 and out["reverse_kl"] == math.inf
+
+
+def test_real_data_scores_full_coverage_and_3sigma_share():
+    samples = sample_grid(2500, MEANS, 0.05, torch.Generator().manual_seed(0))
+    out = mode_metrics(samples, MEANS, std=0.05)
+    assert out["modes_covered"] == 25
+    # In 2-D, P(|N(0, I)| <= 3) = 1 - exp(-9/2); 6 binomial standard errors.
+    p = 1 - math.exp(-4.5)
+    assert abs(out["hq_share"] - p) < 6 * math.sqrt(p * (1 - p) / 2500)
+
+
+def test_metric_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"samples must have shape \[N, 2\]; got \(4, 3\)"):
+        mode_metrics(torch.zeros(4, 3), MEANS, std=0.05)
+
+
+def test_ensemble_members_train_independently():
+    """Batched training equals training each member alone (same init seed, same data)."""
+    torch.manual_seed(0)
+    x, target = torch.randn(2, 8, 3), torch.randn(2, 8, 1)
+    together = EnsembleMLP([1, 2], [3, 16, 1])
+    alone = EnsembleMLP([2], [3, 16, 1])
+    opt_t, opt_a = torch.optim.Adam(together.parameters(), 1e-2), torch.optim.Adam(alone.parameters(), 1e-2)
+    for _ in range(5):
+        opt_t.zero_grad(); ((together(x) - target) ** 2).mean(dim=(1, 2)).sum().backward(); opt_t.step()
+        opt_a.zero_grad(); ((alone(x[1:]) - target[1:]) ** 2).mean(dim=(1, 2)).sum().backward(); opt_a.step()
+    torch.testing.assert_close(together(x)[1], alone(x[1:])[0], rtol=1e-5, atol=1e-6)
