@@ -7,6 +7,7 @@ whatever the method.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 import time
 from typing import Callable
@@ -95,7 +96,10 @@ def _train(config: ToyConfig, on_step) -> dict:
     means = grid_means(config.grid_size, config.spacing)
     G = EnsembleMLP([s for _, s in members], [config.z_dim] + [config.hidden] * 3 + [2]).to(device)
     D = EnsembleMLP([s + 10_000 for _, s in members], [2 + config.embed_dim] + [config.hidden] * 3 + [1]).to(device)
-    embed = TimestepEmbedding(config.embed_dim, max_period=2.0 * config.t_max, mlp=False).to(device)
+    # D sees sinusoids of log(1 + t) scaled to [0, pi]: smooth in t and still distinct for small t
+    # (sinusoids of raw t oscillate at 1 rad per step, a jagged input for a small MLP).
+    embed = TimestepEmbedding(config.embed_dim, max_period=10.0, mlp=False).to(device)
+    t_scale = math.pi / math.log1p(config.t_max)
     opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas)
     opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas)
     data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
@@ -109,7 +113,7 @@ def _train(config: ToyConfig, on_step) -> dict:
 
     def discriminate(x):
         ys, ts = zip(*(_noise_inputs(m, noises[k], x[k], noise_gens[k], config.fixed_sigma) for k, (m, _) in enumerate(members)))
-        return D(torch.cat([torch.stack(ys), embed(torch.stack(ts))], dim=2))
+        return D(torch.cat([torch.stack(ys), embed(torch.log1p(torch.stack(ts).float()) * t_scale)], dim=2))
 
     history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
                "r_d": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"}}
