@@ -29,6 +29,8 @@ def _methods(value: str | None, compare: bool) -> tuple:
 def format_table(result: dict) -> str:
     """One line per method: median [min-max] over seeds."""
     def span(stat, fmt):
+        if stat["min"] == stat["max"]:
+            return fmt(stat["median"])
         return f"{fmt(stat['median'])} [{fmt(stat['min'])}-{fmt(stat['max'])}]"
 
     lines = [f"{'method':<10} {'modes covered /25':<20} {'HQ samples %':<20} {'reverse KL':<20} final T",

@@ -28,8 +28,8 @@ METHODS = ("plain", "fixed", "diffusion")
 class ToyConfig:
     """Settings of the toy run; defaults are the ones docs/toy.md reports."""
 
-    iters: int = 3000  # training iterations (one D and one G step each)
-    seeds: tuple = (0, 1, 2, 3, 4)  # one run per seed and method
+    iters: int = 3000  # training iterations (one D and one G step each); ~45 s for 3 runs on 2 cores
+    seeds: tuple = (0,)  # one run per seed and method
     methods: tuple = METHODS  # any of plain, fixed, diffusion
     batch_size: int = 256  # real and fake samples per step
     hidden: int = 128  # width of the 3 hidden layers of G and D

@@ -1,0 +1,49 @@
+"""Dependency direction and import weight of the core package."""
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import diffaug_noise as dn
+
+CORE = pathlib.Path(dn.__file__).parent
+
+
+def test_importing_the_core_pulls_in_no_cli_plotting_or_metrics_packages():
+    code = ("import sys, diffaug_noise, diffaug_noise.toy, diffaug_noise.benchmark; "
+            "bad = [m for m in ('click', 'matplotlib', 'torch_fidelity', 'diffaug_noise.cli', "
+            "'diffaug_noise.integrations') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_core_sources_never_import_integrations_or_cli():
+    pattern = re.compile(r"^\s*(from|import)\s+(diffaug_noise\.)?(integrations|cli)\b|^\s*from\s+\.+(integrations|cli)\b", re.M)
+    offenders = [str(p) for p in CORE.rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+def test_cli_and_integrations_ship_inside_the_distribution():
+    import diffaug_noise.cli.main
+    import diffaug_noise.integrations
+
+    assert pathlib.Path(diffaug_noise.cli.main.__file__).parent.name == "cli"
+    assert pathlib.Path(diffaug_noise.integrations.__file__).parent.name == "integrations"
+
+
+@pytest.mark.gpu
+def test_forward_and_observe_make_no_host_sync():
+    noise = dn.DiffusionNoise(p=0.5).cuda()
+    ctrl = dn.AdaptiveController(noise, interval=1000, batch_size=64)
+    x = torch.randn(64, 3, 32, 32, device="cuda")
+    noise(x)  # warm-up
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        y, t = noise(x)
+        ctrl.observe(y.mean(dim=(1, 2, 3)))
+        ctrl.update()  # not an adjustment step
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
