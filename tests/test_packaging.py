@@ -47,3 +47,18 @@ def test_forward_and_observe_make_no_host_sync():
         ctrl.update()  # not an adjustment step
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_every_package_directory_is_listed_in_pyproject():
+    """A non-editable install ships only the packages pyproject.toml lists."""
+    import tomllib
+
+    root = CORE.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = {name: root / path for name, path in config["package-dir"].items()}
+    found = set()
+    for name, path in dirs.items():
+        for init in path.rglob("__init__.py"):
+            rel = init.parent.relative_to(path).parts
+            found.add(".".join((name,) + rel))
+    assert found == set(config["packages"])
