@@ -18,7 +18,7 @@ _DEFAULTS = ToyConfig()
 
 def _methods(value: str | None, compare: bool) -> tuple:
     if value is None:
-        return METHODS if compare else ("diffusion",)
+        return ("plain", "diffusion") if compare else ("diffusion",)
     methods = tuple(m.strip() for m in value.split(",") if m.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
@@ -33,12 +33,12 @@ def format_table(result: dict) -> str:
             return fmt(stat["median"])
         return f"{fmt(stat['median'])} [{fmt(stat['min'])}-{fmt(stat['max'])}]"
 
-    lines = [f"{'method':<10} {'modes covered /25':<20} {'HQ samples %':<20} {'reverse KL':<20} final T",
-             "-" * 82]
+    lines = [f"{'method':<10} {'modes covered /25':<20} {'modes hit /25':<16} {'HQ samples %':<20} {'reverse KL':<20} final T",
+             "-" * 100]
     for method, stats in result["summary"].items():
         Ts = sorted(r["final_T"] for r in result["runs"] if r["method"] == method and r["final_T"] is not None)
         lines.append(
-            f"{method:<10} {span(stats['modes_covered'], lambda v: f'{v:g}'):<20} "
+            f"{method:<10} {span(stats['modes_covered'], lambda v: f'{v:g}'):<20} {span(stats['modes_hit'], lambda v: f'{v:g}'):<16} "
             f"{span(stats['hq_share'], lambda v: f'{100 * v:.1f}'):<20} "
             f"{span(stats['reverse_kl'], lambda v: f'{v:.3f}'):<20} {Ts if Ts else '-'}"
         )
@@ -56,9 +56,10 @@ def format_table(result: dict) -> str:
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=len(_DEFAULTS.seeds), show_default=True,
               help="Number of seeds (0..K-1); every method trains once per seed.")
 @click.option("--methods", type=str, default=None,
-              help="Comma-separated subset of plain,fixed,diffusion.  [default: all three with --compare, diffusion alone with --no-compare]")
+              help="Comma-separated subset of plain,fixed,diffusion (fixed = Gaussian instance noise, std 0.2).  "
+                   "[default: plain,diffusion with --compare, diffusion alone with --no-compare]")
 @click.option("--compare/--no-compare", default=True, show_default=True,
-              help="Train the baselines (plain GAN, fixed instance noise) beside Diffusion-GAN.")
+              help="Train the plain GAN beside Diffusion-GAN (same networks, seeds and data).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where to train; the toy is small enough for a laptop CPU.")
 @click.option("--threads", type=click.IntRange(min=1), default=_DEFAULTS.threads, show_default=True,

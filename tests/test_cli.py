@@ -27,7 +27,7 @@ def test_help_of_every_command_lists_its_options_with_defaults():
 
 def test_run_toy_writes_metrics_and_plots(tmp_path):
     out = tmp_path / "run"
-    result = invoke("run", "toy", "--out", str(out), "--iters", "30", "--seeds", "2")
+    result = invoke("run", "toy", "--out", str(out), "--iters", "30", "--seeds", "2", "--methods", "plain,fixed,diffusion")
     assert result.exit_code == 0, result.output
     for name in ("plain", "fixed", "diffusion"):
         assert name in result.output
@@ -51,6 +51,14 @@ def test_run_toy_writes_metrics_and_plots(tmp_path):
     for png in ("samples.png", "T.png"):
         assert (out / png).read_bytes()[:8] == PNG_MAGIC
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_run_toy_default_compares_plain_and_diffusion(tmp_path):
+    result = invoke("run", "toy", "--out", str(tmp_path), "--iters", "5")
+    assert result.exit_code == 0, result.output
+    runs = json.loads((tmp_path / "metrics.json").read_text())["runs"]
+    assert [(r["method"], r["seed"]) for r in runs] == [("plain", 0), ("diffusion", 0)]
+    assert "modes hit" in result.output
 
 
 def test_run_toy_same_seed_is_reproducible(tmp_path):
