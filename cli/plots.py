@@ -37,7 +37,7 @@ def toy_samples(plt, result: dict, path: pathlib.Path) -> None:
         pts = result["samples"][f"{method}/seed{seed}"]
         run = next(r for r in result["runs"] if r["method"] == method and r["seed"] == seed)
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
-        ax.set_title(f"{method}: {run['modes_covered']}/25 modes, HQ {100 * run['hq_share']:.0f}%")
+        ax.set_title(f"{method}: {run['modes_covered']}/25 covered, {run['modes_hit']} hit, HQ {100 * run['hq_share']:.0f}%", fontsize=9)
     for ax in axes:
         ax.set_xlim(-6, 6)
         ax.set_ylim(-6, 6)
