@@ -29,15 +29,6 @@ PRESETS: dict[str, dict[str, dict]] = {
         ),
         "controller": dict(target=0.6, interval=4, kimg=100),
     },
-    # diffusion-insgen (train.py defaults: --t_max 500 --ts_dist uniform; training/augment.py).
-    "insgen": {
-        "noise": dict(
-            schedule="linear", beta_start=1e-4, beta_end=2e-2, t_min=10, t_max=500,
-            sigma=0.05, t_dist="uniform", clean_prob=0.5, priority_offset=1,
-            clean_rule="fixed", per_channel=False,
-        ),
-        "controller": dict(target=0.6, interval=4, kimg=100),
-    },
     # diffusion-projected-gan (pg_modules/projector.py, pg_modules/diffusion.py, train.py):
     # noise on feature maps, t per sample and channel, noised share min(round(64p), 48)/64.
     "projected_gan": {
@@ -48,6 +39,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         ),
         "controller": dict(target=0.6, interval=4, kimg=100),
     },
+}
+
+# diffusion-insgen (training/augment.py) is stylegan2's noise with other train.py defaults:
+# --t_max 500 --ts_dist uniform.
+PRESETS["insgen"] = {
+    "noise": {**PRESETS["stylegan2"]["noise"], "t_max": 500, "t_dist": "uniform"},
+    "controller": dict(PRESETS["stylegan2"]["controller"]),
 }
 
 
