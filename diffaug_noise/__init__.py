@@ -36,5 +36,6 @@ __all__ = [
     "beta_schedule",
     "diffusion_tables",
     "projected_gan_clean_prob",
+    "theory",
     "timestep_law",
 ]

@@ -1,4 +1,3 @@
-import math
 
 import pytest
 import torch
@@ -31,4 +30,4 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-__all__ = ["abar_reference", "linear_betas_reference", "math"]
+__all__ = ["abar_reference", "linear_betas_reference"]

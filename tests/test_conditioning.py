@@ -1,5 +1,4 @@
 """Timestep conditioning: embedding and projection head against independent formulas."""
-import math
 
 import numpy as np
 import pytest
