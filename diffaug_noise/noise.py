@@ -210,10 +210,6 @@ class DiffusionNoise(nn.Module):
             self.sqrt_abar.copy_(torch.cat([sqrt_abar, sqrt_abar[-1:].expand(pad)]))
             self.sqrt_one_minus_abar.copy_(torch.cat([sqrt_one_minus_abar, sqrt_one_minus_abar[-1:].expand(pad)]))
             self.t_cdf.copy_(torch.cat([cdf, cdf.new_ones(pad)]))
-            self._derive_coefficients()
-
-    def _derive_coefficients(self) -> None:
-        with torch.no_grad():
             self.coefficients64.copy_(torch.stack([self.sqrt_abar, self.sqrt_one_minus_abar * self.sigma]))
             self.coefficients32.copy_(self.coefficients64)
 
