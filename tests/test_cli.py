@@ -39,6 +39,7 @@ def test_run_toy_writes_metrics_and_plots(tmp_path):
         assert run["method"] in ("plain", "fixed", "diffusion") and run["seed"] in (0, 1)
         assert 0 <= run["modes_covered"] <= run["modes_hit"] <= 25
         assert 0.0 <= run["hq_share"] <= 1.0
+        assert run["wall_seconds"] == pytest.approx(metrics["wall_seconds"] / 6)
         assert run["reverse_kl"] >= 0 or math.isinf(run["reverse_kl"])
         if run["method"] == "diffusion":
             assert 10 <= run["final_T"] <= 1000 and 0.0 <= run["final_p"] <= 1.0

@@ -164,6 +164,7 @@ def _train(config: ToyConfig, on_step) -> dict:
             **{key: metrics[key] for key in ("modes_covered", "modes_hit", "hq_share", "reverse_kl")},
             "final_T": noises[k].T if method == "diffusion" else None,
             "final_p": noises[k].p if method == "diffusion" else None,
+            "wall_seconds": wall / K,  # this run's share of the one batched pass that trains them all
         })
     return {
         "config": dataclasses.asdict(config),
