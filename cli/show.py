@@ -130,7 +130,7 @@ def show_js(preset, sigma, ts, theta_max, out_path):
     ax.set_xlabel("theta (fake point mass position; real at 0)")
     ax.set_ylabel("JS divergence of the noised laws")
     ax.set_title(f"preset {preset!r}, sigma = {noise.sigma:g}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     plots.save(fig, out_path)
     plt.close(fig)
     click.echo(f"wrote {out_path}")
