@@ -106,3 +106,26 @@ def test_all_reduce_gives_identical_p_on_every_rank(tmp_path):
     # rank 0 alone (r_d = 1) would have moved it up.
     assert r0["p"] == pytest.approx(0.5 - 20 * 2 / 1000)
     assert r0["T"] == 10 + round(r0["p"] * 990)
+
+
+def _rank_nan_main(rank, world, init_file, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    noise = dn.DiffusionNoise(t_min=10, t_max=1000, p=0.5)
+    ctrl = dn.AdaptiveController(noise, target=0.6, interval=1, kimg=1, batch_size=20)
+    history = []
+    # Step 1: rank 1 sees only NaN logits, rank 0 finite ones. Step 2: both finite again.
+    for step in range(2):
+        logits = torch.full((10,), float("nan")) if (rank == 1 and step == 0) else torch.ones(10)
+        ctrl.observe(logits)
+        history.append((ctrl.update(), noise.p, noise.T, ctrl.skipped_updates))
+    torch.save(history, os.path.join(out_dir, f"nan{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_nan_logits_on_one_rank_skip_the_step_on_every_rank(tmp_path):
+    mp.spawn(_rank_nan_main, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    h0, h1 = (torch.load(tmp_path / f"nan{r}.pt") for r in (0, 1))
+    assert h0 == h1
+    assert h0[0] == (False, 0.5, 10 + round(0.5 * 990), 1)  # skipped everywhere, p untouched
+    assert h0[1][0] and h0[1][1] == pytest.approx(0.5 + 20 / 1000)  # the next step moves again
