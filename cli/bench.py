@@ -8,7 +8,7 @@ import torch
 
 from diffaug_noise.benchmark import DEFAULT_SHAPES, bench_noise
 
-from .io import write_json
+from .io import check_device, write_json
 
 
 def _shapes(ctx, param, value: str) -> list[tuple[int, ...]]:
@@ -30,8 +30,7 @@ def _shapes(ctx, param, value: str) -> list[tuple[int, ...]]:
               help="Also write the results to this JSON file.")
 def bench_command(device, shapes, repeats, json_path):
     """Time the noise forward and print ratios to randn_like (the bound), a copy and an unfused baseline."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    check_device(device)
     rows = bench_noise(shapes=shapes, device=device, repeats=repeats)
     click.echo(f"{'shape':<18} {'ours ms':>9} {'randn ms':>9} {'ours/randn':>11} {'unfused/ours':>13} {'ours/copy':>10}")
     for r in rows:

@@ -7,6 +7,13 @@ import pathlib
 import tempfile
 
 import click
+import torch
+
+
+def check_device(device: str) -> None:
+    """Fail with the fix when ``--device cuda`` is asked for on a machine without CUDA."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
 
 
 def ensure_outdir(path: pathlib.Path) -> pathlib.Path:

@@ -11,7 +11,7 @@ import torch
 from diffaug_noise.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
-from .io import ensure_outdir, write_json
+from .io import check_device, ensure_outdir, write_json
 
 _DEFAULTS = ToyConfig()
 
@@ -75,8 +75,7 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
     each generator covers (PacGAN's protocol, docs/toy.md). Writes metrics.json, samples.png
     (real vs generated) and T.png (T and r_d over training) to --out and prints a table.
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
+    check_device(device)
     config = ToyConfig(iters=iters, seeds=tuple(range(n_seeds)), methods=_methods(methods, compare),
                        threads=threads, sigma=sigma, target=target, device=device)
     out_dir = ensure_outdir(out_dir)
@@ -84,7 +83,7 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
 
     with tqdm(total=iters, desc=f"toy: {len(config.methods)} method(s) x {n_seeds} seed(s)", unit="it", leave=False) as bar:
         result = train_toy(config, on_step=lambda i: bar.update(1))
-    metrics = {key: result[key] for key in ("config", "wall_seconds", "wall_seconds_per_run", "runs", "summary", "history")}
+    metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
     metrics["environment"] = {
         "date": datetime.date.today().isoformat(),
         "machine": platform.machine(),

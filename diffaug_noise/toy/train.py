@@ -22,6 +22,7 @@ from .ensemble import EnsembleMLP
 from .grid import grid_means, mode_metrics, sample_grid
 
 METHODS = ("plain", "fixed", "diffusion")
+METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
 
 
 @dataclasses.dataclass
@@ -104,12 +105,14 @@ def _train(config: ToyConfig, on_step) -> dict:
     opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
     noise_gens = [torch.Generator(device).manual_seed(s + 30_000) for _, s in members]
-    noises, controllers = [], []
+    noises, controllers = [], []  # None for the baselines
     for method, _ in members:
-        noise = DiffusionNoise(sigma=config.sigma, clean_prob=config.clean_prob, t_min=config.t_min, t_max=config.t_max).to(device)
+        noise = ctrl = None
+        if method == "diffusion":
+            noise = DiffusionNoise(sigma=config.sigma, clean_prob=config.clean_prob, t_min=config.t_min, t_max=config.t_max).to(device)
+            ctrl = AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg, batch_size=B)
         noises.append(noise)
-        controllers.append(AdaptiveController(noise, target=config.target, interval=config.interval,
-                                              kimg=config.kimg, batch_size=B) if method == "diffusion" else None)
+        controllers.append(ctrl)
 
     def discriminate(x):
         ys, ts = zip(*(_noise_inputs(m, noises[k], x[k], noise_gens[k], config.fixed_sigma) for k, (m, _) in enumerate(members)))
@@ -161,7 +164,7 @@ def _train(config: ToyConfig, on_step) -> dict:
         runs.append({
             "method": method,
             "seed": seed,
-            **{key: metrics[key] for key in ("modes_covered", "modes_hit", "hq_share", "reverse_kl")},
+            **{key: metrics[key] for key in METRICS},
             "final_T": noises[k].T if method == "diffusion" else None,
             "final_p": noises[k].p if method == "diffusion" else None,
             "wall_seconds": wall / K,  # this run's share of the one batched pass that trains them all
@@ -169,7 +172,6 @@ def _train(config: ToyConfig, on_step) -> dict:
     return {
         "config": dataclasses.asdict(config),
         "wall_seconds": wall,
-        "wall_seconds_per_run": wall / K,
         "runs": runs,
         "summary": summarize(runs, config.methods),
         "history": {"iteration": history["iteration"],
@@ -187,6 +189,6 @@ def summarize(runs: list[dict], methods) -> dict:
         rows = [r for r in runs if r["method"] == method]
         out[method] = {
             key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows), "max": max(r[key] for r in rows)}
-            for key in ("modes_covered", "modes_hit", "hq_share", "reverse_kl")
+            for key in METRICS
         }
     return out
