@@ -1,9 +1,11 @@
 """Timing of the noise forward against the bounds measured in the same run.
 
 Reported as ratios, never as pass/fail: ``ours / randn`` (drawing ``eps`` is the unavoidable
-work), ``ours / copy`` (one read + one write of ``x``) and ``unfused / ours`` (a textbook
-implementation that samples ``t`` on the host with numpy and moves the tables to the device
-on every call, as the official code does).
+work), ``ours / copy`` (one read + one write of ``x``: the fused CUDA kernel's floor),
+``unfused / ours`` (a textbook implementation that samples ``t`` on the host with numpy and
+moves the tables to the device on every call, as the official code does) and
+``ours / D step`` (the noise's share of a StyleGAN2-sized discriminator's forward + backward
+at the same batch).
 """
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from torch import nn
+import torch.nn.functional as F
+
+from . import fused
 from .noise import DiffusionNoise
 
 DEFAULT_SHAPES = ((64, 3, 32, 32), (32, 3, 64, 64), (16, 3, 256, 256))
@@ -42,6 +48,70 @@ class UnfusedReferenceNoise:
         return a * x + b * eps, t
 
 
+class ResNetDiscriminator(nn.Module):
+    """A StyleGAN2-sized residual discriminator (for timing only; written for this benchmark).
+
+    StyleGAN2's ``resnet`` layout and widths: a 1x1 from-RGB conv, then per resolution
+    ``r = R, R/2, ..., 8`` a block of two 3x3 convs (the second halving ``r``) plus a 1x1 skip,
+    ``min(channel_base / r, channel_max)`` channels, leaky ReLU 0.2; then a 3x3 conv, a dense
+    layer on the 4x4 map and a scalar output. No equalized learning rate, mapping or minibatch
+    std: the arithmetic, not the exact numbers, matters here.
+
+    Example:
+        >>> D = ResNetDiscriminator(resolution=16, channel_base=256, channel_max=32)
+        >>> D(torch.zeros(2, 3, 16, 16)).shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(
+        self,
+        resolution: int,  # input height = width, a power of two >= 8
+        in_channels: int = 3,  # image channels
+        channel_base: int = 32768,  # StyleGAN2-ADA's default cbase
+        channel_max: int = 512,  # StyleGAN2-ADA's default cmax
+    ):
+        super().__init__()
+        if resolution < 8 or resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 8; got {resolution}")
+        width = lambda r: min(channel_base // r, channel_max)  # noqa: E731
+        self.from_rgb = nn.Conv2d(in_channels, width(resolution), 1)
+        self.blocks = nn.ModuleList()
+        r = resolution
+        while r > 4:
+            c_in, c_out = width(r), width(r // 2)
+            self.blocks.append(nn.ModuleDict({
+                "conv0": nn.Conv2d(c_in, c_in, 3, padding=1),
+                "conv1": nn.Conv2d(c_in, c_out, 3, padding=1),
+                "skip": nn.Conv2d(c_in, c_out, 1, bias=False),
+            }))
+            r //= 2
+        self.conv = nn.Conv2d(width(4), width(4), 3, padding=1)
+        self.fc = nn.Linear(width(4) * 16, width(4))
+        self.out = nn.Linear(width(4), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.from_rgb(x), 0.2)
+        for block in self.blocks:
+            skip = F.avg_pool2d(block["skip"](x), 2)
+            x = F.leaky_relu(block["conv0"](x), 0.2)
+            x = F.leaky_relu(F.avg_pool2d(block["conv1"](x), 2), 0.2)
+            x = (x + skip) * 2 ** -0.5
+        x = F.leaky_relu(self.conv(x), 0.2)
+        return self.out(F.leaky_relu(self.fc(x.flatten(1)), 0.2))
+
+
+def _d_step(shape, device) -> Callable[[torch.Tensor], object] | None:
+    """Forward + backward of a StyleGAN2-sized D on a batch of ``shape``, or None if not an image shape."""
+    if len(shape) != 4 or shape[2] != shape[3] or shape[2] < 8 or shape[2] & (shape[2] - 1):
+        return None
+    D = ResNetDiscriminator(shape[2], in_channels=shape[1]).to(device)
+
+    def step(y):
+        y = y.detach().requires_grad_()  # D's input gradient is computed, as in the G phase and R1
+        D(y).sum().backward()
+    return step
+
+
 def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     if device.type == "cuda":
         def run(fn):
@@ -65,19 +135,23 @@ def bench_noise(
     repeats: int = 50,  # timed calls per method (medians are reported)
     warmup: int = 5,  # untimed calls per method first
     p: float = 0.5,  # noise strength during the run
+    d_step: bool = True,  # also time a StyleGAN2-sized D step on image shapes
 ) -> list[dict]:
     """Median seconds per call of each method and the ratios, one dict per shape.
 
-    Methods are interleaved call by call, so drift in machine load hits all of them alike.
+    Methods are interleaved call by call, so drift in machine load hits all of them alike. On
+    CUDA, ``ours`` is the fused path, ``ours_torch`` the same module with ``fused=False`` and
+    ``kernel`` the fused kernel alone (``t`` and seed drawn beforehand).
 
     Example:
         >>> rows = bench_noise(shapes=[(4, 3, 8, 8)], repeats=3, warmup=1)
         >>> sorted(rows[0]["ratios"])
-        ['ours/copy', 'ours/randn', 'unfused/ours']
+        ['ours/D step', 'ours/copy', 'ours/randn', 'unfused/ours']
     """
     device = torch.device(device)
     timer = _timer(device)
     noise = DiffusionNoise(p=p).to(device)
+    torch_path = DiffusionNoise(p=p, fused=False).to(device)
     unfused = UnfusedReferenceNoise(noise)
     rows = []
     for shape in shapes:
@@ -88,6 +162,12 @@ def bench_noise(
             "copy": lambda: x.clone(),
             "unfused": lambda: unfused(x),
         }
+        if device.type == "cuda":
+            methods["ours_torch"] = lambda: torch_path(x)
+            if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
+                t, seed = noise.sample_t(shape[0], device), torch.rand(1, dtype=torch.float64, device=device)
+                methods["kernel"] = lambda: fused.launch(x, t, noise.coefficients32, x[0].numel(), seed)
+        step = _d_step(shape, device) if d_step else None
         times = {name: [] for name in methods}
         with torch.no_grad():
             for _ in range(warmup):
@@ -96,6 +176,10 @@ def bench_noise(
             for _ in range(repeats):
                 for name, fn in methods.items():
                     times[name].append(timer(fn))
+        if step is not None:  # fewer repeats: a D step is hundreds of noise calls
+            for _ in range(2):
+                step(x)
+            times["D step"] = [timer(lambda: step(x)) for _ in range(max(3, repeats // 10))]
         med = {name: statistics.median(ts) for name, ts in times.items()}
         rows.append({
             "shape": list(shape),
@@ -106,6 +190,9 @@ def bench_noise(
                 "ours/randn": med["ours"] / med["randn"],
                 "ours/copy": med["ours"] / med["copy"],
                 "unfused/ours": med["unfused"] / med["ours"],
+                "ours/D step": med["ours"] / med["D step"] if "D step" in med else None,
+                **({"ours_torch/ours": med["ours_torch"] / med["ours"]} if "ours_torch" in med else {}),
+                **({"kernel/copy": med["kernel"] / med["copy"]} if "kernel" in med else {}),
             },
         })
     return rows

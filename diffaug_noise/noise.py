@@ -43,7 +43,8 @@ class DiffusionNoise(nn.Module):
 
     Drawing ``(t, eps)`` is separate from applying them, so a transform replays exactly:
     ``noise.apply_transform(x, *noise.sample(x, generator=g))`` equals ``noise(x, generator=g')`` for two
-    generators in the same state. Tables and the law of ``t`` are float64 buffers on the module's
+    generators in the same state (on CUDA with ``fused=True`` the forward draws ``eps`` inside its
+    kernel instead, from another stream of the same law). Tables and the law of ``t`` are float64 buffers on the module's
     device; the forward pass makes no host round-trip. ``p``, ``T`` and the tables are buffers too,
     so ``state_dict()``, pickling and upstream loops that copy buffers restore them exactly.
 
@@ -62,6 +63,15 @@ class DiffusionNoise(nn.Module):
             (``P(t=0) = 1 - min(round(64 p), 48)/64``, the official projected-gan fork).
         per_channel: draw ``t`` per sample *and channel* (``t`` has shape ``[B, C]``), as the
             projected-gan fork does on feature maps.
+        fused: on CUDA, draw ``eps`` inside one Triton kernel that also gathers the coefficients
+            and combines (one read of ``x``, one write of ``y``; :mod:`diffaug_noise.fused`). The law
+            of ``(t, y)`` is the same; the random stream differs from the unfused path, so set it to
+            ``False`` where a CUDA forward must replay ``apply_transform(x, *sample(x))`` bitwise.
+            Float64 or non-contiguous ``x``, CPU tensors and installs without Triton always take the
+            unfused path. Not part of :meth:`config`.
+        check_finite: raise ``ValueError`` when ``x`` holds NaN or Inf instead of passing them on.
+            Costs one extra read of ``x`` and a host sync per call, so it is off by default (a
+            non-finite ``x`` then gives a non-finite ``y`` at the same places). Not part of :meth:`config`.
 
     Example:
         >>> import torch
@@ -98,6 +108,8 @@ class DiffusionNoise(nn.Module):
         priority_offset: int = 0,  # 0: paper, P(t) ∝ t; 1: official code, weights t - 1
         clean_rule: str = "fixed",  # "fixed" or "projected_gan" (clean share follows p)
         per_channel: bool = False,  # one t per sample and channel instead of per sample
+        fused: bool = True,  # on CUDA, run the forward as one Triton kernel when it can (runtime option)
+        check_finite: bool = False,  # raise on NaN/Inf in x (one extra read and a host sync per call)
     ):
         super().__init__()
         if schedule not in SCHEDULES:
@@ -133,6 +145,8 @@ class DiffusionNoise(nn.Module):
         self.priority_offset = priority_offset
         self.clean_rule = clean_rule
         self.per_channel = bool(per_channel)
+        self.fused = bool(fused)
+        self.check_finite = bool(check_finite)
         beta_schedule(schedule, 1, self.beta_start, self.beta_end)  # validates the beta range early
 
         f64 = torch.float64
@@ -258,6 +272,11 @@ class DiffusionNoise(nn.Module):
             raise ValueError(f"x must have a batch dimension; got shape {tuple(x.shape)}")
         if self.per_channel and x.ndim < 2:
             raise ValueError(f"per_channel noise needs x of shape [B, C, ...]; got shape {tuple(x.shape)}")
+        if self.check_finite:
+            bad = int((~torch.isfinite(x)).sum())
+            if bad:
+                raise ValueError(f"x holds {bad} NaN/Inf value(s) of {x.numel()}; fix the upstream computation "
+                                 f"(or construct the noise with check_finite=False to pass them through)")
         if x.device != self.sqrt_abar.device:
             raise ValueError(f"x is on {x.device} but the noise tables are on {self.sqrt_abar.device}; "
                              f"call noise.to({str(x.device)!r}) once")
@@ -310,6 +329,16 @@ class DiffusionNoise(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise ``x``: returns ``(y, t)`` with ``y`` like ``x`` and ``t`` int64 on ``x.device``."""
+        if self.fused and isinstance(x, torch.Tensor) and x.is_cuda:
+            from . import fused as fused_kernel  # imports Triton: only when a CUDA tensor arrives
+
+            if fused_kernel.supports(x):
+                self._check_x(x)
+                t_shape = self._t_shape(x)
+                # One draw for the t of every sample and, last, the kernel's seed: one launch fewer.
+                u = torch.rand(math.prod(t_shape) + 1, dtype=torch.float64, device=x.device, generator=generator)
+                t = torch.searchsorted(self.t_cdf, u[:-1], right=True).view(t_shape)
+                return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-1:]), t
         t, eps = self.sample(x, generator)
         scale, noise_scale = self._coefficients(x, t)
         # In place on the fresh eps: one buffer, the same arithmetic as apply_transform() (so replays match bitwise).

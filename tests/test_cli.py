@@ -121,6 +121,10 @@ def test_bench_reports_ratios_as_json(tmp_path):
     rows = json.loads(out.read_text())
     assert [r["shape"] for r in rows] == [[8, 3, 8, 8], [4, 5]]
     for r in rows:
-        assert set(r["ratios"]) == {"ours/randn", "ours/copy", "unfused/ours"}
+        assert set(r["ratios"]) == {"ours/randn", "ours/copy", "unfused/ours", "ours/D step"}
         assert all(v > 0 for v in r["median_s"].values())
-    assert "ours/randn" in result.output
+        assert r["ratios"]["ours/randn"] == r["median_s"]["ours"] / r["median_s"]["randn"]
+    image, flat = rows
+    assert image["ratios"]["ours/D step"] == image["median_s"]["ours"] / image["median_s"]["D step"]
+    assert flat["ratios"]["ours/D step"] is None and "D step" not in flat["median_s"]  # not an image shape
+    assert "ours/randn" in result.output and "ours/D step" in result.output

@@ -1,0 +1,122 @@
+r"""The forward diffusion as one Triton kernel: gather, draw ``eps`` and combine in a single pass.
+
+Per element ``i`` of a contiguous ``x`` with timestep ``t[i // inner]``:
+
+.. math::
+    y_i = a_{t}\, x_i + b_{t}\, \epsilon_i, \qquad a_t = \sqrt{\bar\alpha_t},\ b_t = \sigma\sqrt{1-\bar\alpha_t},
+    \qquad \epsilon_i = \text{Box-Muller}(\mathrm{Philox4x32}(\text{seed}, c(i)))_{k(i)} \sim N(0, 1),
+
+where each Philox call (counter ``c``) feeds four elements ``BLOCK`` apart, one output ``k`` each,
+computed in float32 and rounded once to ``x``'s dtype. ``eps`` never touches memory, so the pass
+moves one read of ``x`` and one write of ``y`` (plus the small ``t`` and table reads, which stay in
+cache). The seed is a uniform ``u`` in [0, 1) drawn by torch on the device (in the same call as
+the uniforms that pick ``t``) and turned into an integer by the kernel, so there is no host
+round-trip, no extra launch, and ``torch.manual_seed`` still makes runs reproducible.
+
+:class:`~diffaug_noise.DiffusionNoise` calls :func:`fused_forward` on CUDA by itself; everything
+else (CPU, float64, non-contiguous ``x``, no Triton) takes the unfused torch path. Importing this
+module imports Triton; :func:`available` tells whether that works.
+
+Example (CUDA only, so not run as a doctest)::
+
+    y = fused_forward(x, t, noise.coefficients32, inner=x[0].numel(), seed=torch.rand(1, dtype=torch.float64, device="cuda"))
+"""
+from __future__ import annotations
+
+import torch
+
+try:  # Triton ships with torch's CUDA wheels; without it the unfused path is used.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_BLOCK = 512  # Philox counters per program: 2048 elements
+_MAX_ELEMENTS = 2**31 - 4 * _BLOCK  # offsets are int32 inside the kernel
+
+
+def available() -> bool:
+    """Whether Triton imported, i.e. whether :func:`fused_forward` can run."""
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _noise_kernel(
+        x_ptr,  # input, contiguous
+        y_ptr,  # output, like x
+        eps_ptr,  # float32 copy of eps when WRITE_EPS (tests), else unused
+        t_ptr,  # int64 timesteps, one per `inner` consecutive elements
+        coef_ptr,  # float32 [2, t_max + 1]: sqrt(abar_t), sigma * sqrt(1 - abar_t)
+        seed_ptr,  # float64 [1] uniform in [0, 1), drawn on the device; scaled to the Philox seed
+        n_elements,  # x.numel()
+        inner,  # elements per timestep: prod(x.shape[1:]), or prod(x.shape[2:]) per channel
+        table_stride,  # coef_ptr row stride
+        BLOCK: tl.constexpr,  # Philox counters per program; each gives 4 normals for 4 sub-blocks
+        WRITE_EPS: tl.constexpr,  # also store eps (for tests)
+    ):
+        # One Philox4x32 call yields four normals (as curand's randn uses them all); sub-block k of
+        # this program's 4 * BLOCK elements takes the k-th, so loads and stores stay contiguous.
+        counters = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        seed = (tl.load(seed_ptr) * 2147483647.0).to(tl.int32)
+        eps0, eps1, eps2, eps3 = tl.randn4x(seed, counters)
+        base = tl.program_id(0) * (4 * BLOCK) + tl.arange(0, BLOCK)
+        _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base, eps0, n_elements, inner, table_stride, WRITE_EPS)
+        _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + BLOCK, eps1, n_elements, inner, table_stride, WRITE_EPS)
+        _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + 2 * BLOCK, eps2, n_elements, inner, table_stride, WRITE_EPS)
+        _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + 3 * BLOCK, eps3, n_elements, inner, table_stride, WRITE_EPS)
+
+    @triton.jit
+    def _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, offsets, eps, n_elements, inner, table_stride,
+                 WRITE_EPS: tl.constexpr):
+        mask = offsets < n_elements
+        x = tl.load(x_ptr + offsets, mask=mask).to(tl.float32)
+        t = tl.load(t_ptr + offsets // inner, mask=mask, other=0)
+        a = tl.load(coef_ptr + t, mask=mask)
+        b = tl.load(coef_ptr + table_stride + t, mask=mask)
+        tl.store(y_ptr + offsets, (a * x + b * eps).to(y_ptr.dtype.element_ty), mask=mask)
+        if WRITE_EPS:
+            tl.store(eps_ptr + offsets, eps, mask=mask)
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether the kernel handles ``x`` (float16/bfloat16/float32, contiguous, < 2**31 elements)."""
+    return available() and x.dtype in FUSED_DTYPES and x.is_contiguous() and 0 < x.numel() < _MAX_ELEMENTS
+
+
+def launch(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, seed: torch.Tensor,
+           eps_out: torch.Tensor | None = None) -> torch.Tensor:
+    """Run the kernel on ``x`` (no autograd); also fill ``eps_out`` (float32, like ``x``) if given.
+
+    ``seed`` is a float64 tensor ``[1]`` holding a uniform draw in [0, 1).
+    """
+    y = torch.empty_like(x)
+    grid = (triton.cdiv(x.numel(), 4 * _BLOCK),)
+    _noise_kernel[grid](x, y, eps_out if eps_out is not None else y, t, table, seed, x.numel(), inner, table.stride(0),
+                        BLOCK=_BLOCK, WRITE_EPS=eps_out is not None)
+    return y
+
+
+class _FusedNoise(torch.autograd.Function):
+    """``y = a_t x + b_t eps`` with ``dy/dx = a_t``; ``t`` and the table get no gradient."""
+
+    @staticmethod
+    def forward(ctx, x, t, table, inner, seed):
+        ctx.save_for_backward(t, table)
+        ctx.x_shape = x.shape
+        return launch(x, t, table, inner, seed)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        t, table = ctx.saved_tensors
+        scale = table[0, t].to(grad_y.dtype).view(t.shape + (1,) * (len(ctx.x_shape) - t.ndim))
+        return grad_y * scale, None, None, None, None
+
+
+def fused_forward(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, seed: torch.Tensor) -> torch.Tensor:
+    """Noise ``x`` in one kernel; differentiable in ``x``. ``x`` must satisfy :func:`supports`."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return _FusedNoise.apply(x, t.contiguous(), table, inner, seed)
+    return launch(x, t.contiguous(), table, inner, seed)  # skips autograd's bookkeeping (launch-bound sizes)

@@ -1,0 +1,157 @@
+"""The fused Triton forward: run on the CPU through Triton's interpreter (any machine), and on CUDA.
+
+The interpreter must be switched on before Triton compiles anything, so the kernel runs in a
+subprocess that saves its inputs and outputs; the checks here recompute ``y`` in float64 from
+them and test ``eps`` for N(0, 1) with scipy.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from scipy import stats
+
+import diffaug_noise as dn
+from test_noise import chi_square_pvalue
+
+triton = pytest.importorskip("triton")
+
+INTERPRETED = textwrap.dedent("""
+    import sys, torch
+    from diffaug_noise import fused, DiffusionNoise
+    out, = sys.argv[1:]
+    results = {}
+    for name, shape, per_channel, dtype in [("sample", (6, 3, 20, 20), False, torch.float32),
+                                            ("channel", (4, 5, 7, 9), True, torch.float32),
+                                            ("half", (5, 2, 33, 7), False, torch.float16)]:
+        noise = DiffusionNoise(t_min=10, t_max=200, p=0.7, sigma=0.5, per_channel=per_channel)
+        x = torch.randn(shape).to(dtype)
+        t = noise.sample_t(shape[:2] if per_channel else shape[:1])
+        inner = x[0].numel() // (shape[1] if per_channel else 1)
+        seed = torch.tensor([0.25], dtype=torch.float64)
+        eps = torch.full(shape, float("nan"))  # poisoned: every element must be written
+        y = fused.launch(x, t, noise.coefficients32, inner, seed, eps_out=eps)
+        again = fused.launch(x, t, noise.coefficients32, inner, seed)
+        other = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.75], dtype=torch.float64))
+        xg = x.float().requires_grad_()
+        fused.fused_forward(xg, t, noise.coefficients32, inner, seed).sum().backward()
+        results[name] = dict(x=x, t=t, eps=eps, y=y, again=again, other=other, grad=xg.grad,
+                             table=noise.coefficients64, per_channel=per_channel)
+    torch.save(results, out)
+""")
+
+
+@pytest.fixture(scope="module")
+def interpreted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fused") / "kernel.pt"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", INTERPRETED, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(out)
+
+
+def _coefficients(case):
+    t, table, x = case["t"], case["table"], case["x"]
+    view = t.shape + (1,) * (x.ndim - t.ndim)
+    return table[0, t].view(view), table[1, t].view(view)
+
+
+@pytest.mark.parametrize("name", ["sample", "channel", "half"])
+def test_kernel_output_is_the_transform_of_its_own_eps(interpreted, name):
+    case = interpreted[name]
+    a, b = _coefficients(case)
+    reference = a * case["x"].double() + b * case["eps"].double()  # float64, independent of the kernel
+    assert not torch.isnan(case["eps"]).any()
+    tol = 1e-6 if case["x"].dtype == torch.float32 else 1e-3
+    assert torch.allclose(case["y"].double(), reference, rtol=tol, atol=tol)
+    assert case["y"].dtype == case["x"].dtype
+
+
+@pytest.mark.parametrize("name", ["sample", "channel", "half"])
+def test_kernel_eps_is_standard_normal_and_seeded(interpreted, name):
+    case = interpreted[name]
+    eps = case["eps"].flatten().double().numpy()
+    assert stats.kstest(eps, "norm").pvalue > 1e-4
+    # Neighbouring elements are independent draws (Philox counter = flat index).
+    assert abs(stats.pearsonr(eps[:-1], eps[1:]).statistic) < 6 / len(eps) ** 0.5
+    # ... and so are the four outputs of one Philox call, which feed elements 512 apart.
+    assert abs(stats.pearsonr(eps[:-512], eps[512:]).statistic) < 6 / len(eps) ** 0.5
+    assert torch.equal(case["y"], case["again"])  # same seed, same output
+    noised = case["t"].repeat_interleave(case["x"][0].numel() // (case["t"][0].numel())) > 0
+    assert not torch.equal(case["y"].flatten()[noised], case["other"].flatten()[noised])
+
+
+@pytest.mark.parametrize("name", ["sample", "channel"])
+def test_kernel_gradient_is_sqrt_abar(interpreted, name):
+    case = interpreted[name]
+    a, _ = _coefficients(case)
+    assert torch.allclose(case["grad"].double(), a.expand_as(case["grad"]), rtol=1e-6)
+
+
+def test_cpu_never_takes_the_fused_path():
+    noise = dn.DiffusionNoise(p=0.5)
+    x = torch.randn(8, 3, 4, 4)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    y, t = noise(x, generator=g1)
+    assert torch.equal(y, noise.apply_transform(x, *noise.sample(x, generator=g2)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_fused_forward_has_the_law_of_the_transform(dtype):
+    noise = dn.DiffusionNoise(t_min=10, t_max=100, p=0.6, sigma=1.0, clean_prob=0.2).cuda()
+    x = torch.randn(4096, 2, 8, 8, device="cuda").to(dtype)
+    y, t = noise(x)
+    a, b = noise.coefficients64[:, t].view(2, -1, 1, 1, 1)
+    eps = (y.double() - a * x.double()) / b  # eps recovered from the output
+    loud = (b > 0.2).expand_as(eps)  # where the noise dwarfs float16/bfloat16 rounding of y
+    eps = eps[loud].cpu().numpy()
+    if dtype == torch.float32:
+        assert stats.kstest(eps, "norm").pvalue > 1e-4
+    assert abs(eps.mean()) < 0.02 and abs(eps.std() - 1) < 0.02
+    clean = t == 0  # about a fifth of the batch: passed through exactly
+    assert torch.equal(y[clean], x[clean])
+
+
+@pytest.mark.gpu
+def test_cuda_fused_and_unfused_agree_in_law_and_gradient():
+    noise = dn.DiffusionNoise(p=0.4).cuda()
+    x = torch.randn(2048, 3, 8, 8, device="cuda", requires_grad=True)
+    y, t = noise(x)
+    y.sum().backward()
+    assert torch.allclose(x.grad, noise.coefficients64[0, t].float().view(-1, 1, 1, 1).expand_as(x))
+    noise.fused = False
+    g1, g2 = torch.Generator("cuda").manual_seed(5), torch.Generator("cuda").manual_seed(5)
+    y_unfused, _ = noise(x.detach(), generator=g1)
+    assert torch.equal(y_unfused, noise.apply_transform(x.detach(), *noise.sample(x.detach(), generator=g2)))
+    # Same law: one coordinate of one fixed sample, noised 20,000 times by each path (iid draws).
+    one = torch.randn(1, 3, 8, 8, device="cuda").expand(20_000, -1, -1, -1).contiguous()
+    y_torch = noise(one)[0][:, 0, 0, 0]
+    noise.fused = True
+    y_fused = noise(one)[0][:, 0, 0, 0]
+    assert stats.ks_2samp(y_fused.cpu().numpy(), y_torch.cpu().numpy()).pvalue > 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_cuda_fused_forward_draws_t_from_its_law(per_channel):
+    noise = dn.DiffusionNoise(t_min=10, t_max=60, p=0.5, clean_prob=0.1, per_channel=per_channel).cuda()
+    x = torch.randn(20_000, 4, 2, 2, device="cuda")
+    ts = torch.cat([noise(x)[1].flatten() for _ in range(5)]).cpu()
+    assert chi_square_pvalue(ts, noise.t_distribution().tolist()) > 1e-4
+
+
+@pytest.mark.gpu
+def test_cuda_fused_forward_reproducible_under_manual_seed():
+    noise = dn.DiffusionNoise(p=0.4).cuda()
+    x = torch.randn(64, 3, 32, 32, device="cuda")
+    torch.manual_seed(0)
+    first = noise(x)
+    torch.manual_seed(0)
+    second = noise(x)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert json.dumps(noise.config())  # the runtime option stays out of the saved settings
+    assert "fused" not in noise.config()
