@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import tempfile
 
 import click
 import torch
+
+from diffaug_noise.checkpoint import write_atomic
 
 
 def check_device(device: str) -> None:
@@ -25,18 +26,6 @@ def ensure_outdir(path: pathlib.Path) -> pathlib.Path:
     if not os.access(path, os.W_OK):
         raise click.ClickException(f"output folder {str(path)!r} is not writable; pass --out with a writable path")
     return path
-
-
-def write_atomic(path: pathlib.Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_json(path: pathlib.Path, data) -> None:

@@ -8,6 +8,7 @@ import platform
 import click
 import torch
 
+from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
@@ -68,12 +69,18 @@ def format_table(result: dict) -> str:
               help="Diffusion noise std in data units (the grid spans ±4).")
 @click.option("--target", type=click.FloatRange(-1, 1), default=_DEFAULTS.target, show_default=True,
               help="Controller target for r_d = E[sign D(real)].")
-def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigma, target):
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Save the whole training state to OUT/checkpoint.pt every N iterations (atomically) and at the end.")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/checkpoint.pt (same settings required); the result is bit-identical to an "
+                   "uninterrupted run. Starts afresh if there is no checkpoint yet.")
+def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigma, target, checkpoint_every, resume):
     """Plain GAN vs Diffusion-GAN on a 5x5 grid of Gaussians (no GPU, no data needed).
 
     Trains every method with the same networks, seeds and iterations, then counts the modes
     each generator covers (PacGAN's protocol, docs/toy.md). Writes metrics.json, samples.png
     (real vs generated) and T.png (T and r_d over training) to --out and prints a table.
+    If the run is killed, rerun the same command with --resume.
     """
     check_device(device)
     config = ToyConfig(iters=iters, seeds=tuple(range(n_seeds)), methods=_methods(methods, compare),
@@ -81,8 +88,15 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
     out_dir = ensure_outdir(out_dir)
     from tqdm import tqdm
 
+    checkpoint = out_dir / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        click.echo(f"resuming from {checkpoint}", err=True)
     with tqdm(total=iters, desc=f"toy: {len(config.methods)} method(s) x {n_seeds} seed(s)", unit="it", leave=False) as bar:
-        result = train_toy(config, on_step=lambda i: bar.update(1))
+        try:
+            result = train_toy(config, on_step=lambda i: bar.update(1), checkpoint=str(checkpoint),
+                               checkpoint_every=checkpoint_every, resume=resume)
+        except CheckpointError as err:
+            raise click.ClickException(str(err))
     metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
     metrics["environment"] = {
         "date": datetime.date.today().isoformat(),

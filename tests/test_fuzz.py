@@ -13,12 +13,14 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int
 @given(
     shape=st.lists(st.integers(0, 5), min_size=0, max_size=5),
     dtype=st.sampled_from(DTYPES),
-    fill=st.sampled_from([0.0, 1.0, -3.5, 1e4, math.inf, math.nan]),
+    fill=st.sampled_from([0.0, -0.0, 1.0, -3.5, 1e4, 1e30, 1e-40, math.inf, -math.inf, math.nan]),
     per_channel=st.booleans(),
     p=st.floats(0, 1),
+    check_finite=st.booleans(),
 )
-def test_forward_is_correct_or_raises_our_errors(shape, dtype, fill, per_channel, p):
-    noise = dn.DiffusionNoise(t_min=2, t_max=30, p=p, per_channel=per_channel, priority_offset=1, clean_prob=0.3)
+def test_forward_is_correct_or_raises_our_errors(shape, dtype, fill, per_channel, p, check_finite):
+    noise = dn.DiffusionNoise(t_min=2, t_max=30, p=p, per_channel=per_channel, priority_offset=1, clean_prob=0.3,
+                              check_finite=check_finite)
     x = torch.full(shape, fill).to(dtype) if dtype.is_floating_point else torch.zeros(shape, dtype=dtype)
     try:
         y, t = noise(x)
@@ -26,6 +28,9 @@ def test_forward_is_correct_or_raises_our_errors(shape, dtype, fill, per_channel
         assert not dtype.is_floating_point and "floating dtype" in str(err)
         return
     except ValueError as err:
+        if "NaN/Inf" in str(err):  # check_finite on a non-finite x (1e30 is Inf in float16)
+            assert check_finite and x.numel() > 0 and not torch.isfinite(x).all()
+            return
         assert len(shape) == 0 or (per_channel and len(shape) < 2)
         assert "shape" in str(err)
         return
@@ -35,6 +40,7 @@ def test_forward_is_correct_or_raises_our_errors(shape, dtype, fill, per_channel
     assert ((t >= 0) & (t <= noise.T) & (t != 1)).all()  # priority_offset=1 never draws t = 1
     clean = (t == 0).view(t.shape + (1,) * (x.ndim - t.ndim)).expand_as(x)
     torch.testing.assert_close(y[clean], x[clean], rtol=0, atol=0, equal_nan=True)  # t = 0: untouched, NaN/Inf included
+    assert not (check_finite and x.numel() and not torch.isfinite(x).all())  # would have raised
     if math.isfinite(fill):
         assert torch.isfinite(y.float()).all() or dtype == torch.float16  # 1e4 * ~1 + noise may overflow fp16
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 import time
 from typing import Callable
@@ -15,6 +16,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..conditioning import TimestepEmbedding
 from ..controller import AdaptiveController
 from ..noise import DiffusionNoise
@@ -76,20 +78,47 @@ def _noise_inputs(method, noise, x, generator, fixed_sigma):
     return x, t
 
 
-def train_toy(config: ToyConfig, on_step: Callable[[int], None] | None = None) -> dict:
+def train_toy(
+    config: ToyConfig,  # what to train
+    on_step: Callable[[int], None] | None = None,  # called after each iteration (a progress bar hooks in here)
+    checkpoint: str | None = None,  # file to save the whole training state to (atomically)
+    checkpoint_every: int = 500,  # iterations between checkpoints (and one at the end)
+    resume: bool = False,  # continue from `checkpoint` if it exists
+) -> dict:
     """Train every (method, seed) of ``config``; return metrics, history and samples.
 
-    ``on_step(i)`` is called after each iteration (a progress bar hooks in here).
+    With ``checkpoint``, the state (networks, optimizers, every generator's RNG state, noise and
+    controller state, history, iteration) is saved every ``checkpoint_every`` iterations and at the
+    end; ``resume=True`` continues from it bit-exactly, as if never interrupted (the checkpoint's
+    config must equal ``config``). Checkpoints load with ``weights_only=True``.
     """
+    if checkpoint is None and resume:
+        raise ValueError("resume=True needs a checkpoint path")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1; got {checkpoint_every}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, on_step)
+        return _train(config, on_step, checkpoint, checkpoint_every, resume)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config: ToyConfig, on_step) -> dict:
+def _check_same_config(saved: dict, config: ToyConfig, path) -> None:
+    mine = json_safe(dataclasses.asdict(config))
+    diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {mine.get(k)!r}" for k in diff)
+        raise CheckpointError(f"checkpoint {str(path)!r} was written with other settings ({details}); "
+                              f"rerun with the checkpoint's settings, or use another output folder to start afresh")
+
+
+def json_safe(config: dict) -> dict:
+    """Tuples as lists, so a config compares equal after a round trip through a checkpoint or JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
     members = [(m, s) for m in config.methods for s in config.seeds]
     K, B = len(members), config.batch_size
     seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
@@ -120,8 +149,37 @@ def _train(config: ToyConfig, on_step) -> dict:
 
     history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
                "r_d": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"}}
+
+    def state(it: int, wall: float) -> dict:
+        return {
+            "config": json_safe(dataclasses.asdict(config)), "iteration": it, "wall_seconds": wall,
+            "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "data_gens": [g.get_state() for g in data_gens], "noise_gens": [g.get_state() for g in noise_gens],
+            "noises": [None if n is None else n.state_dict() for n in noises],
+            "controllers": [None if c is None else c.state_dict() for c in controllers],
+            "history": history,
+        }
+
+    first, wall_before = 1, 0.0
+    if resume and os.path.exists(checkpoint):
+        saved = load_checkpoint(checkpoint, map_location=device)
+        _check_same_config(saved["config"], config, checkpoint)
+        G.load_state_dict(saved["G"])
+        D.load_state_dict(saved["D"])
+        opt_g.load_state_dict(saved["opt_g"])
+        opt_d.load_state_dict(saved["opt_d"])
+        for g, s in zip(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
+            g.set_state(s.cpu() if g.device.type == "cpu" else s)
+        for obj, s in zip(noises + controllers, saved["noises"] + saved["controllers"]):
+            if obj is not None:
+                obj.load_state_dict(s)
+        history = saved["history"]
+        first, wall_before = saved["iteration"] + 1, saved["wall_seconds"]
+        if on_step is not None:
+            for i in range(1, first):
+                on_step(i)
     start = time.perf_counter()
-    for it in range(1, config.iters + 1):
+    for it in range(first, config.iters + 1):
         per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g)) for g in data_gens]
         real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
         z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
@@ -150,9 +208,11 @@ def _train(config: ToyConfig, on_step) -> dict:
             for k in history["T"]:
                 history["T"][k].append(noises[k].T)
                 history["r_d"][k].append(controllers[k].r_d)
+        if checkpoint is not None and (it % checkpoint_every == 0 or it == config.iters):
+            save_checkpoint(state(it, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(it)
-    wall = time.perf_counter() - start
+    wall = wall_before + time.perf_counter() - start
 
     with torch.no_grad():
         eval_gen = torch.Generator().manual_seed(40_000)

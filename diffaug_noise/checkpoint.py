@@ -1,0 +1,108 @@
+"""Checkpoints that survive a crash and load without running foreign code.
+
+Writing goes to a temporary file beside the target, is flushed to disk, then renamed over the
+target: a reader sees the old checkpoint or the new one, never half of one, even after SIGKILL
+or a power cut mid-write.
+
+Reading uses ``torch.load(weights_only=True)``, which accepts tensors, numbers, strings and
+containers of them and refuses anything that would import and call code. Pickles written by
+other training code (a StyleGAN2-ADA ``network-snapshot-*.pkl`` holds whole module objects) need
+``trust_pickle=True``: unpickling them runs whatever code they name, so only do it for files
+you made or trust.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
+    >>> save_checkpoint({"step": 3, "w": torch.ones(2)}, path)
+    >>> load_checkpoint(path)["step"]
+    3
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import pickle
+import tempfile
+import warnings
+import zipfile
+
+import torch
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask (0666 minus umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, truncated, unsafe to load or from other settings."""
+
+
+def write_atomic(path, write) -> None:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it to disk, rename it into place.
+
+    The file gets the mode a plain ``open()`` would give it; on any error the target is untouched.
+    """
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, default_file_mode())  # mkstemp's 0600 would make the output private
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_checkpoint(state, path) -> None:
+    """Write ``state`` with ``torch.save`` atomically (see :func:`write_atomic`)."""
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path, trust_pickle: bool = False, map_location="cpu"):
+    """Load a checkpoint safely; raise :class:`CheckpointError` with the reason and the fix.
+
+    Args:
+        path: file written by :func:`save_checkpoint` or ``torch.save``/``pickle``.
+        trust_pickle: allow arbitrary pickled objects (this executes code named in the file).
+        map_location: where tensors go, as in ``torch.load``.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path or start without resuming")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (a crash during a non-atomic write?); delete it")
+    try:
+        if trust_pickle:
+            return _load_trusted(path, map_location)
+        with warnings.catch_warnings():  # plain pickles warn about their protocol before failing below
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        with open(path, "rb") as f:
+            plain_pickle = f.read(1) == b"\x80"  # protocol >= 2 opcode: pickle.dump, not torch.save's zip
+        if "global" in str(err).lower() or plain_pickle:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds pickled Python objects, and unpickling them runs code named in the "
+                f"file; only if you trust where it came from, pass trust_pickle=True (CLI: --trust-pickle)") from err
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt (not a checkpoint or pickle); delete it or restore a copy") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, pickle.UnpicklingError) as err:
+        detail = str(err).splitlines()[0] if str(err) else "no detail"
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(err).__name__}: {detail}); "
+                              f"delete it or restore a copy") from err
+
+
+def _load_trusted(path: pathlib.Path, map_location):
+    """``torch.load`` without restrictions, or ``pickle.load`` for plain pickles (upstream snapshots)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except RuntimeError as err:
+        if "magic number" not in str(err):
+            raise
+    with open(path, "rb") as f:
+        return pickle.load(f)

@@ -1,0 +1,153 @@
+"""Crash safety and hostile inputs: SIGKILL then --resume, corrupt checkpoints, unsafe pickles, NaN checks."""
+import json
+import os
+import pathlib
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import diffaug_noise as dn
+from diffaug_noise.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from diffaug_noise.cli.main import main
+
+CLI = [sys.executable, "-c", "from diffaug_noise.cli.main import main; main()"]
+TOY = ["run", "toy", "--iters", "240", "--checkpoint-every", "30", "--methods", "plain,diffusion"]
+
+
+def _toy(out, *extra):
+    return subprocess.run(CLI + TOY + ["--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+
+
+def _same_training(a: pathlib.Path, b: pathlib.Path):
+    """Both runs ended in the same state, tensor for tensor, and report the same numbers."""
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    drop = lambda runs: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in runs]  # noqa: E731
+    assert drop(ma["runs"]) == drop(mb["runs"])
+    assert ma["history"] == mb["history"]
+    ca, cb = (load_checkpoint(d / "checkpoint.pt") for d in (a, b))
+    assert ca["iteration"] == cb["iteration"] == 240
+    for key in ("G", "D"):
+        for name in ca[key]:
+            assert torch.equal(ca[key][name], cb[key][name]), f"{key}.{name} differs"
+    for key in ("opt_g", "opt_d"):
+        for i, s in ca[key]["state"].items():
+            for name, value in s.items():
+                assert torch.equal(value, cb[key]["state"][i][name]), f"{key} state {i}.{name} differs"
+    for ga, gb in zip(ca["data_gens"] + ca["noise_gens"], cb["data_gens"] + cb["noise_gens"]):
+        assert torch.equal(ga, gb)
+
+
+@pytest.mark.slow
+def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
+    straight = tmp_path / "straight"
+    assert _toy(straight).returncode == 0
+
+    killed = tmp_path / "killed"
+    delay = random.Random(os.urandom(8)).uniform(0.0, 0.6)  # a different moment on every run
+    proc = subprocess.Popen(CLI + TOY + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = load_checkpoint(killed / "checkpoint.pt")["iteration"]
+    assert proc.returncode == -signal.SIGKILL and at_kill < 240, f"the kill came too late (delay {delay:.2f} s)"
+    assert not (killed / "metrics.json").exists()
+
+    resumed = _toy(killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {killed / 'checkpoint.pt'}" in resumed.stderr
+    _same_training(straight, killed)
+
+
+def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    broken = out / "checkpoint.pt"
+    save_checkpoint({"iteration": 1}, broken)
+    data = broken.read_bytes()[:-40]  # truncated, as by a copy that died
+    broken.write_bytes(data)
+    result = CliRunner().invoke(main, ["run", "toy", "--iters", "5", "--out", str(out), "--resume"])
+    assert result.exit_code != 0
+    assert "corrupt or truncated" in result.output and "delete it" in result.output
+    assert broken.read_bytes() == data
+
+
+def test_resume_with_other_settings_names_them(tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    before = (out / "metrics.json").read_bytes()
+    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--sigma", "1.5", "--out", str(out), "--resume"])
+    assert result.exit_code != 0
+    assert "sigma: checkpoint 2.0 vs now 1.5" in result.output
+    assert (out / "metrics.json").read_bytes() == before  # earlier outputs intact
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "toy", "--iters", "6", "--out", str(out), "--checkpoint-every", "2"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert CliRunner().invoke(main, args + ["--resume"]).exit_code == 0
+    again = json.loads((out / "metrics.json").read_text())
+    assert first["runs"][0]["reverse_kl"] == again["runs"][0]["reverse_kl"]
+    assert first["history"] == again["history"]
+
+
+class Unsafe:
+    """Stands for an upstream network object: unpickling it imports this module."""
+
+
+def test_load_checkpoint_errors_name_the_problem_and_the_fix(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
+        load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"net": Unsafe()}, tmp_path / "objects.pt")
+    with open(tmp_path / "snapshot.pkl", "wb") as f:  # how upstream snapshots are written
+        pickle.dump({"G": Unsafe(), "step": 7}, f)
+    for name in ("objects.pt", "snapshot.pkl"):
+        with pytest.raises(CheckpointError, match="runs code.*--trust-pickle"):
+            load_checkpoint(tmp_path / name)
+    assert isinstance(load_checkpoint(tmp_path / "objects.pt", trust_pickle=True)["net"], Unsafe)
+    assert load_checkpoint(tmp_path / "snapshot.pkl", trust_pickle=True)["step"] == 7
+
+
+def test_save_checkpoint_is_atomic_and_readable_by_others(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint({"w": torch.arange(3)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint({"w": Boom()}, path)
+    assert torch.equal(load_checkpoint(path)["w"], torch.arange(3))  # the old one is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_check_finite_raises_and_default_passes_nan_through_in_place():
+    x = torch.randn(4, 3, 5, 5)
+    x[1, 2, 3, 4] = float("nan")
+    x[3, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="2 NaN/Inf value"):
+        dn.DiffusionNoise(check_finite=True)(x)
+    y, t = dn.DiffusionNoise(p=0.3)(x)
+    assert torch.equal(~torch.isfinite(y), ~torch.isfinite(x))  # exactly where x was bad, nowhere else
+    assert "check_finite" not in dn.DiffusionNoise(check_finite=True).config()
