@@ -4,6 +4,8 @@ from __future__ import annotations
 import click
 
 from .bench import bench_command
+from .data import data_group
+from .evaluate import eval_command
 from .show import show_group
 from .toy import toy_command
 
@@ -14,7 +16,8 @@ def main():
     """Diffusion-GAN as one composable layer: adaptive diffusion noise before the discriminator.
 
     Start with `diffaug-noise run toy` (a CPU demo, about a minute); `diffaug-noise show` draws
-    what the discriminator sees; `diffaug-noise bench` times the noise.
+    what the discriminator sees; `diffaug-noise data` prepares the paper's datasets;
+    `diffaug-noise eval` computes FID / KID / precision / recall; `diffaug-noise bench` times the noise.
     """
 
 
@@ -26,3 +29,5 @@ def run_group():
 run_group.add_command(toy_command)
 main.add_command(show_group)
 main.add_command(bench_command)
+main.add_command(data_group)
+main.add_command(eval_command)

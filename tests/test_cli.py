@@ -16,9 +16,15 @@ def invoke(*args):
 
 
 def test_help_of_every_command_lists_its_options_with_defaults():
-    for path in [[], ["run"], ["run", "toy"], ["show"], ["show", "noise"], ["show", "js"], ["bench"]]:
+    for path in [[], ["run"], ["run", "toy"], ["show"], ["show", "noise"], ["show", "js"], ["bench"],
+                 ["data"], ["data", "list"], ["data", "prepare"], ["eval"]]:
         result = invoke(*path, "--help")
         assert result.exit_code == 0, result.output
+    for path, options in [(["data", "prepare"], ["--source", "--data-root", "--resolution", "--subset", "--seed", "--max-images"]),
+                          (["eval"], ["--real", "--fake", "--metrics", "--num", "--weights", "--trust-pickle", "--json"]),
+                          (["run", "toy"], ["--checkpoint-every", "--resume"]), (["bench"], ["--d-step / --no-d-step"])]:
+        text = invoke(*path, "--help").output
+        assert all(option in text for option in options), (path, text)
     toy_help = invoke("run", "toy", "--help").output
     for option in ["--out", "--iters", "--seeds", "--methods", "--compare / --no-compare", "--device", "--threads"]:
         assert option in toy_help

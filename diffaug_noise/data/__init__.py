@@ -1,0 +1,14 @@
+"""Datasets of the paper by name, a converter to the zips upstream trainers read, and a reader.
+
+Importing this package needs only numpy and torch; lmdb and Pillow load when used.
+
+>>> from diffaug_noise import data
+>>> data.DATASETS["cifar10"].resolution
+32
+"""
+from .prepare import PrepareReport, prepare
+from .registry import DATASETS, ENV_VAR, DatasetError, DatasetSpec, data_root, get_spec, resolve_data
+from .sources import ImageDataset, open_source
+
+__all__ = ["DATASETS", "ENV_VAR", "DatasetError", "DatasetSpec", "ImageDataset", "PrepareReport",
+           "data_root", "get_spec", "open_source", "prepare", "resolve_data"]

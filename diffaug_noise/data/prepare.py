@@ -1,0 +1,183 @@
+"""Convert a raw dataset into the zip StyleGAN2-ADA and ProjectedGAN train on.
+
+Output layout: ``00000/img00000000.png``, ``00000/img00000001.png``, ... (1,000 per folder),
+RGB, square, ``resolution`` pixels a side; ``dataset.json`` with ``{"labels": [[name, label], ...]}``
+when the source has labels (CIFAR-10); and ``diffaug_noise.json``, the manifest that makes a re-run
+with the same source and settings a no-op.
+
+Each image is decoded, converted to RGB, center-cropped to a square (the shorter side) and resized
+with Lanczos filtering. Images that fail to decode are skipped, counted and named in the report.
+With ``subset=N`` the N images are the first N decodable ones of a permutation of the source fixed
+by ``seed``, written in source order: the same seed gives the same subset on every machine.
+
+The zip is written to a temporary file beside the target and renamed at the end: an interrupted
+run leaves no partial dataset behind and a rerun starts over.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import zipfile
+from typing import Callable
+
+import numpy as np
+
+from ..checkpoint import write_atomic
+from .registry import DATASETS, DatasetError, data_root
+from .sources import open_source
+
+MANIFEST = "diffaug_noise.json"
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class PrepareReport:
+    """What :func:`prepare` did."""
+
+    path: str  # the prepared zip
+    images: int  # images written
+    skipped: list  # keys of images that failed to decode
+    up_to_date: bool  # True: the zip already matched source and settings; nothing was written
+    resolution: int  # side of the written images
+
+
+def prepare(
+    name: str,  # a registered dataset name, or any name when resolution is given
+    source: str | os.PathLike,  # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive
+    out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
+    data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
+    resolution: int | None = None,  # side of the output images (default: the registry's)
+    max_images: int | None = None,  # stop after this many images (the first ones in source order)
+    subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
+    seed: int = 0,  # seed of the subset permutation
+    on_progress: Callable[[int, int], None] | None = None,  # called with (images done, images wanted)
+) -> PrepareReport:
+    """Prepare ``source`` as dataset ``name``; see the module docstring for the layout.
+
+    Example:
+        >>> import tempfile, PIL.Image
+        >>> src = pathlib.Path(tempfile.mkdtemp())
+        >>> for i in range(3):
+        ...     PIL.Image.new("RGB", (40, 30), (80 * i, 0, 0)).save(src / f"{i}.png")
+        >>> report = prepare("tiny", src, out=src / "tiny.zip", resolution=16)
+        >>> report.images, report.skipped, sorted(zipfile.ZipFile(report.path).namelist())[:2]
+        (3, [], ['00000/img00000000.png', '00000/img00000001.png'])
+    """
+    spec = DATASETS.get(name)
+    if spec is None and resolution is None:
+        raise DatasetError(f"{name!r} is not a registered dataset ({', '.join(DATASETS)}); "
+                           f"for other data give the resolution (CLI: --resolution R)")
+    resolution = resolution if resolution is not None else spec.resolution
+    subset = subset if subset is not None else (spec.subset if spec is not None else None)
+    for label, value in (("resolution", resolution), ("max_images", max_images), ("subset", subset)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise DatasetError(f"{label} must be a positive int; got {value!r}")
+    if max_images is not None and subset is not None:
+        raise DatasetError("use either max_images (the first N images) or subset (N images drawn by seed), not both")
+    out = pathlib.Path(out) if out is not None else data_root(data_root_arg) / f"{name}-{resolution}x{resolution}.zip"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or --out") from err
+
+    reader = open_source(source)
+    manifest = {
+        "format_version": FORMAT_VERSION, "name": name, "source": str(pathlib.Path(source).expanduser().resolve()),
+        "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,
+        "max_images": max_images, "subset": subset, "seed": seed if subset is not None else None,
+    }
+    existing = _read_manifest(out)
+    if existing is not None and existing.get("settings") == manifest:
+        return PrepareReport(str(out), existing["images"], existing["skipped"], True, resolution)
+
+    skipped: list[str] = []
+    keys = None  # all, in source order
+    wanted = len(reader) if max_images is None else min(max_images, len(reader))
+    if subset is not None:
+        keys, wanted = _decodable_subset(reader, subset, seed, skipped), subset
+    count = 0
+
+    def write(tmp):
+        nonlocal count
+        labels = []
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
+            for key, raw in reader.items(keys):
+                if count == wanted:
+                    break
+                try:
+                    png = _to_png(raw, resolution)
+                except Exception as err:  # any decoder failure means a corrupt image: reported, not fatal
+                    skipped.append(f"{key} ({type(err).__name__})")
+                    continue
+                fname = f"{count // 1000:05d}/img{count:08d}.png"
+                z.writestr(fname, png)
+                labels.append([fname, reader.label(key) if hasattr(reader, "label") else None])
+                count += 1
+                if on_progress is not None:
+                    on_progress(count, wanted)
+            if count == 0:
+                raise DatasetError(f"no image in {str(source)!r} could be decoded ({len(skipped)} tried)")
+            if all(label is not None for _, label in labels):
+                z.writestr("dataset.json", json.dumps({"labels": labels}))
+            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped}, indent=1))
+
+    write_atomic(out, write)
+    return PrepareReport(str(out), count, skipped, False, resolution)
+
+
+def _decodable_subset(reader, subset: int, seed: int, skipped: list) -> list:
+    """The first ``subset`` decodable keys of the ``seed`` permutation, in source order."""
+    keys = reader.keys()
+    if subset > len(keys):
+        raise DatasetError(f"subset={subset} is larger than the source ({len(keys)} images)")
+    position = {k: i for i, k in enumerate(keys)}
+    chosen = []
+    permuted = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
+    for key, (name, raw) in zip(permuted, reader.items(permuted)):
+        try:
+            _decode(raw)
+        except Exception as err:  # corrupt: reported, and the next one of the permutation is taken
+            skipped.append(f"{name} ({type(err).__name__})")
+            continue
+        chosen.append(key)
+        if len(chosen) == subset:
+            return sorted(chosen, key=position.__getitem__)
+    raise DatasetError(f"only {len(chosen)} of the {subset} images asked for decode ({len(skipped)} corrupt)")
+
+
+def _read_manifest(path: pathlib.Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            return json.loads(z.read(MANIFEST))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+        return None  # not ours or damaged: rebuild it
+
+
+def _decode(raw):
+    """A fully decoded PIL image (errors surface here, not at the first pixel access)."""
+    from PIL import Image
+
+    image = Image.fromarray(raw) if isinstance(raw, np.ndarray) else Image.open(io.BytesIO(raw))
+    image.load()
+    return image
+
+
+def _to_png(raw, resolution: int) -> bytes:
+    """Decode, RGB, center-crop to a square, resize (Lanczos), encode as PNG."""
+    from PIL import Image
+
+    image = _decode(raw).convert("RGB")
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if side != resolution:
+        image = image.resize((resolution, resolution), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()

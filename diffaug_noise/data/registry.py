@@ -1,0 +1,123 @@
+"""The datasets of the paper by name, and where their prepared copies live.
+
+A prepared dataset is one zip of square PNGs in the layout StyleGAN2-ADA and ProjectedGAN read
+(``00000/img00000000.png``, optional ``dataset.json`` labels), written by
+:func:`diffaug_noise.data.prepare`. ``--data`` accepts a registered name (looked up under the data
+root) or a path to a zip or an image folder.
+
+The data root is, in order: the ``data_root`` argument (CLI ``--data-root``), the
+``DIFFAUG_NOISE_DATA`` environment variable, ``~/.cache/diffaug-noise/data``.
+
+Example:
+    >>> DATASETS["lsun_bedroom"].resolution, DATASETS["lsun_bedroom"].source_format
+    (256, 'lsun_lmdb')
+    >>> DATASETS["ffhq_2k"].subset
+    2000
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+ENV_VAR = "DIFFAUG_NOISE_DATA"
+DEFAULT_ROOT = "~/.cache/diffaug-noise/data"
+
+
+class DatasetError(ValueError):
+    """An unknown, missing or unreadable dataset; the message says what to download and run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """One named dataset: what the paper trains on and where its source comes from."""
+
+    name: str  # registry key, e.g. "lsun_bedroom"
+    resolution: int  # square side of the prepared images
+    source_format: str  # "lsun_lmdb", "image_folder" (folder or zip of images) or "cifar10_python"
+    download: str  # where the source comes from (shown when it is missing)
+    subset: int | None = None  # limited-data subsets: number of images, drawn by seed
+    parent: str | None = None  # the full dataset a subset is drawn from
+
+    @property
+    def filename(self) -> str:
+        """File name of the prepared zip under the data root."""
+        return f"{self.name}-{self.resolution}x{self.resolution}.zip"
+
+
+_LSUN = ("the official LSUN lmdb export: http://dl.yf.io/lsun/scenes/{0}_train_lmdb.zip "
+         "(or python download.py -c {0} from github.com/fyu/lsun), unzipped to a folder holding data.mdb")
+_AFHQ = ("AFHQ (StarGAN v2): https://github.com/clovaai/stargan-v2 (bash download.sh afhq-dataset); "
+         "use the folder afhq/train/{0}")
+_FFHQ = ("FFHQ images1024x1024 from https://github.com/NVlabs/ffhq-dataset (python download_ffhq.py --images); "
+         "use the folder images1024x1024")
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
+    DatasetSpec("cifar10", 32, "cifar10_python",
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (the .tar.gz itself or its unpacked folder)"),
+    DatasetSpec("celeba", 64, "image_folder",
+                "CelebA img_align_celeba from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (folder or zip)"),
+    DatasetSpec("stl10", 64, "image_folder",
+                "STL-10 unlabeled split exported as images (e.g. torchvision.datasets.STL10(split='unlabeled') saved as PNGs)"),
+    DatasetSpec("lsun_bedroom", 256, "lsun_lmdb", _LSUN.format("bedroom")),
+    DatasetSpec("lsun_church", 256, "lsun_lmdb", _LSUN.format("church_outdoor")),
+    DatasetSpec("afhq_cat", 512, "image_folder", _AFHQ.format("cat")),
+    DatasetSpec("afhq_dog", 512, "image_folder", _AFHQ.format("dog")),
+    DatasetSpec("afhq_wild", 512, "image_folder", _AFHQ.format("wild")),
+    DatasetSpec("ffhq", 1024, "image_folder", _FFHQ),
+    *[DatasetSpec(f"ffhq_{label}", 256, "image_folder", _FFHQ, subset=n, parent="ffhq")
+      for label, n in [("200", 200), ("500", 500), ("1k", 1000), ("2k", 2000), ("5k", 5000)]],
+]}
+
+
+def data_root(data_root: str | os.PathLike | None = None) -> pathlib.Path:
+    """The folder prepared datasets live in (argument, then ``$DIFFAUG_NOISE_DATA``, then the default)."""
+    return pathlib.Path(data_root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered dataset ``name``, or a :class:`DatasetError` listing the names."""
+    if name not in DATASETS:
+        raise _unknown(name)
+    return DATASETS[name]
+
+
+def _unknown(name) -> DatasetError:
+    return DatasetError(f"unknown dataset {str(name)!r}; choose one of {', '.join(DATASETS)}, "
+                        f"or pass a path to a zip or a folder of images")
+
+
+def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | None = None) -> pathlib.Path:
+    """Turn ``--data`` (a name or a path) into the path of a zip or image folder that exists.
+
+    Example:
+        >>> resolve_data("no_such_set")
+        Traceback (most recent call last):
+        ...
+        diffaug_noise.data.registry.DatasetError: unknown dataset 'no_such_set'; choose one of cifar10, ...
+    """
+    path = pathlib.Path(data).expanduser()
+    if path.exists():
+        if path.is_dir() or path.suffix == ".zip":
+            return path
+        raise DatasetError(f"--data {str(data)!r} is neither a folder nor a .zip; prepare it with diffaug-noise data prepare")
+    if isinstance(data, str) and data in DATASETS:
+        spec, root = DATASETS[data], data_root(data_root_arg)
+        prepared = root / spec.filename
+        if prepared.is_file():
+            return prepared
+        others = sorted(root.glob(f"{data}-*x*.zip"))  # prepared at another --resolution
+        if len(others) == 1:
+            return others[0]
+        if others:
+            raise DatasetError(f"dataset {data!r} is prepared at several resolutions ({', '.join(p.name for p in others)}) "
+                               f"but not at {spec.resolution}; pass --data with the path of the one you want")
+        source = "--source PATH_TO_FFHQ_IMAGES" if spec.parent else "--source PATH"
+        raise DatasetError(
+            f"dataset {data!r} is not prepared: {str(prepared)!r} does not exist. Download {spec.download}, then run: "
+            f"diffaug-noise data prepare {data} {source} --data-root {str(root)!r} "
+            f"(or point --data-root / ${ENV_VAR} at the folder that holds {spec.filename})")
+    if any(sep in str(data) for sep in ("/", os.sep)) or path.suffix:
+        raise DatasetError(f"--data {str(data)!r} does not exist; check the path, or use a registered name "
+                           f"({', '.join(DATASETS)})")
+    raise _unknown(data)

@@ -1,0 +1,181 @@
+"""`eval` end to end with a small feature extractor registered in torch-fidelity (no downloads).
+
+FID is checked against our own float64 closed form on the same features (scipy's sqrtm), and
+precision/recall against a direct k-NN computation, so the wiring (inputs, counts, subsets) is
+tested independently of torch-fidelity's arithmetic.
+"""
+import json
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from scipy import linalg
+
+torch_fidelity = pytest.importorskip("torch_fidelity")
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
+
+from diffaug_noise.cli.main import main  # noqa: E402
+from diffaug_noise.evaluation import EvaluationError, evaluate  # noqa: E402
+
+EXTRACTOR = "test-random-conv"
+
+
+class RandomConvFeatures(FeatureExtractorBase):
+    """8 features: a fixed random 3x3 conv bank on the image in [-1, 1], averaged over space, plus colour means."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+        self.conv = torch.nn.Conv2d(3, 5, 3)
+        with torch.no_grad():
+            w = torch.randn(5, 3, 3, 3, generator=torch.Generator().manual_seed(0))
+            self.conv.weight.copy_(w)
+            self.conv.bias.zero_()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("feat",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "feat"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    def forward(self, x):
+        x = x.float() / 127.5 - 1
+        return (torch.cat([torch.tanh(self.conv(x)).mean((2, 3)), x.mean((2, 3))], dim=1).double(),)
+
+
+if EXTRACTOR not in torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(EXTRACTOR, RandomConvFeatures)
+
+MODES = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+
+
+def write_set(folder, n, modes, shift=0, seed=0):
+    """n 12x12 images: a mode colour (cycled through `modes`) plus pixel noise, brightened by `shift`."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = np.array(modes[i % len(modes)], float) + rng.normal(0, 20, (12, 12, 3)) + shift
+        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return folder
+
+
+def features(folder):
+    from diffaug_noise.data import ImageDataset
+
+    ds = ImageDataset(folder)
+    x = torch.stack([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        return RandomConvFeatures(EXTRACTOR, ["feat"])(x)[0].numpy()
+
+
+def fid_reference(a, b):
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def recall_reference(real, fake, k=3):
+    """Share of real samples inside some fake sample's k-NN ball (Kynkäänniemi et al. 2019)."""
+    d_ff = np.linalg.norm(fake[:, None] - fake[None], axis=2)
+    radius = np.sort(d_ff, axis=1)[:, k]  # k-th neighbour, the point itself at 0
+    d_rf = np.linalg.norm(real[:, None] - fake[None], axis=2)
+    return float((d_rf <= radius[None]).any(axis=1).mean())
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    return {
+        "real": write_set(root / "real", 160, MODES),
+        "again": write_set(root / "again", 160, MODES, seed=1),
+        "shifted": write_set(root / "shifted", 160, MODES, shift=40, seed=2),
+        "dropped": write_set(root / "dropped", 160, MODES[:1], seed=3),
+    }
+
+
+def run(real, fake, **kw):
+    return evaluate(real, fake, feature_extractor=EXTRACTOR, batch_size=50, **kw)
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_matches_the_closed_form(sets):
+    same = run(sets["real"], sets["real"], metrics=("fid",))
+    assert abs(same["fid"]) < 1e-6 and same["num_real"] == same["num_fake"] == 160
+    other = run(sets["real"], sets["again"], metrics=("fid",))
+    shifted = run(sets["real"], sets["shifted"], metrics=("fid",))
+    reference = fid_reference(features(sets["real"]), features(sets["shifted"]))
+    assert shifted["fid"] == pytest.approx(reference, rel=1e-4)
+    assert shifted["fid"] > 20 * other["fid"] > 0  # a shift is far worse than a fresh draw of the same law
+
+
+def test_recall_drops_when_modes_are_dropped(sets):
+    full = run(sets["real"], sets["again"], metrics=("precision", "recall"))
+    dropped = run(sets["real"], sets["dropped"], metrics=("precision", "recall"))
+    assert dropped["recall"] < 0.5 < full["recall"]
+    assert dropped["precision"] > 0.8  # what it does generate looks real
+    assert dropped["recall"] == pytest.approx(recall_reference(features(sets["real"]), features(sets["dropped"])), abs=1e-6)
+
+
+def test_kid_and_num_limit_both_sides(sets):
+    result = run(sets["real"], sets["shifted"], metrics=("kid", "fid"), num=100)
+    assert result["num_real"] == result["num_fake"] == 100
+    assert result["kid"] > 0 and result["kid_std"] >= 0
+    a, b = features(sets["real"])[:100], features(sets["shifted"])[:100]
+    assert result["fid"] == pytest.approx(fid_reference(a, b), rel=1e-4)
+
+
+class TinyGenerator(torch.nn.Module):
+    """Images of one mode colour; the z_dim attribute is what evaluate() needs."""
+
+    z_dim = 4
+
+    def forward(self, z):
+        colour = torch.tensor(MODES[0], dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
+        return (colour + 0.15 * z[:, :3, None, None]).expand(-1, -1, 12, 12)
+
+
+def test_generator_file_needs_trust_and_then_generates_num_images(sets, tmp_path):
+    path = tmp_path / "G.pt"
+    torch.save({"G_ema": TinyGenerator()}, path)
+    with pytest.raises(EvaluationError, match="--trust-pickle"):
+        run(sets["real"], path, metrics=("recall",))
+    result = run(sets["real"], path, metrics=("recall",), num=60, trust_pickle=True)
+    assert result["num_fake"] == 60 and result["recall"] < 0.5  # one mode of four
+
+
+def test_missing_weights_offline_names_the_file_and_the_fix(sets, monkeypatch, tmp_path):
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(inception, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(EvaluationError) as err:
+        evaluate(sets["real"], sets["real"], metrics=("fid",))
+    message = str(err.value)
+    assert "weights-inception-2015-12-05-6726825d.pth" in message and "--weights PATH" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message
+
+
+def test_cli_eval_prints_one_line_and_writes_json(sets, tmp_path):
+    out = tmp_path / "m.json"
+    result = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["shifted"]),
+                                       "--metrics", "fid,recall", "--feature-extractor", EXTRACTOR, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fid ") and "recall" in lines[0] and "160 generated vs 160 real" in lines[0]
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {"fid", "recall", "num_real", "num_fake"}
+    bad = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["real"]), "--metrics", "fud"])
+    assert bad.exit_code == 2 and "unknown metric(s) ['fud']" in bad.output
+    missing = CliRunner().invoke(main, ["eval", "--real", "lsun_church", "--data-root", str(tmp_path), "--fake", str(sets["real"])])
+    assert missing.exit_code == 1 and "diffaug-noise data prepare lsun_church" in missing.output
