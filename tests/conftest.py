@@ -31,3 +31,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 __all__ = ["abar_reference", "linear_betas_reference"]
+
+
+collect_ignore = ["standins"]  # stand-ins of upstream code, imported by the integration tests only

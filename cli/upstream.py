@@ -1,0 +1,61 @@
+"""`diffaug-noise run stylegan2|insgen`: upstream's own train.py, patched for Diffusion-GAN at run time."""
+from __future__ import annotations
+
+import click
+
+from diffaug_noise.presets import PRESETS
+
+
+def _command(name: str, adapter_module: str, repo_name: str, env_var: str, default_aug: str):
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.option("--repo", default=None, metavar="PATH",
+                  help=f"Your checkout of {repo_name} (not edited). [default: ${env_var}]")
+    @click.option("--data", required=True, help="Dataset name (`diffaug-noise data list`) or a zip/folder in upstream's layout.")
+    @click.option("--data-root", default=None, metavar="DIR",
+                  help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
+    @click.option("--outdir", required=True, metavar="DIR", help="Where upstream writes its run folders.")
+    @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all).")
+    @click.option("--preset", type=click.Choice([p for p in PRESETS if p != "projected_gan"]), default="paper", show_default=True,
+                  help=f"Noise and controller settings: paper (our defaults) or the official fork's ({name}).")
+    @click.option("--target", type=float, default=None, help="Controller target for r_d = E[sign D(noised real)]. [default: preset's, 0.6]")
+    @click.option("--ts-dist", type=click.Choice(["priority", "uniform"]), default=None, help="Law of t over 1..T. [default: preset's]")
+    @click.option("--noise-sd", type=click.FloatRange(min=0, min_open=True), default=None,
+                  help="Noise std sigma, in image units ([-1, 1]). [default: preset's, 0.05]")
+    @click.option("--t-max", type=click.IntRange(min=1), default=None, help="Largest T (at p = 1). [default: preset's]")
+    @click.option("--aug", type=click.Choice(["ada", "diffaug", "none"]), default=default_aug, show_default=True,
+                  help="Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.")
+    @click.option("--t-label", type=click.Choice(["embedding", "raw"]), default=None,
+                  help="How t enters D's label input. [default: embedding for paper, raw (as the fork) otherwise]")
+    @click.option("--shims/--no-shims", default=True, show_default=True,
+                  help="Compatibility shims for current torch/numpy and CPU-only machines (each documented in the adapter).")
+    @click.option("--trust-pickle", is_flag=True,
+                  help="Allow upstream's --resume PKL: unpickling a snapshot runs code named in it; only for files you trust.")
+    @click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
+    def command(repo, data, data_root, outdir, gpus, preset, target, ts_dist, noise_sd, t_max, aug, t_label, shims,
+                trust_pickle, upstream_args):
+        import importlib
+
+        from diffaug_noise.data import DatasetError, resolve_data
+        from diffaug_noise.integrations.upstream import UpstreamError
+
+        adapter = importlib.import_module(adapter_module)
+        try:
+            data_path = resolve_data(data, data_root)
+            adapter.run(["--outdir", outdir, "--data", str(data_path), "--gpus", str(gpus), *upstream_args],
+                        repo=repo, shims=shims, trust_pickle=trust_pickle, preset=preset, target=target, ts_dist=ts_dist,
+                        noise_sd=noise_sd, t_max=t_max, aug=aug, t_label=t_label)
+        except (DatasetError, UpstreamError, ValueError) as err:
+            raise click.ClickException(str(err))
+
+    command.help = (f"Train Diffusion-{'StyleGAN2' if name == 'stylegan2' else 'InsGen'} with {repo_name}'s own training loop, "
+                    f"networks, metrics and snapshots; no upstream file is edited.\n\nArguments after `--` go to upstream's "
+                    f"train.py unchanged (e.g. -- --cfg paper256 --mirror 1 --kimg 25000 --metrics fid50k_full).\n\n"
+                    f"\b\nExample:\n  diffaug-noise run {name} --repo ~/{repo_name} --data lsun_bedroom --outdir runs --gpus 8 "
+                    f"-- --cfg paper256")
+    return command
+
+
+stylegan2_command = _command("stylegan2", "diffaug_noise.integrations.stylegan2_ada", "stylegan2-ada-pytorch",
+                             "DIFFAUG_NOISE_STYLEGAN2_REPO", "ada")
+insgen_command = _command("insgen", "diffaug_noise.integrations.insgen", "insgen", "DIFFAUG_NOISE_INSGEN_REPO", "ada")

@@ -1,0 +1,75 @@
+"""Diffusion InsGen on an unmodified genforce/insgen checkout, patched at run time.
+
+InsGen is stylegan2-ada-pytorch plus instance discrimination: contrastive heads on D's features
+(``run_cl`` calls ``D(img, c, return_feats=True)`` and a momentum copy ``D_ema``). The patch is the
+StyleGAN2-ADA one (:mod:`.stylegan2_ada`): the adversarial branch sees ``D(noise(ADA(x)), c, t)``,
+and the contrastive branch keeps working as upstream intends: it calls ``D`` without ``t``, which
+our discriminator reads as clean images (``t = 0``), on upstream's ADA views. That is what the
+official Diffusion-InsGen fork does too (its ``run_cl`` passes ``t = 0`` to ``D`` and ``D_ema``);
+``D_ema`` is a copy of our discriminator, so it takes the same label. InsGen needs ADA (its
+contrastive views come from the ADA pipe), so ``aug="ada"`` is the default here.
+
+Tested against upstream commit 52bda7cfe59094fbb2f533a0355fff1392b0d380 (2021-10-11).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import stylegan2_ada
+from .stylegan2_ada import STYLEGAN2_ADA, Upstream
+from .upstream import single_rank_group_patch, tensor_cuda_patch
+
+INSGEN = Upstream(
+    name="insgen",
+    clone="git clone https://github.com/genforce/insgen",
+    env_var="DIFFAUG_NOISE_INSGEN_REPO",
+    commit="52bda7cfe59094fbb2f533a0355fff1392b0d380",
+    markers=STYLEGAN2_ADA.markers + ("training/contrastive_loss.py", "training/contrastive_head.py"),
+    names={**STYLEGAN2_ADA.names, "training.contrastive_loss": ["StyleGAN2LossCL"], "training.contrastive_head": ["CLHead"],
+           "torch_utils.misc": STYLEGAN2_ADA.names["torch_utils.misc"] + ["copy_params_and_buffers"]},
+    default_preset="insgen",
+    shims="diffaug_noise.integrations.insgen.compat_patches",
+)
+
+
+def _itself(self):
+    return self
+
+
+def compat_patches() -> list:
+    """Opt-in shims for InsGen 52bda7c: stylegan2-ada's (:func:`.stylegan2_ada.compat_patches`), plus
+
+    - its contrastive head calls ``tensor.cuda(device)`` with the features' device: without CUDA
+      that is a move to the CPU;
+    - its contrastive queue all-gathers across ranks even with ``--gpus 1``, where upstream starts
+      no process group: we start a one-rank group around ``train.subprocess_fn``;
+    - its snapshot code unwraps the heads with ``.module`` even when they were not DDP-wrapped
+      (``--gpus 1``): a bare head answers ``.module`` with itself;
+    - ``--resume`` copies snapshot weights into the contrastive heads, whose parameters require
+      grad, in place and outside ``no_grad`` ("a leaf Variable that requires grad is being used in
+      an in-place operation"): the copy runs under ``torch.no_grad()``.
+    So upstream InsGen runs and resumes on one GPU (or the CPU), which as released it does not.
+    """
+    import train
+    from torch_utils import misc
+    from training import contrastive_head
+
+    return (stylegan2_ada.compat_patches() + tensor_cuda_patch() + single_rank_group_patch(train)
+            + [(contrastive_head.CLHead, "module", property(_itself)),
+               (misc, "copy_params_and_buffers", torch.no_grad()(misc.copy_params_and_buffers))])
+
+
+@contextlib.contextmanager
+def patched(repo=None, shims: bool = False, **options):
+    """:func:`.stylegan2_ada.patched` for an InsGen checkout; yields its ``train`` module."""
+    options.setdefault("aug", "ada")
+    with stylegan2_ada.patched(repo, shims=shims, upstream=INSGEN, **options) as train:
+        yield train
+
+
+def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
+    """Run InsGen's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
+    options.setdefault("aug", "ada")
+    stylegan2_ada.run(upstream_args, repo=repo, shims=shims, trust_pickle=trust_pickle, upstream=INSGEN, **options)

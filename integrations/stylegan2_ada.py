@@ -1,0 +1,312 @@
+"""Diffusion StyleGAN2 on an unmodified NVlabs/stylegan2-ada-pytorch checkout, patched at run time.
+
+Upstream builds its discriminator and loss from class names in its training options
+(``dnnlib.util.construct_class_by_name``). We wrap ``train.setup_training_loop_kwargs`` so those
+names point at two classes here, each of which builds upstream's own class inside:
+
+- :class:`DiffusionDiscriminator`: upstream's ``Discriminator`` with its label input widened by
+  an encoding of ``t`` (``c' = [c, e(t)]``, through upstream's own label mapping network), and the
+  :class:`~diffaug_noise.DiffusionNoise` as a submodule, so ``p``, ``T`` and the tables are
+  buffers of ``D``: saved in every snapshot, restored by upstream's ``--resume`` and copied to all
+  ranks when upstream wraps ``D`` in DDP (we also broadcast them from rank 0 explicitly).
+- :class:`DiffusionLoss`: upstream's loss object with its ``run_D`` replaced, so both the D and
+  the G phases see ``D(noise(augment(x)), c, t)``; R1 stays upstream's (taken w.r.t. the clean
+  reals, through the noise). It observes the logits of the reals and runs the
+  :class:`~diffaug_noise.AdaptiveController` once per iteration (after the last round of the D
+  phase); the controller all-reduces its statistics, so every rank adjusts ``p`` identically.
+
+Augmentation before the noise (``aug``): ``"ada"`` keeps upstream's ADA pipeline and its own
+adaptive ``p`` (as the official fork allows), ``"diffaug"`` applies
+:class:`~diffaug_noise.augment.DiffAugment`, ``"none"`` neither.
+
+Tested against upstream commit d72cc7d041b42ec8e806021a205ed9349f87c6a4 (2023-09-22).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import pathlib
+
+import torch
+from torch import nn
+
+from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
+from diffaug_noise.controller import AdaptiveController
+from diffaug_noise.noise import DiffusionNoise
+from diffaug_noise.presets import preset_kwargs
+
+from .upstream import (UpstreamError, cpu_patches, import_checked, locate_repo, patched_attributes,
+                       sampler_signature_patch, spawn_patch)
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """One StyleGAN2-ADA-based codebase: where to get it, how to recognise it, what we patch."""
+
+    name: str  # for messages
+    clone: str  # the command that gets the tested checkout
+    env_var: str  # where --repo defaults from
+    commit: str  # the upstream commit the adapter is tested against
+    markers: tuple  # files a checkout must have
+    names: dict  # module -> attributes we patch or build on (checked before patching)
+    default_preset: str  # the official fork's preset
+    shims: str = "diffaug_noise.integrations.stylegan2_ada.compat_patches"  # function returning its opt-in shims
+
+
+STYLEGAN2_ADA = Upstream(
+    name="stylegan2-ada-pytorch",
+    clone="git clone https://github.com/NVlabs/stylegan2-ada-pytorch",
+    env_var="DIFFAUG_NOISE_STYLEGAN2_REPO",
+    commit="d72cc7d041b42ec8e806021a205ed9349f87c6a4",
+    markers=("train.py", "training/training_loop.py", "training/loss.py", "training/networks.py", "torch_utils/misc.py"),
+    names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"], "training.training_loop": ["training_loop"],
+           "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
+           "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"]},
+    default_preset="stylegan2",
+)
+
+T_LABELS = ("embedding", "raw")
+AUGS = ("ada", "diffaug", "none")
+
+
+@dataclasses.dataclass
+class DiffusionOptions:
+    """The paper's knobs; ``None`` takes the preset's value."""
+
+    preset: str = "paper"  # noise and controller settings: paper, stylegan2, insgen
+    target: float | None = None  # controller target for r_d = E[sign D(noised real)]
+    ts_dist: str | None = None  # law of t over 1..T: priority or uniform
+    noise_sd: float | None = None  # sigma, in image units ([-1, 1])
+    t_min: int | None = None  # T at p = 0
+    t_max: int | None = None  # T at p = 1
+    aug: str = "ada"  # before the noise: ada (upstream's), diffaug (kornia DiffAugment) or none
+    t_label: str | None = None  # how t enters D's label: embedding (sinusoids) or raw (the fork's [B, 1] t)
+    t_dim: int = 32  # width of the sinusoidal embedding
+
+    def __post_init__(self):
+        preset_kwargs(self.preset, "noise")  # raises on an unknown preset, listing the names
+        if self.aug not in AUGS:
+            raise ValueError(f"unknown aug {self.aug!r}; choose one of {', '.join(AUGS)}")
+        if self.t_label is not None and self.t_label not in T_LABELS:
+            raise ValueError(f"unknown t_label {self.t_label!r}; choose one of {', '.join(T_LABELS)}")
+
+    def noise_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "noise")
+        for key, value in (("t_dist", self.ts_dist), ("sigma", self.noise_sd), ("t_min", self.t_min), ("t_max", self.t_max)):
+            if value is not None:
+                kwargs[key] = value
+        DiffusionNoise(**kwargs)  # validate now, in the launching process, not in a spawned rank
+        return kwargs
+
+    def controller_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "controller")
+        if self.target is not None:
+            kwargs["target"] = self.target
+        return kwargs
+
+    def label_mode(self) -> str:
+        """The fork presets feed t raw, as the official code did; ours embeds it."""
+        return self.t_label or ("embedding" if self.preset == "paper" else "raw")
+
+
+def _construct(class_name: str, **kwargs):
+    module_name, attribute = class_name.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), attribute)(**kwargs)
+
+
+class RawTimestep(nn.Module):
+    """``t`` as a ``[B, 1]`` float: the official fork's label input (``t_dim = 1``)."""
+
+    dim = 1
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return t.float().view(-1, 1)
+
+
+class DiffusionDiscriminator(nn.Module):
+    """Upstream's discriminator taking ``t`` through its label input; holds the diffusion noise.
+
+    ``forward(img, c, t=None, **kwargs)``: ``t = None`` means clean images (``t = 0``), which is
+    how upstream's own calls (network summary, InsGen's contrastive branch) reach it.
+    """
+
+    def __init__(
+        self,
+        c_dim: int,  # upstream's class-label width (0: unconditional)
+        img_resolution: int,  # upstream's
+        img_channels: int,  # upstream's
+        upstream_class: str = "training.networks.Discriminator",  # what upstream's options named
+        noise_kwargs: dict | None = None,  # DiffusionNoise settings
+        t_label: str = "embedding",  # "embedding" (sinusoids of t) or "raw" (t itself)
+        t_dim: int = 32,  # embedding width
+        **upstream_kwargs,  # everything else upstream's options give its Discriminator
+    ):
+        super().__init__()
+        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
+        self.noise = DiffusionNoise(**(noise_kwargs or {}))
+        encoding = TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding" \
+            else RawTimestep()
+        self.label = TimestepLabel(encoding)
+        self.D = _construct(upstream_class, c_dim=c_dim + encoding.dim, img_resolution=img_resolution,
+                            img_channels=img_channels, **upstream_kwargs)
+
+    def forward(self, img, c, t=None, **kwargs):
+        if t is None:
+            t = torch.zeros(img.shape[0], dtype=torch.int64, device=img.device)
+        return self.D(img, self.label(c, t), **kwargs)
+
+
+def _unwrap(module):
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def broadcast_noise_state(noise: DiffusionNoise) -> None:
+    """Give every rank rank 0's ``p``, ``T`` and tables (what ``--resume`` restored there)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in noise.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+class DiffusionLoss:
+    """Upstream's loss with ``run_D`` replaced: ``D(noise(augment(img)), c, t)``; drives the controller."""
+
+    def __init__(
+        self,
+        device,  # upstream's
+        D,  # upstream's (DDP-wrapped on several GPUs): a DiffusionDiscriminator inside
+        upstream_class: str = "training.loss.StyleGAN2Loss",  # what upstream's options named
+        diffusion: dict | None = None,  # batch_size, controller kwargs, aug
+        **upstream_kwargs,  # everything else upstream gives its loss (G_mapping, augment_pipe, r1_gamma, ...)
+    ):
+        from torch_utils import misc, training_stats  # upstream's, importable while it runs
+
+        settings = dict(diffusion or {})
+        self.inner = _construct(upstream_class, device=device, D=D, **upstream_kwargs)
+        self.D = D
+        self.noise = _unwrap(D).noise
+        broadcast_noise_state(self.noise)
+        self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        self.diffaugment = None
+        if settings.get("aug") == "diffaug":
+            from diffaug_noise.augment import DiffAugment
+
+            self.diffaugment = DiffAugment()
+        self.inner.run_D = self.run_D
+        self._ddp_sync, self._stats = misc.ddp_sync, training_stats
+        self._real = None
+
+    def __getattr__(self, name):  # anything else (pl_mean, run_G, run_cl, ...) is the upstream loss's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def run_D(self, img, c, sync):
+        # Upstream passes the reals as real_img.detach() (same storage), fakes straight from G.
+        is_real = self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+        if self.inner.augment_pipe is not None:
+            img = self.inner.augment_pipe(img)
+        if self.diffaugment is not None:
+            img = self.diffaugment(img)
+        y, t = self.noise(img)
+        with self._ddp_sync(self.D, sync):
+            logits = self.D(y, c, t)
+        if is_real:
+            self.controller.observe(logits)
+        return logits
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain, **kwargs):
+        self._real = real_img
+        try:
+            self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
+                                            sync=sync, gain=gain, **kwargs)
+        finally:
+            self._real = None
+        if phase in ("Dmain", "Dboth") and sync:  # the last round of this iteration's D step
+            self.controller.update()
+            self._stats.report("Diffusion/p", float(self.noise.p))
+            self._stats.report("Diffusion/T", float(self.noise.T))
+
+
+def configure(args, options: DiffusionOptions) -> None:
+    """Point upstream's training options (``args`` from ``setup_training_loop_kwargs``) at our classes."""
+    easy = type(args.D_kwargs)  # upstream's dnnlib.EasyDict: keeps options JSON-able and attribute-accessible
+    d_kwargs = dict(args.D_kwargs)
+    args.D_kwargs = easy(class_name=f"{__name__}.DiffusionDiscriminator", upstream_class=d_kwargs.pop("class_name"),
+                         noise_kwargs=options.noise_kwargs(), t_label=options.label_mode(), t_dim=options.t_dim, **d_kwargs)
+    loss_kwargs = dict(args.loss_kwargs)
+    args.loss_kwargs = easy(class_name=f"{__name__}.DiffusionLoss", upstream_class=loss_kwargs.pop("class_name"),
+                            diffusion=dict(batch_size=args.batch_size, controller=options.controller_kwargs(), aug=options.aug),
+                            **loss_kwargs)
+    if options.aug == "ada":
+        args.ada_kimg = 100  # every official fork runs ADA at 100 kimg (upstream's loop default is 500)
+    else:
+        args.augment_kwargs, args.ada_target, args.augment_p = None, None, 0
+
+
+def compat_patches() -> list:
+    """Opt-in shims for upstream d72cc7d on torch >= 2.2 / numpy 2 and on machines without CUDA.
+
+    - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)``, which torch >= 2.2
+      rejects (``object.__init__() takes exactly one argument``): accept and ignore it.
+    - ``training.training_loop`` hard-codes ``torch.device('cuda', rank)``, CUDA events, memory
+      statistics and ``pin_memory()``: on a machine without CUDA these become the CPU and no-ops.
+    (``conv2d_gradfix``/``grid_sample_gradfix`` disable themselves on torch != 1.7/1.8 and the
+    custom CUDA ops fall back to reference ops when they fail to build: upstream handles both.)
+    """
+    from training import training_loop
+
+    return sampler_signature_patch() + cpu_patches(training_loop)
+
+
+def _shims(upstream: Upstream) -> list:
+    module_name, name = upstream.shims.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), name)()
+
+
+def _child_patches(upstream: Upstream, repo: str) -> list:
+    import_checked(pathlib.Path(repo), upstream.names, upstream.clone)
+    return _shims(upstream)
+
+
+@contextlib.contextmanager
+def patched(repo=None, shims: bool = False, upstream: Upstream = STYLEGAN2_ADA, **options):
+    """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module.
+
+    Example (needs a checkout)::
+
+        from diffaug_noise.integrations import stylegan2_ada
+        with stylegan2_ada.patched("~/stylegan2-ada-pytorch", shims=True, preset="paper") as train:
+            train.main(["--outdir", "runs", "--data", "lsun_bedroom-256x256.zip", "--gpus", "8"], standalone_mode=False)
+    """
+    settings = DiffusionOptions(**options)
+    path = locate_repo(repo, upstream.env_var, list(upstream.markers), upstream.clone)
+    modules = import_checked(path, upstream.names, upstream.clone)
+    train = modules["train"]
+    original_setup = train.setup_training_loop_kwargs
+
+    def setup_training_loop_kwargs(**kwargs):
+        desc, args = original_setup(**kwargs)
+        configure(args, settings)
+        return f"{desc}-diffusion-{settings.preset}", args
+
+    patches = [(train, "setup_training_loop_kwargs", setup_training_loop_kwargs)]
+    if shims:
+        patches += _shims(upstream) + spawn_patch(functools.partial(_child_patches, upstream, str(path)))
+    with patched_attributes(patches):
+        yield train
+
+
+def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
+        upstream: Upstream = STYLEGAN2_ADA, **options) -> None:
+    """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
+    if any(a == "--resume" or a.startswith("--resume=") for a in upstream_args) and not trust_pickle:
+        raise UpstreamError("--resume loads an upstream network pickle, and unpickling runs code named in the file; "
+                            "pass --trust-pickle if you trust it (e.g. your own snapshot)")
+    with patched(repo, shims=shims, upstream=upstream, **options) as train:
+        train.main(args=list(upstream_args), standalone_mode=False)
+
+
+__all__ = ["STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "DiffusionOptions", "RawTimestep", "Upstream",
+           "UpstreamError", "compat_patches", "configure", "patched", "run"]

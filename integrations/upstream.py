@@ -1,0 +1,177 @@
+"""What every upstream adapter needs: find and check the checkout, patch names for a while, run ranks with shims.
+
+Nothing here knows a particular codebase; each adapter module names its own upstream modules,
+classes and shims.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import os
+import pathlib
+import sys
+import types
+
+import torch
+
+
+class UpstreamError(RuntimeError):
+    """The upstream checkout is missing or is not the codebase the adapter expects."""
+
+
+def locate_repo(repo, env_var: str, marker_files: list[str], clone: str) -> pathlib.Path:
+    """The checkout to use: ``repo``, else ``$env_var``; it must hold ``marker_files``."""
+    if repo is None:
+        repo = os.environ.get(env_var)
+    if not repo:
+        raise UpstreamError(f"no upstream checkout given: pass --repo PATH or set {env_var}; to get one: {clone}")
+    path = pathlib.Path(repo).expanduser().resolve()
+    missing = [f for f in marker_files if not (path / f).is_file()]
+    if missing:
+        raise UpstreamError(f"{str(path)!r} is not the expected checkout (missing {', '.join(missing)}); to get one: {clone}")
+    return path
+
+
+def import_checked(repo: pathlib.Path, names: dict[str, list[str]], clone: str) -> dict[str, types.ModuleType]:
+    """Import each upstream module of ``names`` from ``repo`` and check that the names we patch exist."""
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))
+    modules, missing = {}, []
+    for module_name, attributes in names.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise UpstreamError(f"cannot import {module_name} from {str(repo)!r}: {err}. Install upstream's requirements, "
+                                f"or get the expected checkout: {clone}") from err
+        if not str(getattr(module, "__file__", "")).startswith(str(repo)):
+            raise UpstreamError(f"{module_name} was imported from {getattr(module, '__file__', '?')}, not from {str(repo)!r}; "
+                                f"another package of that name shadows the checkout (run from a fresh process)")
+        missing += [f"{module_name}.{a}" for a in attributes if not hasattr(module, a)]
+        modules[module_name] = module
+    if missing:
+        raise UpstreamError(f"{str(repo)!r} lacks {', '.join(missing)}, which the adapter patches: an incompatible "
+                            f"version? The adapter is tested against: {clone}")
+    return modules
+
+
+@contextlib.contextmanager
+def patched_attributes(patches: list[tuple[object, str, object]]):
+    """Set ``obj.name = value`` for each patch, and restore (or delete) them on exit."""
+    missing = object()
+    saved = [(obj, name, obj.__dict__.get(name, missing) if isinstance(obj, type) else getattr(obj, name, missing))
+             for obj, name, _ in patches]
+    try:
+        for obj, name, value in patches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, old in reversed(saved):
+            if old is missing:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, old)
+
+
+class _NoCudaEvent:
+    """Stands in for ``torch.cuda.Event`` on a machine without CUDA: records nothing, times 0 ms."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def record(self, *args):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other) -> float:
+        return 0.0
+
+
+class CpuTorch(types.ModuleType):
+    """``torch`` as seen by a training loop that hard-codes CUDA, on a machine without it.
+
+    ``device('cuda', rank)`` becomes the CPU; CUDA events, stream and memory statistics become
+    no-ops. Everything else is torch itself. Installed as the loop module's ``torch`` name only.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+        self.cuda = types.SimpleNamespace(
+            Event=_NoCudaEvent, current_stream=lambda *a: None, synchronize=lambda *a: None,
+            max_memory_allocated=lambda *a: 0, reset_peak_memory_stats=lambda *a: None, is_available=lambda: False,
+        )
+
+    @staticmethod
+    def device(kind, *args, **kwargs):
+        kind = str(kind)
+        return torch.device("cpu") if kind.startswith("cuda") else torch.device(kind, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def _sampler_init(self, data_source=None):
+    """``Sampler.__init__`` that accepts (and ignores) ``data_source``, as torch < 2.2 did."""
+
+
+def sampler_signature_patch() -> list:
+    """Patches for code calling ``Sampler.__init__(dataset)``, which torch >= 2.2 rejects."""
+    return [(torch.utils.data.Sampler, "__init__", _sampler_init)]
+
+
+def cpu_patches(loop_module: types.ModuleType) -> list:
+    """Patches that let ``loop_module`` (which hard-codes CUDA) run on the CPU; none if CUDA is there."""
+    if torch.cuda.is_available():
+        return []
+    return [(loop_module, "torch", CpuTorch()), (torch.Tensor, "pin_memory", lambda self, *a, **k: self)]
+
+
+def tensor_cuda_patch() -> list:
+    """On a machine without CUDA, make ``tensor.cuda(device)`` a move to ``device`` (a CPU device there)."""
+    if torch.cuda.is_available():
+        return []
+    return [(torch.Tensor, "cuda", lambda self, device=None, *a, **k: self.to("cpu" if device is None else device))]
+
+
+def single_rank_group_patch(train_module: types.ModuleType) -> list:
+    """Run ``train_module.subprocess_fn`` inside a one-rank process group when upstream starts none.
+
+    For codebases that call ``torch.distributed`` collectives even on one GPU (InsGen's contrastive
+    queue gathers keys across ranks unconditionally). gloo without CUDA, nccl with it.
+    """
+    original = train_module.subprocess_fn
+
+    def subprocess_fn(rank, args, temp_dir):
+        if args.num_gpus > 1 or torch.distributed.is_initialized():
+            return original(rank=rank, args=args, temp_dir=temp_dir)
+        init_file = os.path.abspath(os.path.join(temp_dir, ".single_rank_init"))
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend, init_method=f"file://{init_file}", rank=0, world_size=1)
+        try:
+            return original(rank=rank, args=args, temp_dir=temp_dir)
+        finally:
+            torch.distributed.destroy_process_group()
+
+    return [(train_module, "subprocess_fn", subprocess_fn)]
+
+
+def run_rank_with(patch_factory, fn, *args):
+    """Entry of a spawned rank: apply ``patch_factory()``'s patches in this process, then run ``fn``."""
+    with patched_attributes(patch_factory()):
+        return fn(*args)
+
+
+def spawn_patch(patch_factory) -> list:
+    """Make ``torch.multiprocessing.spawn`` apply ``patch_factory``'s patches inside every child.
+
+    Children are fresh interpreters: patches made in the parent do not reach them. ``patch_factory``
+    must be picklable (a module-level function or a ``functools.partial`` of one).
+    """
+    original = torch.multiprocessing.spawn
+
+    def spawn(fn, args=(), *rest, **kwargs):
+        return original(functools.partial(run_rank_with, patch_factory, fn), args, *rest, **kwargs)
+
+    return [(torch.multiprocessing, "spawn", spawn)]

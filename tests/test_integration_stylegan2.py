@@ -1,0 +1,222 @@
+"""Contract tests of the StyleGAN2-ADA / InsGen adapter against stand-ins of the upstream names it patches.
+
+The stand-ins (tests/standins/stylegan2_ada, mirroring upstream commit d72cc7d) keep upstream's
+module names, signatures and call order with tiny networks; the checks recompute what D must
+have received from the noise's own draws, and the controller's step from its closed form.
+"""
+import json
+import math
+import os
+import pathlib
+import pickle
+import shutil
+import sys
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import diffaug_noise as dn
+from diffaug_noise.integrations import insgen, stylegan2_ada
+from diffaug_noise.integrations.upstream import UpstreamError
+
+STANDIN = pathlib.Path(__file__).parent / "standins" / "stylegan2_ada"
+UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib")
+
+
+def _forget_upstream():
+    for name in list(sys.modules):
+        if name.split(".")[0] in UPSTREAM_MODULES:
+            del sys.modules[name]
+    while str(STANDIN) in sys.path:
+        sys.path.remove(str(STANDIN))
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every DiffusionNoise forward and every controller observation during a run."""
+    _forget_upstream()
+    calls = {"noise": [], "noise_inputs": [], "observe": []}
+    forward, observe = dn.DiffusionNoise.forward, dn.AdaptiveController.observe
+
+    def noise_forward(self, x, generator=None):
+        y, t = forward(self, x, generator)
+        calls["noise"].append((x.requires_grad, y.detach().clone(), t.clone()))
+        calls["noise_inputs"].append(x.detach().clone())
+        return y, t
+
+    def controller_observe(self, logits):
+        calls["observe"].append(logits.detach().clone())
+        return observe(self, logits)
+
+    monkeypatch.setattr(dn.DiffusionNoise, "forward", noise_forward)
+    monkeypatch.setattr(dn.AdaptiveController, "observe", controller_observe)
+    yield calls
+    _forget_upstream()
+
+
+def train_standin(tmp_path, *extra, adapter=stylegan2_ada, **options):
+    with adapter.patched(STANDIN, shims=True, **options) as train:
+        train.main(["--outdir", str(tmp_path), "--data", "unused", *extra], standalone_mode=False)
+        D, loss = train.RESULTS[-1]
+    from torch_utils import training_stats
+
+    return D, loss, dict(training_stats.REPORTS)
+
+
+def sinusoids(t, dim, max_period):
+    """The label e(t) computed here from its formula: [cos(t w_j), sin(t w_j)], w_j = max_period^(-j/h)."""
+    half = dim // 2
+    w = torch.tensor([max_period ** (-j / half) for j in range(half)], dtype=torch.float64)
+    angles = t.double()[:, None] * w
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+def test_noise_reaches_D_in_both_phases_and_t_reaches_its_label(tmp_path, recorded):
+    D, loss, _ = train_standin(tmp_path, "--kimg", "0.032", preset="paper", aug="none")
+    assert isinstance(D, stylegan2_ada.DiffusionDiscriminator) and D.D.c_dim == 32
+    inner_calls = D.D.calls[1:]  # the first is upstream's network summary
+    assert len(inner_calls) == len(recorded["noise"]) == 56  # 8 iterations: Gmain 16, Dmain 32, Dreg 8 (2 rounds each)
+    for (img, c, _), (_, y, t) in zip(inner_calls, recorded["noise"]):
+        assert torch.equal(img, y)  # D saw the noised batch, nothing else
+        assert torch.allclose(c.double(), sinusoids(t, 32, 2.0 * D.noise.t_max), atol=1e-5)  # and its t, as the label
+        assert (t >= 1).all() and (t <= D.noise.T).all()
+    # Gmain draws (first of each iteration's 2 rounds) carry G's gradient through the noise.
+    assert sum(requires_grad for requires_grad, _, _ in recorded["noise"]) >= 16
+    summary_img, summary_c, _ = D.D.calls[0]
+    assert torch.allclose(summary_c.double(), sinusoids(torch.zeros(summary_c.shape[0]), 32, 2.0 * D.noise.t_max), atol=1e-6)
+
+
+def test_p_moves_by_the_controller_step_from_the_real_signs_only(tmp_path, recorded):
+    D, loss, reports = train_standin(tmp_path, "--kimg", "0.032", preset="paper", aug="none", target=-1.0)
+    # Reals go through D in Dmain (8 iterations) and Dreg (4), 2 rounds each: only those are observed.
+    assert len(recorded["observe"]) == 24
+    step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000), the paper's rule
+    assert loss.controller.step_size == pytest.approx(step)
+    assert D.noise.p == pytest.approx(2 * step)  # two adjustments in 8 iterations, both up (r_d > -1)
+    assert reports["Diffusion/p"][-1] == pytest.approx(2 * step)
+    D_down, _, _ = train_standin(tmp_path / "down", "--kimg", "0.032", preset="paper", aug="none", target=1.0)
+    assert D_down.noise.p == 0.0  # r_d < 1: pushed down, clipped at 0
+
+
+def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
+    D, _, _ = train_standin(tmp_path, "--kimg", "0.032", preset="stylegan2", aug="none", target=-1.0, t_max=20)
+    (snapshot,) = sorted(tmp_path.glob("*/network-snapshot-*.pkl"))
+    with open(snapshot, "rb") as f:
+        saved = pickle.load(f)["D"]
+    assert saved.noise.p == D.noise.p > 0 and saved.noise.T == D.noise.T
+    assert saved.noise.config() == dn.DiffusionNoise.preset("stylegan2", t_max=20).config()
+    assert isinstance(saved.label.embedding, stylegan2_ada.RawTimestep)  # the fork preset feeds t raw
+    with pytest.raises(UpstreamError, match="--trust-pickle"):
+        stylegan2_ada.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)], repo=STANDIN)
+    resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.004", "--resume", str(snapshot),
+                                  preset="stylegan2", aug="none", target=-1.0, t_max=20)
+    assert resumed.noise.p == saved.noise.p and resumed.noise.T == saved.noise.T  # 1 iteration: no adjustment
+    assert torch.equal(resumed.noise.coefficients64, saved.noise.coefficients64)
+
+
+def test_training_options_name_our_classes_and_stay_json(tmp_path, recorded):
+    train_standin(tmp_path, "--kimg", "0.008", preset="paper", aug="diffaug", noise_sd=0.1, ts_dist="uniform")
+    (options_file,) = tmp_path.glob("*/training_options.json")
+    options = json.loads(options_file.read_text())
+    assert options_file.parent.name == "standin-diffusion-paper"
+    assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
+    assert options["D_kwargs"]["upstream_class"] == "training.networks.Discriminator"
+    assert options["loss_kwargs"]["upstream_class"] == "training.loss.StyleGAN2Loss"
+    assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.1 and options["D_kwargs"]["noise_kwargs"]["t_dist"] == "uniform"
+    assert options["augment_kwargs"] is None and options["ada_target"] is None  # diffaug replaces upstream's ADA
+    # DiffAugment ran before the noise: its cutout zeroes a quarter of every image (a 4x4 square of 8x8).
+    inputs = torch.cat(recorded["noise_inputs"])
+    assert ((inputs == 0).all(dim=1).flatten(1).sum(dim=1) >= 16).all()
+
+
+def test_aug_ada_keeps_upstreams_pipe_before_the_noise(tmp_path, recorded):
+    D, loss, _ = train_standin(tmp_path, "--kimg", "0.008", preset="paper", aug="ada")
+    assert loss.inner.augment_pipe is not None and loss.inner.augment_pipe.calls == len(recorded["noise"]) > 0
+    (options_file,) = tmp_path.glob("*/training_options.json")
+    assert json.loads(options_file.read_text())["ada_kimg"] == 100
+
+
+def test_shims_are_opt_in_and_restored(tmp_path, recorded):
+    had_init, pin_memory = "__init__" in torch.utils.data.Sampler.__dict__, torch.Tensor.pin_memory
+    with pytest.raises(Exception):  # upstream as is: no CUDA here / Sampler signature
+        with stylegan2_ada.patched(STANDIN, shims=False, preset="paper", aug="none") as train:
+            train.main(["--outdir", str(tmp_path), "--data", "x", "--kimg", "0.004"], standalone_mode=False)
+    train_standin(tmp_path / "ok", "--kimg", "0.004", preset="paper", aug="none")
+    assert ("__init__" in torch.utils.data.Sampler.__dict__) == had_init
+    assert torch.Tensor.pin_memory is pin_memory
+
+
+def test_missing_or_wrong_checkout_says_how_to_get_the_right_one(tmp_path, monkeypatch, recorded):
+    monkeypatch.delenv("DIFFAUG_NOISE_STYLEGAN2_REPO", raising=False)
+    with pytest.raises(UpstreamError, match="git clone https://github.com/NVlabs/stylegan2-ada-pytorch"):
+        with stylegan2_ada.patched(None):
+            pass
+    with pytest.raises(UpstreamError, match="missing train.py"):
+        with stylegan2_ada.patched(tmp_path):
+            pass
+    broken = tmp_path / "broken"
+    shutil.copytree(STANDIN, broken)
+    text = (broken / "torch_utils" / "misc.py").read_text().replace("def ddp_sync", "def renamed_sync")
+    (broken / "torch_utils" / "misc.py").write_text(text)
+    with pytest.raises(UpstreamError, match=r"lacks torch_utils\.misc\.ddp_sync"):
+        with stylegan2_ada.patched(broken):
+            pass
+    with pytest.raises(ValueError, match="unknown preset 'fork'"):
+        stylegan2_ada.DiffusionOptions(preset="fork")
+
+
+def test_insgen_contrastive_branch_sees_clean_labels_and_adversarial_branch_sees_t(tmp_path, recorded):
+    D, loss, _ = train_standin(tmp_path, "--kimg", "0.016", "--cl", adapter=insgen, preset="insgen", aug="none")
+    assert isinstance(loss.inner, sys.modules["training.contrastive_loss"].StyleGAN2LossCL)
+    calls = D.D.calls[1:]
+    noised = [(y, t) for _, y, t in recorded["noise"]]
+    adversarial = [(img, c) for img, c, features in calls if not features]
+    contrastive = [(img, c) for img, c, features in calls if features]
+    assert len(adversarial) == len(noised) == 28  # 4 iterations: Gmain 8, Dmain 16, Dreg 4
+    assert len(contrastive) == 8  # run_cl on the reals of each Dmain round (D_ema is a copy, not recorded here)
+    for (img, c), (y, t) in zip(adversarial, noised):
+        assert torch.equal(img, y) and torch.equal(c, t.float().view(-1, 1))  # the insgen preset feeds t raw, as the fork
+    assert all(torch.equal(c, torch.zeros_like(c)) for _, c in contrastive)  # t = 0: clean, as the fork's run_cl
+    assert D.noise.config() == dn.DiffusionNoise.preset("insgen").config()
+
+
+def test_cli_runs_upstream_and_reports_setup_errors(tmp_path, recorded, monkeypatch):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    monkeypatch.delenv("DIFFAUG_NOISE_STYLEGAN2_REPO", raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    ok = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "o"),
+                                   "--aug", "none", "--target", "-1", "--", "--kimg", "0.032"])
+    assert ok.exit_code == 0, ok.output
+    (options,) = (tmp_path / "o").glob("*/training_options.json")
+    saved = json.loads(options.read_text())
+    assert saved["data"] == str(data) and saved["num_gpus"] == 1  # our options became upstream's, and the rest passed through
+    assert saved["loss_kwargs"]["diffusion"]["controller"]["target"] == -1.0 and saved["total_kimg"] == 0.032
+    no_repo = CliRunner().invoke(main, ["run", "insgen", "--data", str(data), "--outdir", str(tmp_path)])
+    assert no_repo.exit_code == 1 and "git clone https://github.com/genforce/insgen" in no_repo.output
+    no_data = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", "lsun_church",
+                                        "--data-root", str(tmp_path), "--outdir", str(tmp_path)])
+    assert no_data.exit_code == 1 and "diffaug-noise data prepare lsun_church" in no_data.output
+
+
+def _broadcast_rank(rank, path, world):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
+    noise = dn.DiffusionNoise(t_min=10, t_max=100, p=0.3 if rank == 0 else 0.0)  # only rank 0 restored a snapshot
+    stylegan2_ada.broadcast_noise_state(noise)
+    torch.save({"p": noise.p, "T": noise.T, "table": noise.coefficients64, "cdf": noise.t_cdf}, f"{path}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_resumed_state_reaches_every_rank(tmp_path):
+    path = tmp_path / "init"
+    mp.spawn(_broadcast_rank, args=(str(path), 2), nprocs=2)
+    ranks = [torch.load(f"{path}.{r}") for r in range(2)]
+    reference = dn.DiffusionNoise(t_min=10, t_max=100, p=0.3)
+    for state in ranks:
+        assert state["p"] == 0.3 and state["T"] == reference.T == 10 + round(0.3 * 90)
+        assert torch.equal(state["table"], reference.coefficients64) and torch.equal(state["cdf"], reference.t_cdf)
+    assert math.isclose(ranks[1]["p"], ranks[0]["p"]) and os.path.exists(f"{path}.1")

@@ -1,0 +1,108 @@
+"""A few real training iterations of an unmodified upstream checkout on the CPU, through our patch.
+
+Skipped unless DIFFAUG_NOISE_STYLEGAN2_REPO / DIFFAUG_NOISE_INSGEN_REPO point at a checkout (they
+need upstream's requirements: psutil, requests, scipy, ...). Each run is a subprocess, since
+upstream sets the multiprocessing start method and imports top-level packages named ``training``.
+
+For speed on a CPU, and only here, the networks are narrowed (channel_max 32, 2 mapping layers),
+the image grid upstream draws at start-up is cut to 2x2, and a tick is 4 iterations; the training
+loop, networks, loss, snapshots and resume are upstream's.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+RUN = textwrap.dedent('''
+    import json, pathlib, pickle, sys, time
+    import numpy as np, PIL.Image
+    from diffaug_noise.data import prepare
+    from diffaug_noise.integrations import insgen, stylegan2_ada
+
+    kind, repo, out, resume = sys.argv[1:5]
+    iterations, batch = int(sys.argv[5]), 4
+    out = pathlib.Path(out)
+    src = out / "src"
+    if not src.exists():
+        src.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(64):
+            PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    data = prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
+    adapter = stylegan2_ada if kind == "stylegan2" else insgen
+
+    def main():
+        with adapter.patched(repo, shims=True, preset=kind, target=-1.0) as train:
+            from training import training_loop
+            setup, grid = train.setup_training_loop_kwargs, training_loop.setup_snapshot_image_grid
+
+            def small(**kwargs):  # test-only: narrow networks, short run
+                desc, args = setup(**kwargs)
+                for kw in (args.G_kwargs.synthesis_kwargs, args.D_kwargs):
+                    kw.channel_base, kw.channel_max = 512, 32
+                args.G_kwargs.z_dim = args.G_kwargs.w_dim = 32
+                args.G_kwargs.mapping_kwargs.num_layers = 2
+                args.total_kimg = iterations * batch / 1000
+                args.kimg_per_tick = 4 * batch / 1000
+                args.image_snapshot_ticks, args.network_snapshot_ticks = None, 1
+                for head in ("DHead_kwargs", "GHead_kwargs"):
+                    if args.get(head):
+                        args[head].inplanes = 32
+                return desc, args
+
+            def small_grid(training_set, random_seed=0):
+                _, images, labels = grid(training_set, random_seed)
+                return (2, 2), images[:4], labels[:4]
+
+            train.setup_training_loop_kwargs = small
+            training_loop.setup_snapshot_image_grid = small_grid
+            upstream_args = ["--outdir", str(out / "runs"), "--data", data, "--gpus", "1", "--batch", str(batch),
+                             "--metrics", "none", "--workers", "1", "--cfg", "auto"]
+            if resume != "-":
+                upstream_args += ["--resume", resume]
+            start = time.time()
+            train.main(upstream_args, standalone_mode=False)
+            return time.time() - start
+
+    if __name__ == "__main__":
+        wall = main()
+        run_dir = sorted((out / "runs").iterdir())[-1]
+        snapshot = sorted(run_dir.glob("network-snapshot-*.pkl"))[-1]
+        with open(snapshot, "rb") as f:
+            D = pickle.load(f)["D"]
+        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
+        print(json.dumps({"snapshot": str(snapshot), "p": D.noise.p, "T": D.noise.T, "class": type(D).__name__,
+                          "label": type(D.label.embedding).__name__, "iterations": iterations, "wall_s": wall,
+                          "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
+                          "diffusion_p_reported": "Diffusion/p" in stats[-1],
+                          "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
+''')
+
+
+def _run(kind, repo, out, resume="-", iterations=8):
+    proc = subprocess.run([sys.executable, "-c", RUN, kind, repo, str(out), resume, str(iterations)],
+                          capture_output=True, text=True, timeout=1800, cwd=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, env", [("stylegan2", "DIFFAUG_NOISE_STYLEGAN2_REPO"), ("insgen", "DIFFAUG_NOISE_INSGEN_REPO")])
+def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
+    repo = os.environ.get(env)
+    if not repo:
+        pytest.skip(f"set {env} to a checkout to run this")
+    first = _run(kind, repo, tmp_path)
+    step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000)
+    assert first["class"] == "DiffusionDiscriminator" and first["label"] == "RawTimestep"
+    assert first["options"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
+    assert first["p"] == pytest.approx(2 * step) and first["diffusion_p_reported"]  # 8 iterations, target -1: 2 steps up
+    resumed = _run(kind, repo, tmp_path, resume=first["snapshot"], iterations=1)
+    assert resumed["p"] == first["p"] and resumed["T"] == first["T"]  # restored; 1 iteration adjusts nothing
+    print(f"\n{kind} @ {repo}: {json.dumps({'first': first, 'resumed': resumed})}")
+    pathlib.Path(os.environ.get("DIFFAUG_NOISE_UPSTREAM_LOG", os.devnull)).write_text(json.dumps({kind: [first, resumed]}))
