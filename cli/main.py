@@ -8,7 +8,7 @@ from .data import data_group
 from .evaluate import eval_command
 from .show import show_group
 from .toy import toy_command
-from .upstream import insgen_command, stylegan2_command
+from .upstream import insgen_command, projectedgan_command, stylegan2_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -30,6 +30,7 @@ def run_group():
 run_group.add_command(toy_command)
 run_group.add_command(stylegan2_command)
 run_group.add_command(insgen_command)
+run_group.add_command(projectedgan_command)
 main.add_command(show_group)
 main.add_command(bench_command)
 main.add_command(data_group)

@@ -59,3 +59,55 @@ def _command(name: str, adapter_module: str, repo_name: str, env_var: str, defau
 stylegan2_command = _command("stylegan2", "diffaug_noise.integrations.stylegan2_ada", "stylegan2-ada-pytorch",
                              "DIFFAUG_NOISE_STYLEGAN2_REPO", "ada")
 insgen_command = _command("insgen", "diffaug_noise.integrations.insgen", "insgen", "DIFFAUG_NOISE_INSGEN_REPO", "ada")
+
+
+@click.command("projectedgan", context_settings={"ignore_unknown_options": True})
+@click.option("--repo", default=None, metavar="PATH",
+              help="Your checkout of projected-gan (not edited). [default: $DIFFAUG_NOISE_PROJECTEDGAN_REPO]")
+@click.option("--data", required=True, help="Dataset name (`diffaug-noise data list`) or a zip/folder in upstream's layout.")
+@click.option("--data-root", default=None, metavar="DIR",
+              help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
+@click.option("--outdir", required=True, metavar="DIR", help="Where upstream writes its run folders.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs, one process each.")
+@click.option("--preset", type=click.Choice(["projected_gan", "paper"]), default="projected_gan", show_default=True,
+              help="Noise and controller settings: the official fork's (projected_gan) or the paper's image defaults.")
+@click.option("--d-pos", type=click.Choice(["first", "last"]), default="first", show_default=True,
+              help="Noise the backbone's feature maps before the random projections (first) or after them (last).")
+@click.option("--target", type=float, default=None, help="Controller target for r_d. [default: preset's, 0.6]")
+@click.option("--ts-dist", type=click.Choice(["priority", "uniform"]), default=None, help="Law of t. [default: preset's]")
+@click.option("--noise-sd", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Noise std sigma, in feature units. [default: preset's, 0.5]")
+@click.option("--t-max", type=click.IntRange(min=1), default=None, help="Largest T (at p = 1). [default: preset's, 500]")
+@click.option("--t-to-d", is_flag=True, help="Feed t to the mini-discriminators (our extension; needs --preset paper).")
+@click.option("--pretrained/--no-pretrained", default=True, show_default=True,
+              help="ImageNet weights for the EfficientNet backbone; --no-pretrained (random) is for mechanics tests only.")
+@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local tf_efficientnet_lite0 state dict for offline machines (instead of timm's hub).")
+@click.option("--shims/--no-shims", default=True, show_default=True,
+              help="Compatibility shims for timm >= 0.6, torch >= 2 and CPU-only machines (documented in the adapter).")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow upstream's --resume PKL: unpickling a snapshot runs code named in it; only for files you trust.")
+@click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
+def projectedgan_command(repo, data, data_root, outdir, gpus, preset, d_pos, target, ts_dist, noise_sd, t_max, t_to_d,
+                         pretrained, backbone_weights, shims, trust_pickle, upstream_args):
+    """Train Diffusion ProjectedGAN (noise on the discriminator's features) with projected-gan's own training
+    loop, networks, metrics and snapshots; no upstream file is edited.
+
+    Arguments after `--` go to upstream's train.py unchanged; it needs --cfg and --batch.
+
+    \b
+    Example:
+      diffaug-noise run projectedgan --repo ~/projected-gan --data lsun_church --outdir runs --gpus 8 -- --cfg fastgan --batch 64
+    """
+    from diffaug_noise.data import DatasetError, resolve_data
+    from diffaug_noise.integrations import projected_gan
+    from diffaug_noise.integrations.upstream import UpstreamError
+
+    try:
+        data_path = resolve_data(data, data_root)
+        projected_gan.run(["--outdir", outdir, "--data", str(data_path), "--gpus", str(gpus), *upstream_args],
+                          repo=repo, shims=shims, trust_pickle=trust_pickle, preset=preset, d_pos=d_pos, target=target,
+                          ts_dist=ts_dist, noise_sd=noise_sd, t_max=t_max, t_to_d=t_to_d, pretrained=pretrained,
+                          backbone_weights=backbone_weights)
+    except (DatasetError, UpstreamError, ValueError) as err:
+        raise click.ClickException(str(err))

@@ -76,6 +76,8 @@ def patched_attributes(patches: list[tuple[object, str, object]]):
 class _NoCudaEvent:
     """Stands in for ``torch.cuda.Event`` on a machine without CUDA: records nothing, times 0 ms."""
 
+    cuda_event = 0  # "never recorded", as torch's own Event reports before its first record()
+
     def __init__(self, **kwargs):
         pass
 
@@ -100,7 +102,8 @@ class CpuTorch(types.ModuleType):
         super().__init__("torch")
         self.cuda = types.SimpleNamespace(
             Event=_NoCudaEvent, current_stream=lambda *a: None, synchronize=lambda *a: None,
-            max_memory_allocated=lambda *a: 0, reset_peak_memory_stats=lambda *a: None, is_available=lambda: False,
+            max_memory_allocated=lambda *a: 0, max_memory_reserved=lambda *a: 0, reset_peak_memory_stats=lambda *a: None,
+            is_available=lambda: False,
         )
 
     @staticmethod

@@ -1,0 +1,359 @@
+"""Diffusion ProjectedGAN on an unmodified autonomousvision/projected-gan checkout, patched at run time.
+
+Here the noise is domain-agnostic: it is applied to the discriminator's *features* (the four
+EfficientNet-lite0 feature maps), not to pixels. Upstream builds D and the loss from class names in
+its config ``c``; we wrap ``train.launch_training`` so that, after upstream's ``main`` has built
+``c``, the names point at two classes here, each building upstream's own class inside:
+
+- :class:`DiffusionProjectedDiscriminator`: upstream's ``ProjectedDiscriminator`` run step by step
+  (DiffAugment, resize to 224, backbone, projections, mini-discriminators) with
+  :class:`~diffaug_noise.DiffusionNoise` on each of the four feature maps, either as they leave the
+  pretrained backbone, before the random cross-channel/cross-scale projections (``d_pos="first"``,
+  the official fork's default) or after them (``"last"``). One noise module (one ``p``/``T``) serves
+  all four maps, each with its own draws; with the ``projected_gan`` preset ``t`` is drawn per sample
+  and channel and the noised share follows ``min(round(64p), 48)/64``, as in the fork. ``p``, ``T``
+  and the tables are buffers of D: snapshots carry them, upstream's resume restores them on rank 0
+  and upstream's own start-up broadcast copies D's buffers to every rank.
+- :class:`DiffusionProjectedGANLoss`: upstream's ``ProjectedGANLoss`` whose ``run_D`` also reports the
+  real logits to the :class:`~diffaug_noise.AdaptiveController`. Upstream's training loop has no ADA
+  code, so the loss drives it: after the last accumulation round of each iteration's D phase
+  (``batch / (batch_gpu * gpus)`` rounds, the same count on every rank) the controller's ``update()``
+  runs and all-reduces its statistics, so ``p`` moves every ``interval`` iterations, identically on
+  all ranks.
+
+The official fork never gives ``t`` to the discriminators; ``t_to_d=True`` (our extension, off in
+the preset) draws one ``t`` per sample for all four maps and feeds it to upstream's class-conditional
+mini-discriminators as a one-hot class label (their embedding has 1000 classes, so ``t_max < 1000``;
+unconditional runs only).
+
+Tested against upstream commit e1c246b8bdce4fac3c2bfcb69df309fc27df9b86 (2022-03-31).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import importlib
+import pathlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffaug_noise.controller import AdaptiveController
+from diffaug_noise.noise import DiffusionNoise
+from diffaug_noise.presets import preset_kwargs
+
+from .stylegan2_ada import Upstream
+from .upstream import (UpstreamError, cpu_patches, import_checked, locate_repo, patched_attributes,
+                       sampler_signature_patch, spawn_patch)
+
+PROJECTED_GAN = Upstream(
+    name="projected-gan",
+    clone="git clone https://github.com/autonomousvision/projected-gan",
+    env_var="DIFFAUG_NOISE_PROJECTEDGAN_REPO",
+    commit="e1c246b8bdce4fac3c2bfcb69df309fc27df9b86",
+    markers=("train.py", "training/training_loop.py", "training/loss.py", "pg_modules/discriminator.py",
+             "pg_modules/projector.py", "torch_utils/misc.py"),
+    names={"train": ["main", "launch_training", "subprocess_fn"], "training.training_loop": ["training_loop"],
+           "training.loss": ["ProjectedGANLoss"], "pg_modules.discriminator": ["ProjectedDiscriminator"],
+           "pg_modules.projector": ["F_RandomProj", "_make_efficientnet", "timm"], "pg_modules.diffaug": ["DiffAugment"],
+           "torch_utils.misc": ["InfiniteSampler"], "torch_utils.training_stats": ["report"]},
+    default_preset="projected_gan",
+    shims="diffaug_noise.integrations.projected_gan.compat_patches",
+)
+D_POSITIONS = ("first", "last")
+FASTGAN_MIN_RESOLUTION = 128  # FastGAN's generator leaves its output undefined below 128 px
+MINI_D_CLASSES = 1000  # upstream's conditional mini-discriminators embed c.argmax(1) over a fixed 1000 classes
+
+
+@dataclasses.dataclass
+class FeatureDiffusionOptions:
+    """The paper's knobs for feature-space noise; ``None`` takes the preset's value."""
+
+    preset: str = "projected_gan"  # noise and controller settings: projected_gan (the fork) or paper
+    d_pos: str = "first"  # noise the backbone's maps before the random projections (first) or after (last)
+    target: float | None = None  # controller target for r_d = E[sign D(real)]
+    ts_dist: str | None = None  # law of t: priority or uniform
+    noise_sd: float | None = None  # sigma, in feature units
+    t_min: int | None = None  # T at p = 0
+    t_max: int | None = None  # T at p = 1
+    t_to_d: bool = False  # feed t to the mini-discriminators (our extension)
+    pretrained: bool = True  # the backbone's ImageNet weights (False: random, for mechanics tests only)
+    backbone_weights: str | None = None  # local tf_efficientnet_lite0 weights for offline machines
+
+    def __post_init__(self):
+        preset_kwargs(self.preset, "noise")
+        if self.d_pos not in D_POSITIONS:
+            raise ValueError(f"unknown d_pos {self.d_pos!r}; choose one of {', '.join(D_POSITIONS)}")
+        if self.t_to_d and self.noise_kwargs()["per_channel"]:
+            raise ValueError("t_to_d needs one t per sample; the preset draws t per channel (use preset='paper')")
+        if self.t_to_d and self.noise_kwargs()["t_max"] >= MINI_D_CLASSES:
+            raise ValueError(f"t_to_d labels t as one of upstream's {MINI_D_CLASSES} classes: t_max must be < {MINI_D_CLASSES}")
+        if self.backbone_weights is not None and not pathlib.Path(self.backbone_weights).expanduser().is_file():
+            raise ValueError(f"backbone_weights {self.backbone_weights!r} does not exist")
+
+    def noise_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "noise")
+        for key, value in (("t_dist", self.ts_dist), ("sigma", self.noise_sd), ("t_min", self.t_min), ("t_max", self.t_max)):
+            if value is not None:
+                kwargs[key] = value
+        DiffusionNoise(**kwargs)  # validate in the launching process
+        return kwargs
+
+    def controller_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "controller")
+        if self.target is not None:
+            kwargs["target"] = self.target
+        return kwargs
+
+
+def _construct(class_name: str, **kwargs):
+    module_name, attribute = class_name.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), attribute)(**kwargs)
+
+
+class DiffusionProjectedDiscriminator(nn.Module):
+    """Upstream's ``ProjectedDiscriminator`` with diffusion noise on its four feature maps."""
+
+    def __init__(
+        self,
+        upstream_class: str = "pg_modules.discriminator.ProjectedDiscriminator",  # what upstream's config named
+        noise_kwargs: dict | None = None,  # DiffusionNoise settings
+        d_pos: str = "first",  # "first": before the random projections; "last": after
+        t_to_d: bool = False,  # one-hot t as the mini-discriminators' class label
+        **upstream_kwargs,  # everything upstream's config gives its discriminator
+    ):
+        super().__init__()
+        self.noise = DiffusionNoise(**(noise_kwargs or {}))
+        self.d_pos, self.t_to_d = d_pos, t_to_d
+        if t_to_d:
+            backbone = dict(upstream_kwargs.get("backbone_kwargs", {}))
+            if backbone.get("cond"):
+                raise ValueError("t_to_d uses the mini-discriminators' class input; it cannot be combined with --cond")
+            upstream_kwargs["backbone_kwargs"] = {**backbone, "cond": 1}
+        self.D = _construct(upstream_class, **upstream_kwargs)
+
+    @property
+    def feature_network(self):  # upstream's loop freezes it by this name in the D phases
+        return self.D.feature_network
+
+    def _noise_maps(self, maps: dict) -> tuple[dict, torch.Tensor | None]:
+        if not self.t_to_d:
+            return {k: self.noise(v)[0] for k, v in maps.items()}, None
+        first = next(iter(maps.values()))
+        t = self.noise.sample_t(first.shape[0], first.device)
+        return {k: self.noise.apply_transform(v, t, torch.randn_like(v)) for k, v in maps.items()}, t
+
+    def features(self, x: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
+        """The four projected feature maps, noised at ``d_pos``, and the shared ``t`` (``t_to_d`` only)."""
+        net = self.D.feature_network
+        if self.d_pos == "last":
+            return self._noise_maps(net(x))
+        out0 = net.pretrained.layer0(x)
+        out1 = net.pretrained.layer1(out0)
+        out2 = net.pretrained.layer2(out1)
+        out3 = net.pretrained.layer3(out2)
+        maps, t = self._noise_maps({"0": out0, "1": out1, "2": out2, "3": out3})
+        if net.proj_type == 0:
+            return maps, t
+        scratch = net.scratch
+        mixed = {k: getattr(scratch, f"layer{k}_ccm")(v) for k, v in maps.items()}
+        if net.proj_type == 1:
+            return mixed, t
+        out3 = scratch.layer3_csm(mixed["3"])
+        out2 = scratch.layer2_csm(out3, mixed["2"])
+        out1 = scratch.layer1_csm(out2, mixed["1"])
+        out0 = scratch.layer0_csm(out1, mixed["0"])
+        return {"0": out0, "1": out1, "2": out2, "3": out3}, t
+
+    def forward(self, x, c):
+        from pg_modules.diffaug import DiffAugment  # upstream's, importable while it runs
+
+        if self.D.diffaug:
+            x = DiffAugment(x, policy="color,translation,cutout")
+        if self.D.interp224:
+            x = F.interpolate(x, 224, mode="bilinear", align_corners=False)
+        maps, t = self.features(x)
+        if t is not None:
+            c = F.one_hot(t, MINI_D_CLASSES).to(x.dtype)
+        return self.D.discriminator(maps, c)
+
+
+class DiffusionProjectedGANLoss:
+    """Upstream's loss; its ``run_D`` also feeds the real logits to the controller, updated once per iteration."""
+
+    def __init__(
+        self,
+        device,  # upstream's
+        G,  # upstream's
+        D,  # a DiffusionProjectedDiscriminator
+        G_ema,  # upstream's
+        upstream_class: str = "training.loss.ProjectedGANLoss",  # what upstream's config named
+        diffusion: dict | None = None,  # batch_size, rounds (accumulation rounds per iteration), controller kwargs
+        **upstream_kwargs,  # everything else upstream gives its loss
+    ):
+        from torch_utils import training_stats  # upstream's, importable while it runs
+
+        from .stylegan2_ada import broadcast_noise_state
+
+        settings = dict(diffusion or {})
+        self.inner = _construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
+        self.noise = D.noise
+        broadcast_noise_state(self.noise)
+        self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        self._run_D = self.inner.run_D
+        self.inner.run_D = self.run_D
+        self._stats = training_stats
+        self._rounds, self._d_rounds = settings.get("rounds", 1), 0
+        self._real = None
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def run_D(self, img, c, blur_sigma=0, update_emas=False):
+        is_real = self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+        logits = self._run_D(img, c, blur_sigma=blur_sigma, update_emas=update_emas)
+        if is_real:
+            self.controller.observe(logits)
+        return logits
+
+    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
+        self._real = real_img
+        try:
+            self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
+                                            gain=gain, cur_nimg=cur_nimg)
+        finally:
+            self._real = None
+        if phase in ("Dmain", "Dboth"):
+            self._d_rounds += 1
+            if self._d_rounds % self._rounds == 0:  # the last round of this iteration's D step
+                self.controller.update()
+                self._stats.report("Diffusion/p", float(self.noise.p))
+                self._stats.report("Diffusion/T", float(self.noise.T))
+
+
+def configure(c, options: FeatureDiffusionOptions, shims: bool) -> None:
+    """Point upstream's config ``c`` (built by its ``main``) at our classes; fix what its shims need."""
+    easy = type(c.D_kwargs)
+    if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
+        raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
+                            f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
+    d_kwargs = dict(c.D_kwargs)
+    c.D_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedDiscriminator", upstream_class=d_kwargs.pop("class_name"),
+                      noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d, **d_kwargs)
+    loss_kwargs = dict(c.loss_kwargs)
+    c.loss_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedGANLoss", upstream_class=loss_kwargs.pop("class_name"),
+                         diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
+                                        controller=options.controller_kwargs()), **loss_kwargs)
+    if shims:  # torch >= 2 rejects Adam betas mixing int and float ([0, 0.99] in upstream's train.py)
+        for opt in (c.G_opt_kwargs, c.D_opt_kwargs):
+            opt.betas = [float(b) for b in opt.betas]
+
+
+def _efficientnet_layers(model):
+    """Upstream's ``_make_efficientnet`` for timm >= 0.6, whose EfficientNet has no ``act1`` (bn1 applies it)."""
+    pretrained = nn.Module()
+    stem = [model.conv_stem, model.bn1] + ([model.act1] if hasattr(model, "act1") else [])
+    pretrained.layer0 = nn.Sequential(*stem, *model.blocks[0:2])
+    pretrained.layer1 = nn.Sequential(*model.blocks[2:3])
+    pretrained.layer2 = nn.Sequential(*model.blocks[3:5])
+    pretrained.layer3 = nn.Sequential(*model.blocks[5:9])
+    return pretrained
+
+
+class BackboneTimm:
+    """``timm`` as ``pg_modules.projector`` sees it: ``create_model`` honours our backbone settings.
+
+    ``pretrained=False`` gives a random backbone (mechanics tests only); a local weights file is
+    loaded instead of the hub download; without either, the hub is tried and a failure says what to do.
+    """
+
+    def __init__(self, timm, pretrained: bool = True, weights: str | None = None):
+        self._timm, self.pretrained, self.weights = timm, pretrained, weights  # timm: the module upstream imported
+
+    def create_model(self, name, pretrained=False, **kwargs):
+        if not (pretrained and self.pretrained):
+            return self._timm.create_model(name, pretrained=False, **kwargs)
+        if self.weights is not None:
+            model = self._timm.create_model(name, pretrained=False, **kwargs)
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            return model
+        try:
+            return self._timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as err:  # hub unreachable, no cache: the message says how to proceed offline
+            raise UpstreamError(f"cannot get the pretrained {name} weights from timm's hub ({type(err).__name__}: {err}). "
+                                f"Offline: download them on a machine with internet (timm.create_model({name!r}, "
+                                f"pretrained=True); torch.save(model.state_dict(), 'lite0.pth')) and pass "
+                                f"--backbone-weights lite0.pth; --no-pretrained gives a random backbone for mechanics "
+                                f"tests only") from err
+
+    def __getattr__(self, name):
+        return getattr(self._timm, name)
+
+
+def compat_patches(backbone: dict | None = None) -> list:
+    """Opt-in shims for projected-gan e1c246b on timm >= 0.6, torch >= 2.2 and machines without CUDA.
+
+    - ``pg_modules.projector._make_efficientnet`` reads ``model.act1``, which timm >= 0.6 removed
+      (``bn1`` is a ``BatchNormAct2d``): our builder takes the same layers without it.
+    - ``pg_modules.projector`` downloads the backbone from timm's hub: :class:`BackboneTimm` takes
+      a local file, or a random backbone, or explains the failure.
+    - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)`` (rejected by torch >= 2.2).
+    - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
+      on a machine without CUDA these become the CPU and no-ops.
+    - (``configure``) Adam ``betas=[0, 0.99]``: torch >= 2 wants both floats.
+    """
+    from pg_modules import projector
+    from training import training_loop
+
+    backbone = backbone or {}
+    return (sampler_signature_patch() + cpu_patches(training_loop)
+            + [(projector, "_make_efficientnet", _efficientnet_layers),
+               (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
+
+
+def _child_patches(repo: str, backbone: dict) -> list:
+    import_checked(pathlib.Path(repo), PROJECTED_GAN.names, PROJECTED_GAN.clone)
+    return compat_patches(backbone)
+
+
+@contextlib.contextmanager
+def patched(repo=None, shims: bool = False, **options):
+    """Patch upstream for Diffusion ProjectedGAN while the block runs; yields upstream's ``train`` module.
+
+    Example (needs a checkout)::
+
+        from diffaug_noise.integrations import projected_gan
+        with projected_gan.patched("~/projected-gan", shims=True) as train:
+            train.main(["--outdir", "runs", "--cfg", "fastgan", "--data", "bedroom.zip", "--gpus", "8",
+                        "--batch", "64"], standalone_mode=False)
+    """
+    settings = FeatureDiffusionOptions(**options)
+    path = locate_repo(repo, PROJECTED_GAN.env_var, list(PROJECTED_GAN.markers), PROJECTED_GAN.clone)
+    modules = import_checked(path, PROJECTED_GAN.names, PROJECTED_GAN.clone)
+    train = modules["train"]
+    original_launch = train.launch_training
+    backbone = dict(pretrained=settings.pretrained, weights=settings.backbone_weights)
+
+    def launch_training(c, desc, outdir, dry_run):
+        configure(c, settings, shims)
+        return original_launch(c=c, desc=f"{desc}-diffusion-{settings.preset}-{settings.d_pos}", outdir=outdir, dry_run=dry_run)
+
+    patches = [(train, "launch_training", launch_training)]
+    if shims:
+        patches += compat_patches(backbone) + spawn_patch(functools.partial(_child_patches, str(path), backbone))
+    with patched_attributes(patches):
+        yield train
+
+
+def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
+    """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
+    if any(a == "--resume" or a.startswith("--resume=") for a in upstream_args) and not trust_pickle:
+        raise UpstreamError("--resume loads an upstream network pickle, and unpickling runs code named in the file; "
+                            "pass --trust-pickle if you trust it (e.g. your own snapshot)")
+    with patched(repo, shims=shims, **options) as train:
+        train.main(args=list(upstream_args), standalone_mode=False)

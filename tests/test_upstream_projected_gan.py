@@ -1,0 +1,85 @@
+"""A few real training iterations of an unmodified projected-gan checkout on the CPU, through our patch.
+
+Skipped unless DIFFAUG_NOISE_PROJECTEDGAN_REPO points at a checkout (it needs upstream's requirements:
+timm, dill, psutil, ...). Random backbone (``pretrained=False``: no download), StyleGAN2 generator at
+32 px with upstream's own --cbase/--cmax narrowing, a tick every 4 iterations; a subprocess per run.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+RUN = textwrap.dedent('''
+    import json, pathlib, pickle, sys, time
+    import numpy as np, PIL.Image
+    from diffaug_noise.data import prepare
+    from diffaug_noise.integrations import projected_gan
+
+    repo, out, resume, iterations, d_pos = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    src = out / "src"
+    if not src.exists():
+        src.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(64):
+            PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    data = prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
+    runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
+
+    def main():
+        with projected_gan.patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
+            launch = train.launch_training
+
+            def short(c, desc, outdir, dry_run):  # test-only: a few iterations, a tick every 4
+                c.total_kimg, c.kimg_per_tick = iterations * 4 / 1000, 4 * 4 / 1000
+                c.image_snapshot_ticks, c.network_snapshot_ticks = None, 1
+                return launch(c=c, desc=desc, outdir=outdir, dry_run=dry_run)
+
+            train.launch_training = short
+            args = ["--outdir", str(runs), "--cfg", "stylegan2", "--data", data, "--gpus", "1", "--batch", "4",
+                    "--cbase", "1024", "--cmax", "32", "--metrics", "none", "--workers", "1"]
+            if resume != "-":
+                args += ["--resume", resume]
+            start = time.time()
+            try:
+                train.main(args, standalone_mode=False)
+            except SystemExit as exit:  # upstream exits 3 ("restart") when fewer whole kimg than asked were done
+                assert exit.code == 3, exit.code
+            return time.time() - start
+
+    if __name__ == "__main__":
+        wall = main()
+        run_dir = sorted(runs.iterdir())[-1]
+        with open(run_dir / "network-snapshot.pkl", "rb") as f:
+            D = pickle.load(f)["D"]
+        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
+        print(json.dumps({"snapshot": str(run_dir / "network-snapshot.pkl"), "p": D.noise.p, "T": D.noise.T,
+                          "class": type(D).__name__, "d_pos": D.d_pos, "per_channel": D.noise.per_channel,
+                          "iterations": iterations, "wall_s": wall, "sec_per_iteration": min(sec_per_kimg) * 4 / 1000,
+                          "diffusion_p_reported": "Diffusion/p" in stats[-1]}))
+''')
+
+
+def _run(repo, out, resume="-", iterations=8, d_pos="first"):
+    proc = subprocess.run([sys.executable, "-c", RUN, repo, str(out), resume, str(iterations), d_pos],
+                          capture_output=True, text=True, timeout=1800, cwd=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_real_projected_gan_trains_snapshots_and_resumes(tmp_path):
+    repo = os.environ.get("DIFFAUG_NOISE_PROJECTEDGAN_REPO")
+    if not repo:
+        pytest.skip("set DIFFAUG_NOISE_PROJECTEDGAN_REPO to a checkout to run this")
+    first = _run(repo, tmp_path)
+    step = 4 * 4 / (100 * 1000)
+    assert first["class"] == "DiffusionProjectedDiscriminator" and first["per_channel"] and first["d_pos"] == "first"
+    assert first["p"] == pytest.approx(2 * step) and first["diffusion_p_reported"]
+    resumed = _run(repo, tmp_path, resume=first["snapshot"], iterations=1)
+    assert resumed["snapshot"] != first["snapshot"]
+    assert resumed["p"] == first["p"] and resumed["T"] == first["T"]
+    print(f"\nprojected-gan @ {repo}: {json.dumps({'first': first, 'resumed': resumed})}")
