@@ -45,8 +45,8 @@ from diffaug_noise.noise import DiffusionNoise
 from diffaug_noise.presets import preset_kwargs
 
 from .stylegan2_ada import Upstream
-from .upstream import (UpstreamError, cpu_patches, import_checked, locate_repo, patched_attributes,
-                       sampler_signature_patch, spawn_patch)
+from .upstream import (UpstreamError, cpu_patches, custom_op_fallback_patch, import_checked, locate_repo,
+                       patched_attributes, sampler_signature_patch, spawn_patch)
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
@@ -58,7 +58,9 @@ PROJECTED_GAN = Upstream(
     names={"train": ["main", "launch_training", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["ProjectedGANLoss"], "pg_modules.discriminator": ["ProjectedDiscriminator"],
            "pg_modules.projector": ["F_RandomProj", "_make_efficientnet", "timm"], "pg_modules.diffaug": ["DiffAugment"],
-           "torch_utils.misc": ["InfiniteSampler"], "torch_utils.training_stats": ["report"]},
+           "torch_utils.misc": ["InfiniteSampler"], "torch_utils.training_stats": ["report"],
+           "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"],
+           "torch_utils.ops.conv2d_gradfix": ["_should_use_custom_op"]},
     default_preset="projected_gan",
     shims="diffaug_noise.integrations.projected_gan.compat_patches",
 )
@@ -253,6 +255,11 @@ def configure(c, options: FeatureDiffusionOptions, shims: bool) -> None:
             opt.betas = [float(b) for b in opt.betas]
 
 
+def _plain_conv2d(input) -> bool:
+    """``conv2d_gradfix._should_use_custom_op``: never (torch's own conv2d instead)."""
+    return False
+
+
 def _efficientnet_layers(model):
     """Upstream's ``_make_efficientnet`` for timm >= 0.6, whose EfficientNet has no ``act1`` (bn1 applies it)."""
     pretrained = nn.Module()
@@ -305,13 +312,22 @@ def compat_patches(backbone: dict | None = None) -> list:
     - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)`` (rejected by torch >= 2.2).
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
       on a machine without CUDA these become the CPU and no-ops.
+    - ``torch_utils.ops.{bias_act,upfirdn2d}._init`` raise when the CUDA extension fails to build
+      with the installed compiler/torch ("No module named 'bias_act_plugin'", seen on an H100 with
+      torch 2.11 / CUDA 13): they report "no plugin" instead and upstream uses its reference ops.
+    - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's, no torch-version check) calls
+      ``torch._C._jit_get_operation('aten::cudnn_convolution_backward_weight')``, a tuple on torch >= 1.11
+      ("'tuple' object is not callable", on the first D backward on CUDA): it is told to use
+      ``F.conv2d`` (a speed path only; projected-gan has no R1 that would need it).
     - (``configure``) Adam ``betas=[0, 0.99]``: torch >= 2 wants both floats.
     """
     from pg_modules import projector
+    from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
     from training import training_loop
 
     backbone = backbone or {}
-    return (sampler_signature_patch() + cpu_patches(training_loop)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + custom_op_fallback_patch([bias_act, upfirdn2d])
+            + [(conv2d_gradfix, "_should_use_custom_op", _plain_conv2d)]
             + [(projector, "_make_efficientnet", _efficientnet_layers),
                (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
 

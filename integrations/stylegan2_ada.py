@@ -37,7 +37,7 @@ from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 from diffaug_noise.presets import preset_kwargs
 
-from .upstream import (UpstreamError, cpu_patches, import_checked, locate_repo, patched_attributes,
+from .upstream import (UpstreamError, cpu_patches, grid_sample_patch, import_checked, locate_repo, patched_attributes,
                        sampler_signature_patch, spawn_patch)
 
 
@@ -63,7 +63,8 @@ STYLEGAN2_ADA = Upstream(
     markers=("train.py", "training/training_loop.py", "training/loss.py", "training/networks.py", "torch_utils/misc.py"),
     names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
-           "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"]},
+           "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
+           "torch_utils.ops.grid_sample_gradfix": ["grid_sample"]},
     default_preset="stylegan2",
 )
 
@@ -252,12 +253,17 @@ def compat_patches() -> list:
       rejects (``object.__init__() takes exactly one argument``): accept and ignore it.
     - ``training.training_loop`` hard-codes ``torch.device('cuda', rank)``, CUDA events, memory
       statistics and ``pin_memory()``: on a machine without CUDA these become the CPU and no-ops.
-    (``conv2d_gradfix``/``grid_sample_gradfix`` disable themselves on torch != 1.7/1.8 and the
-    custom CUDA ops fall back to reference ops when they fail to build: upstream handles both.)
+    - ``torch_utils.ops.grid_sample_gradfix`` disables its custom op on torch != 1.7/1.8 and falls
+      back to ``F.grid_sample``, which on CUDA cannot be differentiated twice: R1 through ADA's
+      geometric augmentations fails ("derivative for aten::grid_sampler_2d_backward is not
+      implemented"). :class:`~.upstream.GridSampleTwice` provides the second derivative.
+    (``conv2d_gradfix`` likewise falls back to ``F.conv2d``, which is twice differentiable; the custom
+    CUDA ops fall back to reference ops when they fail to build: upstream handles both.)
     """
+    from torch_utils.ops import grid_sample_gradfix
     from training import training_loop
 
-    return sampler_signature_patch() + cpu_patches(training_loop)
+    return sampler_signature_patch() + cpu_patches(training_loop) + grid_sample_patch(grid_sample_gradfix)
 
 
 def _shims(upstream: Upstream) -> list:

@@ -160,6 +160,68 @@ def single_rank_group_patch(train_module: types.ModuleType) -> list:
     return [(train_module, "subprocess_fn", subprocess_fn)]
 
 
+class GridSampleTwice(torch.autograd.Function):
+    r"""Bilinear ``grid_sample`` (zeros padding, ``align_corners=False``) that can be differentiated twice in its input.
+
+    R1 differentiates ``D(augment(x))`` w.r.t. ``x`` and then backpropagates that gradient, so the
+    backward of ``grid_sample`` must itself have a backward. On CUDA torch has none
+    ("derivative for aten::grid_sampler_2d_backward is not implemented"). The sampling is linear in
+    the input: ``y = S(grid) x``, so the input-gradient is ``S^T g`` (``grid_sampler_2d_backward``) and
+    its derivative w.r.t. ``g`` is ``S`` again, a ``grid_sample``. Second-order terms through
+    ``grid`` are dropped: augmentation grids carry no gradient in training.
+    """
+
+    @staticmethod
+    def forward(ctx, input, grid):
+        ctx.save_for_backward(input, grid)
+        return torch.nn.functional.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, grid = ctx.saved_tensors
+        grad_input, grad_grid = _GridSampleBackward.apply(grad_output, input, grid)
+        return grad_input, grad_grid
+
+
+class _GridSampleBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad_output, input, grid):
+        ctx.save_for_backward(grid)
+        return torch.ops.aten.grid_sampler_2d_backward(grad_output, input, grid, 0, 0, False, [True, True])
+
+    @staticmethod
+    def backward(ctx, grad2_grad_input, grad2_grad_grid):
+        (grid,) = ctx.saved_tensors
+        grad2_grad_output = GridSampleTwice.apply(grad2_grad_input, grid) if ctx.needs_input_grad[0] else None
+        return grad2_grad_output, None, None
+
+
+def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
+    """Route ``gradfix_module.grid_sample(input, grid)`` through :class:`GridSampleTwice`."""
+    return [(gradfix_module, "grid_sample", GridSampleTwice.apply)]
+
+
+def custom_op_fallback_patch(op_modules: list) -> list:
+    """Make each op module's ``_init()`` report "no plugin" when building its CUDA extension fails.
+
+    Upstream then uses its own reference implementation of the op (slower, same result) instead
+    of crashing.
+    """
+    def guarded(original, name):
+        def _init():
+            try:
+                return original()
+            except Exception as err:  # compiler/toolkit mismatch: any build failure means "use the reference op"
+                import warnings
+
+                warnings.warn(f"{name}: CUDA extension failed to build ({type(err).__name__}: {err}); "
+                              f"using upstream's reference implementation")
+                return False
+        return _init
+
+    return [(module, "_init", guarded(module._init, module.__name__)) for module in op_modules]
+
+
 def run_rank_with(patch_factory, fn, *args):
     """Entry of a spawned rank: apply ``patch_factory()``'s patches in this process, then run ``fn``."""
     with patched_attributes(patch_factory()):

@@ -15,7 +15,19 @@ import pytest
 RUN = textwrap.dedent('''
     import json, pathlib, pickle, sys, time
     import numpy as np, PIL.Image
+    import diffaug_noise as dn
     from diffaug_noise.data import prepare
+
+    UPDATES = []
+    _update = dn.AdaptiveController.update
+
+    def logged_update(self):
+        adjusted = _update(self)
+        if adjusted:
+            UPDATES.append([self.r_d, self.noise.p])
+        return adjusted
+
+    dn.AdaptiveController.update = logged_update
     from diffaug_noise.integrations import projected_gan
 
     repo, out, resume, iterations, d_pos = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
@@ -59,7 +71,8 @@ RUN = textwrap.dedent('''
         print(json.dumps({"snapshot": str(run_dir / "network-snapshot.pkl"), "p": D.noise.p, "T": D.noise.T,
                           "class": type(D).__name__, "d_pos": D.d_pos, "per_channel": D.noise.per_channel,
                           "iterations": iterations, "wall_s": wall, "sec_per_iteration": min(sec_per_kimg) * 4 / 1000,
-                          "diffusion_p_reported": "Diffusion/p" in stats[-1]}))
+                          "diffusion_p_reported": "Diffusion/p" in stats[-1],
+                          "updates": UPDATES}))
 ''')
 
 
@@ -78,7 +91,8 @@ def test_real_projected_gan_trains_snapshots_and_resumes(tmp_path):
     first = _run(repo, tmp_path)
     step = 4 * 4 / (100 * 1000)
     assert first["class"] == "DiffusionProjectedDiscriminator" and first["per_channel"] and first["d_pos"] == "first"
-    assert first["p"] == pytest.approx(2 * step) and first["diffusion_p_reported"]
+    assert len(first["updates"]) == 2 and first["diffusion_p_reported"]  # 8 iterations, an adjustment every 4
+    assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))  # target -1
     resumed = _run(repo, tmp_path, resume=first["snapshot"], iterations=1)
     assert resumed["snapshot"] != first["snapshot"]
     assert resumed["p"] == first["p"] and resumed["T"] == first["T"]

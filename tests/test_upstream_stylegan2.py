@@ -20,7 +20,19 @@ import pytest
 RUN = textwrap.dedent('''
     import json, pathlib, pickle, sys, time
     import numpy as np, PIL.Image
+    import diffaug_noise as dn
     from diffaug_noise.data import prepare
+
+    UPDATES = []
+    _update = dn.AdaptiveController.update
+
+    def logged_update(self):
+        adjusted = _update(self)
+        if adjusted:
+            UPDATES.append([self.r_d, self.noise.p])
+        return adjusted
+
+    dn.AdaptiveController.update = logged_update
     from diffaug_noise.integrations import insgen, stylegan2_ada
 
     kind, repo, out, resume = sys.argv[1:5]
@@ -80,6 +92,7 @@ RUN = textwrap.dedent('''
                           "label": type(D.label.embedding).__name__, "iterations": iterations, "wall_s": wall,
                           "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
                           "diffusion_p_reported": "Diffusion/p" in stats[-1],
+                          "updates": UPDATES,
                           "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
 ''')
 
@@ -101,7 +114,9 @@ def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000)
     assert first["class"] == "DiffusionDiscriminator" and first["label"] == "RawTimestep"
     assert first["options"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
-    assert first["p"] == pytest.approx(2 * step) and first["diffusion_p_reported"]  # 8 iterations, target -1: 2 steps up
+    # 8 iterations: 2 adjustments; with target -1 each moves p up one step unless every real logit was negative.
+    assert len(first["updates"]) == 2 and first["diffusion_p_reported"]
+    assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))
     resumed = _run(kind, repo, tmp_path, resume=first["snapshot"], iterations=1)
     assert resumed["p"] == first["p"] and resumed["T"] == first["T"]  # restored; 1 iteration adjusts nothing
     print(f"\n{kind} @ {repo}: {json.dumps({'first': first, 'resumed': resumed})}")

@@ -1,0 +1,60 @@
+"""The generic shims of integrations/upstream.py, against torch's own results."""
+import types
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from diffaug_noise.integrations.upstream import GridSampleTwice, custom_op_fallback_patch, patched_attributes
+
+
+def _grid(batch, size, seed):
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.eye(2, 3).repeat(batch, 1, 1) + 0.2 * torch.randn(batch, 2, 3, generator=g)  # rotations, shifts, shears
+    return F.affine_grid(theta, [batch, 3, size, size], align_corners=False)
+
+
+def _r1(sample, x, weight):
+    """R1 through a sampling op: ||d/dx sum(w * sample(x)^2)||^2, then its gradient w.r.t. x and w."""
+    y = sample(x)
+    (g,) = torch.autograd.grad((weight * y.square()).sum(), x, create_graph=True)
+    penalty = g.square().sum()
+    return penalty, torch.autograd.grad(penalty, [x, weight])
+
+
+def test_grid_sample_twice_matches_torch_in_value_first_and_second_derivative():
+    """Reference: torch's grid_sample on the CPU, which has a double backward there (not on CUDA)."""
+    grid = _grid(3, 9, seed=0)
+    x = torch.randn(3, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    grid = grid.double()
+    ours = _r1(lambda v: GridSampleTwice.apply(v, grid), x, weight)
+    reference = _r1(lambda v: F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False), x, weight)
+    assert torch.allclose(ours[0], reference[0], rtol=1e-10)
+    for a, b in zip(ours[1], reference[1]):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_grid_sample_twice_gradcheck():
+    grid = _grid(2, 5, seed=1).double()
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: GridSampleTwice.apply(v, grid), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: GridSampleTwice.apply(v, grid), (x,))
+
+
+def test_custom_op_fallback_reports_no_plugin_only_when_the_build_fails():
+    def broken():
+        raise ModuleNotFoundError("No module named 'bias_act_plugin'")
+
+    failing = types.ModuleType("ops.bias_act")
+    failing._init = broken
+    working = types.ModuleType("ops.upfirdn2d")
+    working._init = lambda: True
+    with patched_attributes(custom_op_fallback_patch([failing, working])):
+        with pytest.warns(UserWarning, match="ops.bias_act: CUDA extension failed to build .*reference implementation"):
+            assert failing._init() is False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert working._init() is True
+    assert failing._init is broken  # restored
