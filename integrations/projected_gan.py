@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib
 import pathlib
 
 import torch
@@ -42,11 +41,10 @@ from torch import nn
 
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
-from diffaug_noise.presets import preset_kwargs
 
 from .stylegan2_ada import Upstream
-from .upstream import (UpstreamError, cpu_patches, custom_op_fallback_patch, import_checked, locate_repo,
-                       patched_attributes, sampler_signature_patch, spawn_patch)
+from .upstream import (PresetOptions, UpstreamError, construct, cpu_patches, custom_op_fallback_patch, import_checked,
+                       locate_repo, patched_attributes, sampler_signature_patch, spawn_patch)
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
@@ -70,22 +68,17 @@ MINI_D_CLASSES = 1000  # upstream's conditional mini-discriminators embed c.argm
 
 
 @dataclasses.dataclass
-class FeatureDiffusionOptions:
-    """The paper's knobs for feature-space noise; ``None`` takes the preset's value."""
+class FeatureDiffusionOptions(PresetOptions):
+    """The paper's knobs (see :class:`~.upstream.PresetOptions`) for feature-space noise, plus where and how."""
 
-    preset: str = "projected_gan"  # noise and controller settings: projected_gan (the fork) or paper
+    preset: str = "projected_gan"  # the official fork's settings by default; or paper
     d_pos: str = "first"  # noise the backbone's maps before the random projections (first) or after (last)
-    target: float | None = None  # controller target for r_d = E[sign D(real)]
-    ts_dist: str | None = None  # law of t: priority or uniform
-    noise_sd: float | None = None  # sigma, in feature units
-    t_min: int | None = None  # T at p = 0
-    t_max: int | None = None  # T at p = 1
     t_to_d: bool = False  # feed t to the mini-discriminators (our extension)
     pretrained: bool = True  # the backbone's ImageNet weights (False: random, for mechanics tests only)
     backbone_weights: str | None = None  # local tf_efficientnet_lite0 weights for offline machines
 
     def __post_init__(self):
-        preset_kwargs(self.preset, "noise")
+        super().__post_init__()
         if self.d_pos not in D_POSITIONS:
             raise ValueError(f"unknown d_pos {self.d_pos!r}; choose one of {', '.join(D_POSITIONS)}")
         if self.t_to_d and self.noise_kwargs()["per_channel"]:
@@ -94,25 +87,6 @@ class FeatureDiffusionOptions:
             raise ValueError(f"t_to_d labels t as one of upstream's {MINI_D_CLASSES} classes: t_max must be < {MINI_D_CLASSES}")
         if self.backbone_weights is not None and not pathlib.Path(self.backbone_weights).expanduser().is_file():
             raise ValueError(f"backbone_weights {self.backbone_weights!r} does not exist")
-
-    def noise_kwargs(self) -> dict:
-        kwargs = preset_kwargs(self.preset, "noise")
-        for key, value in (("t_dist", self.ts_dist), ("sigma", self.noise_sd), ("t_min", self.t_min), ("t_max", self.t_max)):
-            if value is not None:
-                kwargs[key] = value
-        DiffusionNoise(**kwargs)  # validate in the launching process
-        return kwargs
-
-    def controller_kwargs(self) -> dict:
-        kwargs = preset_kwargs(self.preset, "controller")
-        if self.target is not None:
-            kwargs["target"] = self.target
-        return kwargs
-
-
-def _construct(class_name: str, **kwargs):
-    module_name, attribute = class_name.rsplit(".", 1)
-    return getattr(importlib.import_module(module_name), attribute)(**kwargs)
 
 
 class DiffusionProjectedDiscriminator(nn.Module):
@@ -134,7 +108,7 @@ class DiffusionProjectedDiscriminator(nn.Module):
             if backbone.get("cond"):
                 raise ValueError("t_to_d uses the mini-discriminators' class input; it cannot be combined with --cond")
             upstream_kwargs["backbone_kwargs"] = {**backbone, "cond": 1}
-        self.D = _construct(upstream_class, **upstream_kwargs)
+        self.D = construct(upstream_class, **upstream_kwargs)
 
     @property
     def feature_network(self):  # upstream's loop freezes it by this name in the D phases
@@ -200,7 +174,7 @@ class DiffusionProjectedGANLoss:
         from .stylegan2_ada import broadcast_noise_state
 
         settings = dict(diffusion or {})
-        self.inner = _construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
+        self.inner = construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
         self.noise = D.noise
         broadcast_noise_state(self.noise)
         self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))

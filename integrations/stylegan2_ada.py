@@ -35,10 +35,9 @@ from torch import nn
 from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
-from diffaug_noise.presets import preset_kwargs
 
-from .upstream import (UpstreamError, cpu_patches, grid_sample_patch, import_checked, locate_repo, patched_attributes,
-                       sampler_signature_patch, spawn_patch)
+from .upstream import (PresetOptions, UpstreamError, construct, cpu_patches, grid_sample_patch, import_checked,
+                       locate_repo, patched_attributes, sampler_signature_patch, spawn_patch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,48 +72,23 @@ AUGS = ("ada", "diffaug", "none")
 
 
 @dataclasses.dataclass
-class DiffusionOptions:
-    """The paper's knobs; ``None`` takes the preset's value."""
+class DiffusionOptions(PresetOptions):
+    """The paper's knobs (see :class:`~.upstream.PresetOptions`) plus how augmentation and ``t`` reach D."""
 
-    preset: str = "paper"  # noise and controller settings: paper, stylegan2, insgen
-    target: float | None = None  # controller target for r_d = E[sign D(noised real)]
-    ts_dist: str | None = None  # law of t over 1..T: priority or uniform
-    noise_sd: float | None = None  # sigma, in image units ([-1, 1])
-    t_min: int | None = None  # T at p = 0
-    t_max: int | None = None  # T at p = 1
     aug: str = "ada"  # before the noise: ada (upstream's), diffaug (kornia DiffAugment) or none
     t_label: str | None = None  # how t enters D's label: embedding (sinusoids) or raw (the fork's [B, 1] t)
     t_dim: int = 32  # width of the sinusoidal embedding
 
     def __post_init__(self):
-        preset_kwargs(self.preset, "noise")  # raises on an unknown preset, listing the names
+        super().__post_init__()
         if self.aug not in AUGS:
             raise ValueError(f"unknown aug {self.aug!r}; choose one of {', '.join(AUGS)}")
         if self.t_label is not None and self.t_label not in T_LABELS:
             raise ValueError(f"unknown t_label {self.t_label!r}; choose one of {', '.join(T_LABELS)}")
 
-    def noise_kwargs(self) -> dict:
-        kwargs = preset_kwargs(self.preset, "noise")
-        for key, value in (("t_dist", self.ts_dist), ("sigma", self.noise_sd), ("t_min", self.t_min), ("t_max", self.t_max)):
-            if value is not None:
-                kwargs[key] = value
-        DiffusionNoise(**kwargs)  # validate now, in the launching process, not in a spawned rank
-        return kwargs
-
-    def controller_kwargs(self) -> dict:
-        kwargs = preset_kwargs(self.preset, "controller")
-        if self.target is not None:
-            kwargs["target"] = self.target
-        return kwargs
-
     def label_mode(self) -> str:
         """The fork presets feed t raw, as the official code did; ours embeds it."""
         return self.t_label or ("embedding" if self.preset == "paper" else "raw")
-
-
-def _construct(class_name: str, **kwargs):
-    module_name, attribute = class_name.rsplit(".", 1)
-    return getattr(importlib.import_module(module_name), attribute)(**kwargs)
 
 
 class RawTimestep(nn.Module):
@@ -150,7 +124,7 @@ class DiffusionDiscriminator(nn.Module):
         encoding = TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding" \
             else RawTimestep()
         self.label = TimestepLabel(encoding)
-        self.D = _construct(upstream_class, c_dim=c_dim + encoding.dim, img_resolution=img_resolution,
+        self.D = construct(upstream_class, c_dim=c_dim + encoding.dim, img_resolution=img_resolution,
                             img_channels=img_channels, **upstream_kwargs)
 
     def forward(self, img, c, t=None, **kwargs):
@@ -184,7 +158,7 @@ class DiffusionLoss:
         from torch_utils import misc, training_stats  # upstream's, importable while it runs
 
         settings = dict(diffusion or {})
-        self.inner = _construct(upstream_class, device=device, D=D, **upstream_kwargs)
+        self.inner = construct(upstream_class, device=device, D=D, **upstream_kwargs)
         self.D = D
         self.noise = _unwrap(D).noise
         broadcast_noise_state(self.noise)

@@ -6,6 +6,7 @@ classes and shims.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import os
@@ -15,9 +16,47 @@ import types
 
 import torch
 
+from diffaug_noise.noise import DiffusionNoise
+from diffaug_noise.presets import preset_kwargs
+
 
 class UpstreamError(RuntimeError):
     """The upstream checkout is missing or is not the codebase the adapter expects."""
+
+
+@dataclasses.dataclass
+class PresetOptions:
+    """The paper's knobs shared by every adapter; ``None`` takes the preset's value."""
+
+    preset: str = "paper"  # noise and controller settings (diffaug_noise.PRESETS)
+    target: float | None = None  # controller target for r_d = E[sign D(noised real)]
+    ts_dist: str | None = None  # law of t over 1..T: priority or uniform
+    noise_sd: float | None = None  # sigma, in the units of what is noised
+    t_min: int | None = None  # T at p = 0
+    t_max: int | None = None  # T at p = 1
+
+    def __post_init__(self):
+        preset_kwargs(self.preset, "noise")  # raises on an unknown preset, listing the names
+
+    def noise_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "noise")
+        for key, value in (("t_dist", self.ts_dist), ("sigma", self.noise_sd), ("t_min", self.t_min), ("t_max", self.t_max)):
+            if value is not None:
+                kwargs[key] = value
+        DiffusionNoise(**kwargs)  # validate now, in the launching process, not in a spawned rank
+        return kwargs
+
+    def controller_kwargs(self) -> dict:
+        kwargs = preset_kwargs(self.preset, "controller")
+        if self.target is not None:
+            kwargs["target"] = self.target
+        return kwargs
+
+
+def construct(class_name: str, **kwargs):
+    """Build ``module.Class`` named by a dotted string (how upstream names classes in its options)."""
+    module_name, attribute = class_name.rsplit(".", 1)
+    return getattr(importlib.import_module(module_name), attribute)(**kwargs)
 
 
 def locate_repo(repo, env_var: str, marker_files: list[str], clone: str) -> pathlib.Path:

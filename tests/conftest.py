@@ -30,7 +30,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-__all__ = ["abar_reference", "linear_betas_reference"]
+def forget_upstream(standin, module_roots):
+    """Drop stand-in upstream modules from sys.modules and sys.path, so the next test imports afresh."""
+    import sys
+
+    for name in list(sys.modules):
+        if name.split(".")[0] in module_roots:
+            del sys.modules[name]
+    while str(standin) in sys.path:
+        sys.path.remove(str(standin))
+
+
+@pytest.fixture
+def noise_calls(monkeypatch):
+    """Every DiffusionNoise forward as ``(x, y, t, x.requires_grad)`` and every controller observation."""
+    import diffaug_noise as dn
+
+    calls = {"noise": [], "observe": []}
+    forward, observe = dn.DiffusionNoise.forward, dn.AdaptiveController.observe
+
+    def noise_forward(self, x, generator=None):
+        y, t = forward(self, x, generator)
+        calls["noise"].append((x.detach().clone(), y.detach().clone(), t.clone(), x.requires_grad))
+        return y, t
+
+    def controller_observe(self, logits):
+        calls["observe"].append(logits.detach().clone())
+        return observe(self, logits)
+
+    monkeypatch.setattr(dn.DiffusionNoise, "forward", noise_forward)
+    monkeypatch.setattr(dn.AdaptiveController, "observe", controller_observe)
+    return calls
+
+
+__all__ = ["abar_reference", "forget_upstream", "linear_betas_reference"]
 
 
 collect_ignore = ["standins"]  # stand-ins of upstream code, imported by the integration tests only

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-import diffaug_noise as dn
+from conftest import forget_upstream
 from diffaug_noise.integrations import projected_gan
 from diffaug_noise.integrations.upstream import UpstreamError
 
@@ -19,33 +19,11 @@ STANDIN = pathlib.Path(__file__).parent / "standins" / "projected_gan"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "pg_modules")
 
 
-def _forget_upstream():
-    for name in list(sys.modules):
-        if name.split(".")[0] in UPSTREAM_MODULES:
-            del sys.modules[name]
-    while str(STANDIN) in sys.path:
-        sys.path.remove(str(STANDIN))
-
-
 @pytest.fixture
-def recorded(monkeypatch):
-    _forget_upstream()
-    calls = {"noise": [], "observe": []}
-    forward, observe = dn.DiffusionNoise.forward, dn.AdaptiveController.observe
-
-    def noise_forward(self, x, generator=None):
-        y, t = forward(self, x, generator)
-        calls["noise"].append((x.detach().clone(), y.detach().clone(), t.clone()))
-        return y, t
-
-    def controller_observe(self, logits):
-        calls["observe"].append(logits.detach().clone())
-        return observe(self, logits)
-
-    monkeypatch.setattr(dn.DiffusionNoise, "forward", noise_forward)
-    monkeypatch.setattr(dn.AdaptiveController, "observe", controller_observe)
-    yield calls
-    _forget_upstream()
+def recorded(noise_calls):
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
+    yield noise_calls
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
 
 
 def train_standin(tmp_path, *extra, shims=True, **options):
@@ -65,7 +43,7 @@ def test_noise_sits_on_the_chosen_feature_maps(tmp_path, recorded, d_pos):
     scratch = D.D.feature_network.scratch
     for i, (features, c) in enumerate(mini_d_calls):
         noised = recorded["noise"][4 * i: 4 * i + 4]
-        xs, ys, ts = zip(*noised)
+        xs, ys, ts, _ = zip(*noised)
         widths = [x.shape[1] for x in xs]
         assert all(t.shape == x.shape[:2] for x, t in zip(xs, ts))  # the projected_gan preset: t per sample and channel
         if d_pos == "last":
@@ -112,7 +90,7 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.ProjectedGANLoss"
     assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.25 and options["loss_kwargs"]["diffusion"]["rounds"] == 2
     assert options["G_opt_kwargs"]["betas"] == [0.0, 0.99]
-    _forget_upstream()
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
     with pytest.raises(Exception, match="betas|act1|cuda|NVIDIA|argument"):  # upstream as released, on this machine
         train_standin(tmp_path / "raw", "--kimg", "0.004", shims=False)
 
@@ -120,14 +98,14 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
 def test_backbone_weights_offline_say_what_to_do(tmp_path, recorded):
     with pytest.raises(UpstreamError, match="--backbone-weights"):
         train_standin(tmp_path, "--kimg", "0.004", pretrained=True)
-    _forget_upstream()
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
     with projected_gan.patched(STANDIN, shims=True, pretrained=False):
         from pg_modules import projector
 
         random_model = projector.timm.create_model("tf_efficientnet_lite0", pretrained=True)
         weights = tmp_path / "lite0.pth"
         torch.save(random_model.state_dict(), weights)
-    _forget_upstream()
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
     D, _ = train_standin(tmp_path / "w", "--kimg", "0.004", pretrained=True, backbone_weights=str(weights))
     first = D.D.feature_network.pretrained.layer0[0].weight
     assert torch.equal(first, random_model.conv_stem.weight)  # the local file's weights, not a fresh draw

@@ -17,6 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 import diffaug_noise as dn
+from conftest import forget_upstream
 from diffaug_noise.integrations import insgen, stylegan2_ada
 from diffaug_noise.integrations.upstream import UpstreamError
 
@@ -24,35 +25,11 @@ STANDIN = pathlib.Path(__file__).parent / "standins" / "stylegan2_ada"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib")
 
 
-def _forget_upstream():
-    for name in list(sys.modules):
-        if name.split(".")[0] in UPSTREAM_MODULES:
-            del sys.modules[name]
-    while str(STANDIN) in sys.path:
-        sys.path.remove(str(STANDIN))
-
-
 @pytest.fixture
-def recorded(monkeypatch):
-    """Every DiffusionNoise forward and every controller observation during a run."""
-    _forget_upstream()
-    calls = {"noise": [], "noise_inputs": [], "observe": []}
-    forward, observe = dn.DiffusionNoise.forward, dn.AdaptiveController.observe
-
-    def noise_forward(self, x, generator=None):
-        y, t = forward(self, x, generator)
-        calls["noise"].append((x.requires_grad, y.detach().clone(), t.clone()))
-        calls["noise_inputs"].append(x.detach().clone())
-        return y, t
-
-    def controller_observe(self, logits):
-        calls["observe"].append(logits.detach().clone())
-        return observe(self, logits)
-
-    monkeypatch.setattr(dn.DiffusionNoise, "forward", noise_forward)
-    monkeypatch.setattr(dn.AdaptiveController, "observe", controller_observe)
-    yield calls
-    _forget_upstream()
+def recorded(noise_calls):
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
+    yield noise_calls
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
 
 
 def train_standin(tmp_path, *extra, adapter=stylegan2_ada, **options):
@@ -77,12 +54,12 @@ def test_noise_reaches_D_in_both_phases_and_t_reaches_its_label(tmp_path, record
     assert isinstance(D, stylegan2_ada.DiffusionDiscriminator) and D.D.c_dim == 32
     inner_calls = D.D.calls[1:]  # the first is upstream's network summary
     assert len(inner_calls) == len(recorded["noise"]) == 56  # 8 iterations: Gmain 16, Dmain 32, Dreg 8 (2 rounds each)
-    for (img, c, _), (_, y, t) in zip(inner_calls, recorded["noise"]):
+    for (img, c, _), (_, y, t, _) in zip(inner_calls, recorded["noise"]):
         assert torch.equal(img, y)  # D saw the noised batch, nothing else
         assert torch.allclose(c.double(), sinusoids(t, 32, 2.0 * D.noise.t_max), atol=1e-5)  # and its t, as the label
         assert (t >= 1).all() and (t <= D.noise.T).all()
     # Gmain draws (first of each iteration's 2 rounds) carry G's gradient through the noise.
-    assert sum(requires_grad for requires_grad, _, _ in recorded["noise"]) >= 16
+    assert sum(requires_grad for _, _, _, requires_grad in recorded["noise"]) >= 16
     summary_img, summary_c, _ = D.D.calls[0]
     assert torch.allclose(summary_c.double(), sinusoids(torch.zeros(summary_c.shape[0]), 32, 2.0 * D.noise.t_max), atol=1e-6)
 
@@ -126,7 +103,7 @@ def test_training_options_name_our_classes_and_stay_json(tmp_path, recorded):
     assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.1 and options["D_kwargs"]["noise_kwargs"]["t_dist"] == "uniform"
     assert options["augment_kwargs"] is None and options["ada_target"] is None  # diffaug replaces upstream's ADA
     # DiffAugment ran before the noise: its cutout zeroes a quarter of every image (a 4x4 square of 8x8).
-    inputs = torch.cat(recorded["noise_inputs"])
+    inputs = torch.cat([x for x, _, _, _ in recorded["noise"]])
     assert ((inputs == 0).all(dim=1).flatten(1).sum(dim=1) >= 16).all()
 
 
@@ -170,7 +147,7 @@ def test_insgen_contrastive_branch_sees_clean_labels_and_adversarial_branch_sees
     D, loss, _ = train_standin(tmp_path, "--kimg", "0.016", "--cl", adapter=insgen, preset="insgen", aug="none")
     assert isinstance(loss.inner, sys.modules["training.contrastive_loss"].StyleGAN2LossCL)
     calls = D.D.calls[1:]
-    noised = [(y, t) for _, y, t in recorded["noise"]]
+    noised = [(y, t) for _, y, t, _ in recorded["noise"]]
     adversarial = [(img, c) for img, c, features in calls if not features]
     contrastive = [(img, c) for img, c, features in calls if features]
     assert len(adversarial) == len(noised) == 28  # 4 iterations: Gmain 8, Dmain 16, Dreg 4
