@@ -19,7 +19,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import fused
 from .noise import DiffusionNoise
 
 DEFAULT_SHAPES = ((64, 3, 32, 32), (32, 3, 64, 64), (16, 3, 256, 256))
@@ -163,6 +162,8 @@ def bench_noise(
             "unfused": lambda: unfused(x),
         }
         if device.type == "cuda":
+            from . import fused  # imports Triton: only for CUDA runs
+
             methods["ours_torch"] = lambda: torch_path(x)
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
                 t, seed = noise.sample_t(shape[0], device), torch.rand(1, dtype=torch.float64, device=device)
