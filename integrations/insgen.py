@@ -18,8 +18,8 @@ import contextlib
 import torch
 
 from . import stylegan2_ada
-from .stylegan2_ada import STYLEGAN2_ADA, Upstream
-from .upstream import single_rank_group_patch, tensor_cuda_patch
+from .stylegan2_ada import STYLEGAN2_ADA
+from .upstream import Upstream, single_rank_group_patch, tensor_cuda_patch
 
 INSGEN = Upstream(
     name="insgen",

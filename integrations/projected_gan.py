@@ -42,9 +42,9 @@ from torch import nn
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .stylegan2_ada import Upstream
-from .upstream import (PresetOptions, UpstreamError, construct, cpu_patches, custom_op_fallback_patch, import_checked,
-                       locate_repo, patched_attributes, sampler_signature_patch, spawn_patch)
+from .upstream import (PresetOptions, Upstream, UpstreamError, broadcast_noise_state, construct, cpu_patches,
+                       custom_op_fallback_patch, import_checked, locate_repo, patched_attributes, sampler_signature_patch,
+                       spawn_patch)
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
@@ -170,8 +170,6 @@ class DiffusionProjectedGANLoss:
         **upstream_kwargs,  # everything else upstream gives its loss
     ):
         from torch_utils import training_stats  # upstream's, importable while it runs
-
-        from .stylegan2_ada import broadcast_noise_state
 
         settings = dict(diffusion or {})
         self.inner = construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)

@@ -36,22 +36,9 @@ from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .upstream import (PresetOptions, UpstreamError, construct, cpu_patches, grid_sample_patch, import_checked,
-                       locate_repo, patched_attributes, sampler_signature_patch, spawn_patch)
-
-
-@dataclasses.dataclass(frozen=True)
-class Upstream:
-    """One StyleGAN2-ADA-based codebase: where to get it, how to recognise it, what we patch."""
-
-    name: str  # for messages
-    clone: str  # the command that gets the tested checkout
-    env_var: str  # where --repo defaults from
-    commit: str  # the upstream commit the adapter is tested against
-    markers: tuple  # files a checkout must have
-    names: dict  # module -> attributes we patch or build on (checked before patching)
-    default_preset: str  # the official fork's preset
-    shims: str = "diffaug_noise.integrations.stylegan2_ada.compat_patches"  # function returning its opt-in shims
+from .upstream import (PresetOptions, Upstream, UpstreamError, broadcast_noise_state, construct, cpu_patches,
+                       grid_sample_patch, import_checked, locate_repo, patched_attributes, sampler_signature_patch,
+                       spawn_patch)
 
 
 STYLEGAN2_ADA = Upstream(
@@ -65,6 +52,7 @@ STYLEGAN2_ADA = Upstream(
            "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
            "torch_utils.ops.grid_sample_gradfix": ["grid_sample"]},
     default_preset="stylegan2",
+    shims="diffaug_noise.integrations.stylegan2_ada.compat_patches",
 )
 
 T_LABELS = ("embedding", "raw")
@@ -135,13 +123,6 @@ class DiffusionDiscriminator(nn.Module):
 
 def _unwrap(module):
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-def broadcast_noise_state(noise: DiffusionNoise) -> None:
-    """Give every rank rank 0's ``p``, ``T`` and tables (what ``--resume`` restored there)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        for buffer in noise.buffers():
-            torch.distributed.broadcast(buffer, src=0)
 
 
 class DiffusionLoss:

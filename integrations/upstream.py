@@ -24,6 +24,20 @@ class UpstreamError(RuntimeError):
     """The upstream checkout is missing or is not the codebase the adapter expects."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """One StyleGAN2-ADA-based codebase: where to get it, how to recognise it, what we patch."""
+
+    name: str  # for messages
+    clone: str  # the command that gets the tested checkout
+    env_var: str  # where --repo defaults from
+    commit: str  # the upstream commit the adapter is tested against
+    markers: tuple  # files a checkout must have
+    names: dict  # module -> attributes we patch or build on (checked before patching)
+    default_preset: str  # the official fork's preset
+    shims: str  # dotted name of the function returning its opt-in shims
+
+
 @dataclasses.dataclass
 class PresetOptions:
     """The paper's knobs shared by every adapter; ``None`` takes the preset's value."""
@@ -51,6 +65,13 @@ class PresetOptions:
         if self.target is not None:
             kwargs["target"] = self.target
         return kwargs
+
+
+def broadcast_noise_state(noise: DiffusionNoise) -> None:
+    """Give every rank rank 0's ``p``, ``T`` and tables (what ``--resume`` restored there)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for buffer in noise.buffers():
+            torch.distributed.broadcast(buffer, src=0)
 
 
 def construct(class_name: str, **kwargs):

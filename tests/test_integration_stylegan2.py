@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 import diffaug_noise as dn
 from conftest import forget_upstream
 from diffaug_noise.integrations import insgen, stylegan2_ada
-from diffaug_noise.integrations.upstream import UpstreamError
+from diffaug_noise.integrations.upstream import UpstreamError, broadcast_noise_state
 
 STANDIN = pathlib.Path(__file__).parent / "standins" / "stylegan2_ada"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib")
@@ -183,7 +183,7 @@ def test_cli_runs_upstream_and_reports_setup_errors(tmp_path, recorded, monkeypa
 def _broadcast_rank(rank, path, world):
     torch.distributed.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
     noise = dn.DiffusionNoise(t_min=10, t_max=100, p=0.3 if rank == 0 else 0.0)  # only rank 0 restored a snapshot
-    stylegan2_ada.broadcast_noise_state(noise)
+    broadcast_noise_state(noise)
     torch.save({"p": noise.p, "T": noise.T, "table": noise.coefficients64, "cdf": noise.t_cdf}, f"{path}.{rank}")
     torch.distributed.destroy_process_group()
 
