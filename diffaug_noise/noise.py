@@ -291,8 +291,11 @@ class DiffusionNoise(nn.Module):
         """
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         device = self.t_cdf.device if device is None else torch.device(device)
-        u = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
-        return torch.searchsorted(self.t_cdf.to(device), u, right=True)
+        return self._t_from_uniform(torch.rand(shape, dtype=torch.float64, device=device, generator=generator))
+
+    def _t_from_uniform(self, u: torch.Tensor) -> torch.Tensor:
+        """The inverse CDF of the law of ``t``: ``t = #{k : cdf_k <= u}`` for float64 ``u`` in [0, 1)."""
+        return torch.searchsorted(self.t_cdf.to(u.device), u, right=True)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(t, eps)`` for a batch like ``x``: ``t`` int64 ``[B]`` (``[B, C]`` per channel), ``eps`` like ``x``."""
@@ -337,7 +340,7 @@ class DiffusionNoise(nn.Module):
                 t_shape = self._t_shape(x)
                 # One draw for the t of every sample and, last, the kernel's seed: one launch fewer.
                 u = torch.rand(math.prod(t_shape) + 1, dtype=torch.float64, device=x.device, generator=generator)
-                t = torch.searchsorted(self.t_cdf, u[:-1], right=True).view(t_shape)
+                t = self._t_from_uniform(u[:-1]).view(t_shape)
                 return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-1:]), t
         t, eps = self.sample(x, generator)
         scale, noise_scale = self._coefficients(x, t)

@@ -42,9 +42,10 @@ from torch import nn
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .upstream import (PresetOptions, Upstream, UpstreamError, broadcast_noise_state, construct, cpu_patches,
-                       custom_op_fallback_patch, import_checked, locate_repo, patched_attributes, sampler_signature_patch,
-                       spawn_patch)
+from .upstream import (PresetOptions, Upstream, UpstreamError, WrappedLoss, broadcast_noise_state, construct,
+                       cpu_patches,
+                       custom_op_fallback_patch, import_checked, locate_repo, patched_attributes,
+                       require_trust_for_resume, sampler_signature_patch, spawn_patch)
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
@@ -156,7 +157,7 @@ class DiffusionProjectedDiscriminator(nn.Module):
         return self.D.discriminator(maps, c)
 
 
-class DiffusionProjectedGANLoss:
+class DiffusionProjectedGANLoss(WrappedLoss):
     """Upstream's loss; its ``run_D`` also feeds the real logits to the controller, updated once per iteration."""
 
     def __init__(
@@ -180,15 +181,9 @@ class DiffusionProjectedGANLoss:
         self.inner.run_D = self.run_D
         self._stats = training_stats
         self._rounds, self._d_rounds = settings.get("rounds", 1), 0
-        self._real = None
-
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def run_D(self, img, c, blur_sigma=0, update_emas=False):
-        is_real = self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+        is_real = self.is_real(img)
         logits = self._run_D(img, c, blur_sigma=blur_sigma, update_emas=update_emas)
         if is_real:
             self.controller.observe(logits)
@@ -340,8 +335,6 @@ def patched(repo=None, shims: bool = False, **options):
 
 def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
     """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
-    if any(a == "--resume" or a.startswith("--resume=") for a in upstream_args) and not trust_pickle:
-        raise UpstreamError("--resume loads an upstream network pickle, and unpickling runs code named in the file; "
-                            "pass --trust-pickle if you trust it (e.g. your own snapshot)")
+    require_trust_for_resume(upstream_args, trust_pickle)
     with patched(repo, shims=shims, **options) as train:
         train.main(args=list(upstream_args), standalone_mode=False)

@@ -36,9 +36,10 @@ from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .upstream import (PresetOptions, Upstream, UpstreamError, broadcast_noise_state, construct, cpu_patches,
-                       grid_sample_patch, import_checked, locate_repo, patched_attributes, sampler_signature_patch,
-                       spawn_patch)
+from .upstream import (PresetOptions, Upstream, UpstreamError, WrappedLoss, broadcast_noise_state, construct,
+                       cpu_patches,
+                       grid_sample_patch, import_checked, locate_repo, patched_attributes, require_trust_for_resume,
+                       sampler_signature_patch, spawn_patch)
 
 
 STYLEGAN2_ADA = Upstream(
@@ -125,7 +126,7 @@ def _unwrap(module):
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-class DiffusionLoss:
+class DiffusionLoss(WrappedLoss):
     """Upstream's loss with ``run_D`` replaced: ``D(noise(augment(img)), c, t)``; drives the controller."""
 
     def __init__(
@@ -151,16 +152,10 @@ class DiffusionLoss:
             self.diffaugment = DiffAugment()
         self.inner.run_D = self.run_D
         self._ddp_sync, self._stats = misc.ddp_sync, training_stats
-        self._real = None
-
-    def __getattr__(self, name):  # anything else (pl_mean, run_G, run_cl, ...) is the upstream loss's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def run_D(self, img, c, sync):
         # Upstream passes the reals as real_img.detach() (same storage), fakes straight from G.
-        is_real = self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+        is_real = self.is_real(img)
         if self.inner.augment_pipe is not None:
             img = self.inner.augment_pipe(img)
         if self.diffaugment is not None:
@@ -262,9 +257,7 @@ def patched(repo=None, shims: bool = False, upstream: Upstream = STYLEGAN2_ADA, 
 def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
         upstream: Upstream = STYLEGAN2_ADA, **options) -> None:
     """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
-    if any(a == "--resume" or a.startswith("--resume=") for a in upstream_args) and not trust_pickle:
-        raise UpstreamError("--resume loads an upstream network pickle, and unpickling runs code named in the file; "
-                            "pass --trust-pickle if you trust it (e.g. your own snapshot)")
+    require_trust_for_resume(upstream_args, trust_pickle)
     with patched(repo, shims=shims, upstream=upstream, **options) as train:
         train.main(args=list(upstream_args), standalone_mode=False)
 

@@ -74,6 +74,30 @@ def broadcast_noise_state(noise: DiffusionNoise) -> None:
             torch.distributed.broadcast(buffer, src=0)
 
 
+def require_trust_for_resume(upstream_args: list, trust_pickle: bool) -> None:
+    """Refuse to let upstream unpickle a ``--resume`` snapshot unless the user said they trust it."""
+    if any(a == "--resume" or a.startswith("--resume=") for a in upstream_args) and not trust_pickle:
+        raise UpstreamError("--resume loads an upstream network pickle, and unpickling runs code named in the file; "
+                            "pass --trust-pickle if you trust it (e.g. your own snapshot)")
+
+
+class WrappedLoss:
+    """Base of our loss objects: upstream's loss is ``self.inner``; what we do not override is its.
+
+    Subclasses set ``self._real`` to the batch of reals around ``inner.accumulate_gradients``;
+    :meth:`is_real` recognises it in ``run_D`` (upstream passes ``real_img.detach()``: same storage).
+    """
+
+    inner = None
+    _real = None
+
+    def __getattr__(self, name):  # pl_mean, run_G, run_cl, G, ...: the upstream loss's
+        return getattr(self.inner, name)
+
+    def is_real(self, img: torch.Tensor) -> bool:
+        return self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+
+
 def construct(class_name: str, **kwargs):
     """Build ``module.Class`` named by a dotted string (how upstream names classes in its options)."""
     module_name, attribute = class_name.rsplit(".", 1)
