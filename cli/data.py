@@ -30,9 +30,9 @@ def list_command(data_root):
 
 @data_group.command("prepare")
 @click.argument("name")
-@click.option("--source", required=True, type=click.Path(exists=True, path_type=pathlib.Path),
+@click.option("--source", default=None, type=click.Path(exists=True, path_type=pathlib.Path),
               help="The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip of images, "
-                   "or cifar-10-python.tar.gz.")
+                   "or cifar-10-python.tar.gz. Not needed for bundled datasets (digits).  [required otherwise]")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=_ROOT_HELP)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
@@ -54,6 +54,7 @@ def prepare_command(name, source, data_root, out, resolution, max_images, subset
     Example:
       diffaug-noise data prepare lsun_bedroom --source ~/lsun/bedroom_train_lmdb
       diffaug-noise data prepare ffhq_2k --source ~/ffhq/images1024x1024 --seed 0
+      diffaug-noise data prepare digits                  # scikit-learn's bundled copy
     """
     from tqdm import tqdm
 

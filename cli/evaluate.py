@@ -25,13 +25,16 @@ def _metrics(ctx, param, value: str) -> tuple:
                    "or a StyleGAN2-ADA snapshot; needs --trust-pickle).")
 @click.option("--metrics", callback=_metrics, default="fid", show_default=True, help="Comma-separated: fid,kid,precision,recall.")
 @click.option("--num", type=click.IntRange(min=2), default=None,
-              help="Images per side. [default: all real images, as many generated]")
+              help="Images per side. [default: all real images; all generated images of a folder/zip, as many as the "
+                   "real ones from a generator file]")
+@click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Generated images, overriding --num for that side.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
               help="Local InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline machines.")
 @click.option("--feature-extractor", default="inception-v3-compat", show_default=True,
-              help="A torch-fidelity feature extractor name.")
+              help="A torch-fidelity feature extractor name; 'digits-classifier' scores digits with FD_digits, "
+                   "the number `diffaug-noise run digits` reports (no download).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where to run.")
 @click.option("--trust-pickle", is_flag=True,
@@ -39,7 +42,7 @@ def _metrics(ctx, param, value: str) -> tuple:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator's latents and KID subsets.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
-def eval_command(real, fake, metrics, num, data_root, weights, feature_extractor, batch_size, device, trust_pickle, seed, json_path):
+def eval_command(real, fake, metrics, num, num_fake, data_root, weights, feature_extractor, batch_size, device, trust_pickle, seed, json_path):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -51,7 +54,7 @@ def eval_command(real, fake, metrics, num, data_root, weights, feature_extractor
 
     check_device(device)
     try:
-        result = evaluate(real, fake, metrics=metrics, num=num, data_root=data_root, feature_extractor=feature_extractor,
+        result = evaluate(real, fake, metrics=metrics, num=num, num_fake=num_fake, data_root=data_root, feature_extractor=feature_extractor,
                           weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed)
     except (DatasetError, EvaluationError) as err:
         raise click.ClickException(str(err))

@@ -64,3 +64,53 @@ def toy_T(plt, result: dict, path: pathlib.Path) -> None:
     ax_T.set_title("adaptive diffusion length")
     save(fig, path)
     plt.close(fig)
+
+
+def digits_samples(plt, result: dict, path: pathlib.Path, per_side: int = 10) -> None:
+    """A grid of real digits beside each method's samples (first seed), FD_digits and classes in the titles."""
+    methods = list(result["config"]["methods"])
+    seed = result["config"]["seeds"][0]
+    n = per_side * per_side
+
+    def mosaic(flat):
+        tiles = flat[:n].view(per_side, per_side, 8, 8).numpy()
+        return tiles.transpose(0, 2, 1, 3).reshape(per_side * 8, per_side * 8)
+
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(2.8 * (len(methods) + 1), 3.2))
+    axes[0].imshow(mosaic(result["real"]), cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title("real digits")
+    for ax, method in zip(axes[1:], methods):
+        run = next(r for r in result["runs"] if r["method"] == method and r["seed"] == seed)
+        ax.imshow(mosaic(result["samples"][f"{method}/seed{seed}"]), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{method}\nFD_digits {run['score']:.1f}, {run['classes_covered']}/10 classes", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{result['config']['train_size']} training digits, seed {seed}, {result['config']['steps']} steps")
+    save(fig, path)
+    plt.close(fig)
+
+
+def digits_training(plt, result: dict, path: pathlib.Path) -> None:
+    """FD_digits, r_d and T over training, one line per run, one colour per method."""
+    history, config = result["history"], result["config"]
+    colours = {m: f"C{i}" for i, m in enumerate(config["methods"])}
+    fig, (ax_s, ax_r, ax_T) = plt.subplots(3, 1, figsize=(7.5, 8), sharex=True)
+    for name, values in history["score"].items():
+        method = name.split("/")[0]
+        ax_s.plot(history["score_step"], values, color=colours[method], lw=1, label=method if name.endswith("/seed%d" % config["seeds"][0]) else None)
+    for name, values in history["r_d"].items():
+        ax_r.plot(history["step"], values, color=colours[name.split("/")[0]], lw=0.7, alpha=0.8)
+    for name, values in history["T"].items():
+        ax_T.plot(history["step"], values, color=colours[name.split("/")[0]], lw=1)
+    ax_r.axhline(config["target"], color="k", ls="--", lw=1, label=f"target {config['target']}")
+    ax_s.set_yscale("log")
+    ax_s.set_ylabel("FD_digits (lower is better)")
+    ax_r.set_ylabel("r_d = E[sign D(real)]")
+    ax_T.set_ylabel("T (diffusion runs)")
+    ax_T.set_xlabel("training step")
+    ax_s.legend(fontsize=8)
+    ax_r.legend(fontsize=8, loc="lower right")
+    ax_s.set_title(f"{len(config['seeds'])} seed(s), one line per run")
+    save(fig, path)
+    plt.close(fig)

@@ -1,18 +1,16 @@
 """`diffaug-noise run toy`: the 25-Gaussians mode-coverage demo."""
 from __future__ import annotations
 
-import datetime
 import pathlib
-import platform
 
 import click
-import torch
 
 from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
 from .io import check_device, ensure_outdir, write_json
+from .report import environment, span
 
 _DEFAULTS = ToyConfig()
 
@@ -29,11 +27,6 @@ def _methods(value: str | None, compare: bool) -> tuple:
 
 def format_table(result: dict) -> str:
     """One line per method: median [min-max] over seeds."""
-    def span(stat, fmt):
-        if stat["min"] == stat["max"]:
-            return fmt(stat["median"])
-        return f"{fmt(stat['median'])} [{fmt(stat['min'])}-{fmt(stat['max'])}]"
-
     lines = [f"{'method':<10} {'modes covered /25':<20} {'modes hit /25':<16} {'HQ samples %':<20} {'reverse KL':<20} final T",
              "-" * 100]
     for method, stats in result["summary"].items():
@@ -98,15 +91,7 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
         except CheckpointError as err:
             raise click.ClickException(str(err))
     metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
-    metrics["environment"] = {
-        "date": datetime.date.today().isoformat(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "device": device,
-    }
+    metrics["environment"] = environment(threads, device)
     write_json(out_dir / "metrics.json", metrics)
     plt = plots.pyplot()
     if plt is not None:

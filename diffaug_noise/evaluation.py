@@ -56,6 +56,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 from .checkpoint import CheckpointError, load_checkpoint
 from .data.registry import DatasetError, resolve_data
 from .data.sources import ImageDataset
+from .digits import fidelity as _digits_fidelity  # registers the "digits-classifier" feature extractor
 
 METRICS = ("fid", "kid", "precision", "recall")
 INCEPTION = "inception-v3-compat"
@@ -76,7 +77,8 @@ def evaluate(
     real,  # dataset name, or path to a zip / image folder
     fake,  # path to a zip / image folder of generated images, or a generator file
     metrics=("fid",),  # any of fid, kid, precision, recall
-    num: int | None = None,  # images per side (default: all real images; generated: as many)
+    num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
+    num_fake: int | None = None,  # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
     data_root=None,  # where registered datasets are prepared (see diffaug_noise.data)
     feature_extractor: str = INCEPTION,  # a torch-fidelity feature extractor name
     weights=None,  # local file of the feature extractor's weights (offline machines)
@@ -91,13 +93,14 @@ def evaluate(
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
         raise EvaluationError(f"unknown metric(s) {bad or list(metrics)}; choose from {', '.join(METRICS)}")
-    if num is not None and num < 2:
-        raise EvaluationError(f"num must be >= 2 (FID needs a covariance); got {num}")
+    for label, value in (("num", num), ("num_fake", num_fake)):
+        if value is not None and value < 2:
+            raise EvaluationError(f"{label} must be >= 2 (FID needs a covariance); got {value}")
     real_set = ImageDataset(resolve_data(real, data_root))
     if num is not None:
         real_set = torch.utils.data.Subset(real_set, range(min(num, len(real_set))))
     n_real = len(real_set)
-    fake_input, n_fake = _fake_input(fake, num or n_real, trust_pickle, seed, device)
+    fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
     _check_weights(weights)
 
     kwargs = dict(
@@ -143,18 +146,18 @@ def _check_weights(weights) -> None:
         raise EvaluationError(f"weights file {str(weights)!r} is not a state dict of tensors")
 
 
-def _fake_input(fake, num: int, trust_pickle: bool, seed: int, device: str):
-    """A Dataset of generated images, or a torch-fidelity generative model, and its sample count."""
+def _fake_input(fake, num: int | None, n_real: int, trust_pickle: bool, seed: int, device: str):
+    """A Dataset of generated images (``num`` of them, default all), or a generator (``num``, default ``n_real``), and the count."""
     path = pathlib.Path(fake).expanduser()
     if not path.exists():
         raise EvaluationError(f"--fake {str(fake)!r} does not exist; pass a folder/zip of images or a generator file")
     if path.is_file() and path.suffix in GENERATOR_SUFFIXES:
-        return GeneratorSamples(_load_generator(path, trust_pickle), seed).to(device), num
+        return GeneratorSamples(_load_generator(path, trust_pickle), seed).to(device), num or n_real
     try:
         images = ImageDataset(path)
     except DatasetError as err:
         raise EvaluationError(str(err)) from err
-    if len(images) > num:
+    if num is not None and len(images) > num:
         images = torch.utils.data.Subset(images, range(num))
     return images, len(images)
 

@@ -16,6 +16,17 @@ def linear_betas_reference(T, start, end):
     return [start] if T == 1 else [start + (end - start) * i / (T - 1) for i in range(T)]
 
 
+def fid_reference(a, b):
+    """Fréchet distance of two float64 feature arrays [N, F] with scipy's sqrtm (np.cov: unbiased)."""
+    import numpy as np
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
@@ -63,7 +74,7 @@ def noise_calls(monkeypatch):
     return calls
 
 
-__all__ = ["abar_reference", "forget_upstream", "linear_betas_reference"]
+__all__ = ["abar_reference", "fid_reference", "forget_upstream", "linear_betas_reference"]
 
 
 collect_ignore = ["standins"]  # stand-ins of upstream code, imported by the integration tests only

@@ -12,11 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from scipy import linalg
 
 torch_fidelity = pytest.importorskip("torch_fidelity")
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
 
+from conftest import fid_reference  # noqa: E402
 from diffaug_noise.cli.main import main  # noqa: E402
 from diffaug_noise.evaluation import EvaluationError, evaluate  # noqa: E402
 
@@ -74,13 +74,6 @@ def features(folder):
     x = torch.stack([ds[i] for i in range(len(ds))])
     with torch.no_grad():
         return RandomConvFeatures(EXTRACTOR, ["feat"])(x)[0].numpy()
-
-
-def fid_reference(a, b):
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(cov_a @ cov_b).real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
 def recall_reference(real, fake, k=3):

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..checkpoint import write_atomic
 from .registry import DATASETS, DatasetError, data_root
-from .sources import open_source
+from .sources import SklearnDigits, open_source
 
 MANIFEST = "diffaug_noise.json"
 FORMAT_VERSION = 1
@@ -46,7 +46,7 @@ class PrepareReport:
 
 def prepare(
     name: str,  # a registered dataset name, or any name when resolution is given
-    source: str | os.PathLike,  # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive
+    source: str | os.PathLike | None,  # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive; None for bundled ones
     out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
     data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
     resolution: int | None = None,  # side of the output images (default: the registry's)
@@ -83,9 +83,14 @@ def prepare(
     except OSError as err:
         raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or --out") from err
 
-    reader = open_source(source)
+    if source is None:
+        if spec is None or not spec.bundled:
+            raise DatasetError(f"dataset {name!r} needs its downloaded source: pass --source PATH")
+        reader, source_name = SklearnDigits(), "sklearn.datasets.load_digits"
+    else:
+        reader, source_name = open_source(source), str(pathlib.Path(source).expanduser().resolve())
     manifest = {
-        "format_version": FORMAT_VERSION, "name": name, "source": str(pathlib.Path(source).expanduser().resolve()),
+        "format_version": FORMAT_VERSION, "name": name, "source": source_name,
         "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,
         "max_images": max_images, "subset": subset, "seed": seed if subset is not None else None,
     }

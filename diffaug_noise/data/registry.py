@@ -34,10 +34,15 @@ class DatasetSpec:
 
     name: str  # registry key, e.g. "lsun_bedroom"
     resolution: int  # square side of the prepared images
-    source_format: str  # "lsun_lmdb", "image_folder" (folder or zip of images) or "cifar10_python"
+    source_format: str  # "lsun_lmdb", "image_folder" (folder or zip of images), "cifar10_python" or "sklearn_digits" (bundled)
     download: str  # where the source comes from (shown when it is missing)
     subset: int | None = None  # limited-data subsets: number of images, drawn by seed
     parent: str | None = None  # the full dataset a subset is drawn from
+
+    @property
+    def bundled(self) -> bool:
+        """True when an installed package holds the source, so ``prepare`` needs no ``--source``."""
+        return self.source_format == "sklearn_digits"
 
     @property
     def filename(self) -> str:
@@ -65,6 +70,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("afhq_dog", 512, "image_folder", _AFHQ.format("dog")),
     DatasetSpec("afhq_wild", 512, "image_folder", _AFHQ.format("wild")),
     DatasetSpec("ffhq", 1024, "image_folder", _FFHQ),
+    DatasetSpec("digits", 8, "sklearn_digits",
+                "bundled with scikit-learn (pip install 'diffaug-noise[digits]'), no download: diffaug-noise data prepare digits"),
     *[DatasetSpec(f"ffhq_{label}", 256, "image_folder", _FFHQ, subset=n, parent="ffhq")
       for label, n in [("200", 200), ("500", 500), ("1k", 1000), ("2k", 2000), ("5k", 5000)]],
 ]}
@@ -112,10 +119,10 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
         if others:
             raise DatasetError(f"dataset {data!r} is prepared at several resolutions ({', '.join(p.name for p in others)}) "
                                f"but not at {spec.resolution}; pass --data with the path of the one you want")
-        source = "--source PATH_TO_FFHQ_IMAGES" if spec.parent else "--source PATH"
+        source = "--source PATH_TO_FFHQ_IMAGES" if spec.parent else "" if spec.bundled else "--source PATH"
         raise DatasetError(
             f"dataset {data!r} is not prepared: {str(prepared)!r} does not exist. Download {spec.download}, then run: "
-            f"diffaug-noise data prepare {data} {source} --data-root {str(root)!r} "
+            f"diffaug-noise data prepare {data} {source}{' ' if source else ''}--data-root {str(root)!r} "
             f"(or point --data-root / ${ENV_VAR} at the folder that holds {spec.filename})")
     if any(sep in str(data) for sep in ("/", os.sep)) or path.suffix:
         raise DatasetError(f"--data {str(data)!r} does not exist; check the path, or use a registered name "

@@ -4,6 +4,7 @@
 - :class:`ImageFiles`: a folder (searched recursively) or a zip of image files, sorted by path.
 - :class:`Cifar10Python`: the CIFAR-10 python batches (``cifar-10-python.tar.gz`` or its folder),
   read with an unpickler that admits only numpy arrays, not arbitrary code.
+- :class:`SklearnDigits`: scikit-learn's bundled digits (no source path: the package holds them).
 
 :func:`open_source` picks the reader from what the path holds. :class:`ImageDataset` reads a
 prepared zip or folder back as uint8 ``[3, H, W]`` tensors (for evaluation).
@@ -159,6 +160,35 @@ class Cifar10Python:
 
     def signature(self) -> list:
         return [len(self.images), self.path.stat().st_size if self.path.is_file() else 0]
+
+
+class SklearnDigits:
+    """scikit-learn's bundled digits (1,797 8x8 images with labels 0-9) as RGB uint8 arrays; no download."""
+
+    format = "sklearn_digits"
+
+    def __init__(self):
+        from .digits import load_digits, to_uint8
+
+        images, labels = load_digits()
+        self.images = to_uint8(images).squeeze(1).unsqueeze(-1).expand(-1, -1, -1, 3).numpy()
+        self.labels = labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def keys(self) -> list[int]:
+        return list(range(len(self.images)))
+
+    def items(self, keys: list[int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+        for i in (self.keys() if keys is None else keys):
+            yield f"{i:04d}", self.images[i]
+
+    def label(self, key: str) -> int:
+        return self.labels[int(key)]
+
+    def signature(self) -> list:
+        return [len(self.images), int(self.images.sum())]
 
 
 def open_source(path: str | os.PathLike):

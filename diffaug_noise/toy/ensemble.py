@@ -8,7 +8,7 @@ from torch import nn
 
 
 class EnsembleMLP(nn.Module):
-    """``K`` ReLU MLPs with the same layer sizes; input ``[K, B, in]``, output ``[K, B, out]``.
+    """``K`` MLPs with the same layer sizes; input ``[K, B, in]``, output ``[K, B, out]``.
 
     Member ``k`` is initialised like ``nn.Linear`` (uniform in ``±1/sqrt(fan_in)``) from its own
     seed, so two ensembles that give a member the same seed start it from the same weights.
@@ -18,6 +18,7 @@ class EnsembleMLP(nn.Module):
     Args:
         seeds: one initialisation seed per member.
         sizes: layer widths, input first, output last.
+        activation: applied between layers (not after the last one).
 
     Example:
         >>> net = EnsembleMLP(seeds=[0, 0, 1], sizes=[2, 16, 1])
@@ -28,8 +29,9 @@ class EnsembleMLP(nn.Module):
 
     def __init__(
         self,
-        seeds: list[int],  # initialisation seed of each member
-        sizes: list[int],  # [in, hidden..., out]
+        seeds: list[int],
+        sizes: list[int],
+        activation=torch.relu,
     ):
         super().__init__()
         weights, biases = [[] for _ in sizes[1:]], [[] for _ in sizes[1:]]
@@ -41,11 +43,12 @@ class EnsembleMLP(nn.Module):
                 biases[i].append((torch.rand(1, fan_out, generator=gen) * 2 - 1) * bound)
         self.weights = nn.ParameterList(nn.Parameter(torch.stack(w)) for w in weights)
         self.biases = nn.ParameterList(nn.Parameter(torch.stack(b)) for b in biases)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(b, x, w)
             if i < last:
-                x = torch.relu(x)
+                x = self.activation(x)
         return x

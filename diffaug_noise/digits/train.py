@@ -1,0 +1,248 @@
+"""Plain GAN vs instance noise vs Diffusion-GAN on a few hundred real digits, scored by FD_digits.
+
+Every (method, seed) pair is one member of a batched ensemble (:mod:`.networks`), so all runs
+train in one pass: for one seed every method gets the same training images, initial weights,
+minibatches and latents; only what D sees differs:
+
+- ``plain``: the clean images, ``t = 0``;
+- ``instance``: Gaussian instance noise, ``x + instance_sigma * eps``, ``t = 0`` (the cheap alternative);
+- ``diffusion``: :class:`~diffaug_noise.DiffusionNoise` with ``T`` adapted by
+  :class:`~diffaug_noise.AdaptiveController` from D's real logits;
+- ``diffusion-fixed``: the same noise with ``T = fixed_T`` and no controller (is adaptation needed?).
+
+Every ``eval_every`` steps each generator draws ``eval_samples`` digits from fixed latents; they
+are quantised to uint8 as an image file would store them and scored with FD_digits against all
+1,797 real digits (:mod:`.classifier`). Classes covered: digits that get at least
+``coverage_share`` of the classifier's predictions for the final samples.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..controller import AdaptiveController
+from ..data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
+from ..frechet import feature_statistics, frechet_distance
+from ..noise import DiffusionNoise
+from ..timesteps import T_DISTS
+from .classifier import load_classifier
+from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
+
+METHODS = ("plain", "instance", "diffusion", "diffusion-fixed")
+DIFFUSION_METHODS = ("diffusion", "diffusion-fixed")
+METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
+
+
+@dataclasses.dataclass
+class DigitsConfig:
+    """Settings of the digits run; defaults are the ones docs/digits.md reports."""
+
+    steps: int = 4000  # training steps (one D and one G step each)
+    seeds: tuple = (0,)  # one run per seed and method; the seed also draws the training subset
+    methods: tuple = ("plain", "instance", "diffusion")  # any of METHODS
+    train_size: int = 200  # training images, a stratified subset of the 1,797 digits
+    batch_size: int = 64  # real and fake images per step
+    z_dim: int = 32  # latent dimension
+    lr: float = 2e-4  # Adam learning rate (G and D)
+    adam_betas: tuple = (0.5, 0.999)  # Adam betas
+    conditioning: str = "projection"  # how D sees t: "projection" or "film"
+    instance_sigma: float = 0.5  # std of the instance noise ("instance"), in pixel units of [-1, 1]
+    sigma: float = 0.5  # diffusion noise std ("diffusion", "diffusion-fixed")
+    t_dist: str = "priority"  # law of t over 1..T
+    clean_prob: float = 0.0  # share of D's inputs left clean (t = 0) by the diffusion
+    t_min: int = 10  # T at p = 0
+    t_max: int = 1000  # T at p = 1
+    target: float = 0.6  # controller target for r_d
+    interval: int = 4  # controller interval (steps)
+    kimg: float = 5  # controller speed: thousands of images for p to move by 1
+    fixed_T: int = 200  # T of "diffusion-fixed"
+    eval_every: int = 250  # steps between FD_digits evaluations (and one at the end)
+    eval_samples: int = 2000  # generated digits per evaluation
+    coverage_share: float = 0.05  # a class is covered with this share of the predictions
+    classifier_seed: int = 0  # seed of the FD_digits classifier
+    threads: int = 1  # torch CPU threads (results depend on it, so it is recorded)
+    device: str = "cpu"  # where G, D and the noise live
+    log_every: int = 25  # resolution of the r_d and T history (steps)
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown or no methods {list(self.methods)}; choose from {', '.join(METHODS)}")
+        if self.steps < 1 or not self.seeds:
+            raise ValueError(f"need steps >= 1 and at least one seed; got steps={self.steps}, seeds={list(self.seeds)}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.t_dist not in T_DISTS:
+            raise ValueError(f"unknown t_dist {self.t_dist!r}; choose one of {', '.join(T_DISTS)}")
+        if not (1 <= self.fixed_T <= self.t_max):
+            raise ValueError(f"fixed_T must lie in [1, t_max={self.t_max}]; got {self.fixed_T}")
+        if self.threads < 1 or self.eval_every < 1 or self.eval_samples < 2:
+            raise ValueError(f"need threads >= 1, eval_every >= 1, eval_samples >= 2; got {self.threads}, "
+                             f"{self.eval_every}, {self.eval_samples}")
+
+
+def train_digits(
+    config: DigitsConfig,  # what to train
+    on_step: Callable[[int, dict], None] | None = None,  # called after each step with the latest scores (a progress bar hooks in)
+    classifier_cache=None,  # folder of the cached FD_digits classifier (default: the data root)
+) -> dict:
+    """Train every (method, seed) of ``config``; return per-run metrics, history and final samples."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        return _train(config, on_step, classifier_cache)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
+    if method == "diffusion":
+        noise = DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
+                               t_min=config.t_min, t_max=config.t_max).to(device)
+        return noise, AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg,
+                                         batch_size=config.batch_size)
+    if method == "diffusion-fixed":
+        return DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
+                              t_min=config.fixed_T, t_max=config.fixed_T).to(device), None
+    return None, None
+
+
+def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
+    members = [(m, s) for m in config.methods for s in config.seeds]
+    K, B = len(members), config.batch_size
+    seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
+    device = torch.device(config.device)
+
+    images, labels = load_digits()
+    flat = images.flatten(1)
+    classifier = load_classifier(config.classifier_seed, classifier_cache).to(device)
+    real_stats = feature_statistics(classifier.features(to_uint8(images).to(device)))
+    train_sets = [flat[stratified_subset(labels, config.train_size, s)] for s in config.seeds]
+
+    G = EnsembleGenerator([s for _, s in members], config.z_dim, flat.shape[1]).to(device)
+    D = EnsembleDiscriminator([s + 10_000 for _, s in members], config.t_max, config.conditioning, pixels=flat.shape[1]).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas, foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
+    data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
+    noise_gens = [torch.Generator(device).manual_seed(s + 30_000) for _, s in members]
+    noises, controllers = zip(*(_make_noise(m, config, device) for m, _ in members))
+    eval_z = torch.randn(config.eval_samples, config.z_dim, generator=torch.Generator().manual_seed(40_000))
+    eval_z = eval_z.to(device).expand(K, -1, -1)
+
+    def noised(x):
+        """What D sees, per member: ``(y [K, N, 64], t [K, N])``."""
+        ys, ts = [], []
+        for k, (method, _) in enumerate(members):
+            if noises[k] is not None:
+                y, t = noises[k](x[k], generator=noise_gens[k])
+            else:
+                t = torch.zeros(x.shape[1], dtype=torch.int64, device=device)
+                y = x[k] + config.instance_sigma * torch.randn(x[k].shape, device=device, generator=noise_gens[k]) \
+                    if method == "instance" else x[k]
+            ys.append(y)
+            ts.append(t)
+        return torch.stack(ys), torch.stack(ts)
+
+    @torch.no_grad()
+    def evaluate():
+        samples = to_uint8(G(eval_z))  # what an image file of the samples would hold
+        features = classifier.features(samples.reshape(K * config.eval_samples, 1, 8, 8))
+        scores = [frechet_distance(feature_statistics(f), real_stats) for f in features.view(K, config.eval_samples, -1)]
+        return scores, samples
+
+    history = {"step": [], "T": {k: [] for k, (m, _) in enumerate(members) if m in DIFFUSION_METHODS},
+               "r_d": {k: [] for k in range(K)}, "score_step": [], "score": {k: [] for k in range(K)}}
+    sign_sums = torch.zeros(K, dtype=torch.float64, device=device)
+    signs_counted = 0
+    start = time.perf_counter()
+    latest = {}
+    for step in range(1, config.steps + 1):
+        per_seed = [(train_sets[i][torch.randint(len(train_sets[i]), (B,), generator=g)], torch.randn(B, config.z_dim, generator=g))
+                    for i, g in enumerate(data_gens)]
+        real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
+        z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
+        fake = G(z)
+
+        y, t = noised(torch.cat([real, fake.detach()], dim=1))
+        real_logits, fake_logits = D(y, t).split(B, dim=1)
+        loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        sign_sums += real_logits.detach().sign().sum(dim=(1, 2), dtype=torch.float64)
+        signs_counted += B
+        for k, ctrl in enumerate(controllers):
+            if ctrl is not None:
+                ctrl.observe(real_logits[k])
+                ctrl.update()
+
+        D.requires_grad_(False)  # the G step needs gradients through D, not D's own
+        loss_g = F.softplus(-D(*noised(fake))).mean(dim=(1, 2)).sum()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
+
+        if step % config.log_every == 0 or step == config.steps:
+            history["step"].append(step)
+            r_d = (sign_sums / signs_counted).tolist()
+            for k in range(K):
+                history["r_d"][k].append(r_d[k])
+            for k in history["T"]:
+                history["T"][k].append(noises[k].T)
+            sign_sums.zero_()
+            signs_counted = 0
+        if step % config.eval_every == 0 or step == config.steps:
+            scores, samples = evaluate()
+            history["score_step"].append(step)
+            for k in range(K):
+                history["score"][k].append(scores[k])
+            latest = {f"{m}/seed{s}": scores[k] for k, (m, s) in enumerate(members)}
+        if on_step is not None:
+            on_step(step, latest)
+    wall = time.perf_counter() - start
+
+    with torch.no_grad():
+        predicted = classifier(samples.reshape(K * config.eval_samples, 1, 8, 8)).argmax(1).view(K, -1)
+    runs = []
+    for k, (method, seed) in enumerate(members):
+        shares = torch.bincount(predicted[k], minlength=NUM_CLASSES).double() / config.eval_samples
+        Ts = history["T"].get(k)
+        runs.append({
+            "method": method,
+            "seed": seed,
+            "score": history["score"][k][-1],
+            "best_score": min(history["score"][k]),
+            "classes_covered": int((shares >= config.coverage_share).sum()),
+            "class_shares": [round(v, 4) for v in shares.tolist()],
+            "final_T": Ts[-1] if Ts else None,
+            "max_T": max(Ts) if Ts else None,
+            "final_r_d": history["r_d"][k][-1],
+            "seconds": wall / K,  # this run's share of the one batched pass that trains them all
+        })
+    name = {k: f"{m}/seed{s}" for k, (m, s) in enumerate(members)}
+    return {
+        "config": dataclasses.asdict(config),
+        "wall_seconds": wall,
+        "runs": runs,
+        "summary": summarize(runs, config.methods),
+        "history": {"step": history["step"], "score_step": history["score_step"],
+                    **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
+        "samples": {name[k]: samples[k] for k in range(K)},
+        "real": to_uint8(images[:100]).flatten(1),
+    }
+
+
+def summarize(runs: list[dict], methods) -> dict:
+    """Median, min and max over seeds of each metric, per method."""
+    out = {}
+    for method in methods:
+        rows = [r for r in runs if r["method"] == method]
+        out[method] = {key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows),
+                             "max": max(r[key] for r in rows)} for key in METRICS}
+    return out
