@@ -1,1 +1,18 @@
-"""Run-time adapters for unmodified upstream GAN codebases (the only place that knows their names)."""
+"""Run-time adapters for unmodified upstream GAN codebases (the only place that knows their names).
+
+:data:`ADAPTERS` maps each ``diffaug-noise run NAME`` to its :class:`~.adapter.Adapter`; the CLI
+is generated from it. Adding an adapter: one module building an ``Adapter``, one ``register``
+line below (docs/integrations.md, "Adding an adapter").
+
+>>> sorted(ADAPTERS)
+['insgen', 'projectedgan', 'stylegan2']
+"""
+from . import insgen, projected_gan, stylegan2_ada
+from .adapter import ADAPTERS, Adapter, patched_upstream, register
+from .spec import Upstream, UpstreamError
+
+register(stylegan2_ada.ADAPTER)
+register(insgen.ADAPTER)
+register(projected_gan.ADAPTER)
+
+__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "patched_upstream", "register"]

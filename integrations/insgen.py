@@ -13,25 +13,34 @@ Tested against upstream commit 52bda7cfe59094fbb2f533a0355fff1392b0d380 (2021-10
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 
 import torch
 
 from . import stylegan2_ada
-from .stylegan2_ada import STYLEGAN2_ADA
-from .upstream import Upstream, single_rank_group_patch, tensor_cuda_patch
+from .adapter import Adapter
+from .options import knob
+from .shims import single_rank_group_patch, tensor_cuda_patch
+from .spec import Upstream
 
 INSGEN = Upstream(
     name="insgen",
     clone="git clone https://github.com/genforce/insgen",
     env_var="DIFFAUG_NOISE_INSGEN_REPO",
-    commit="52bda7cfe59094fbb2f533a0355fff1392b0d380",
-    markers=STYLEGAN2_ADA.markers + ("training/contrastive_loss.py", "training/contrastive_head.py"),
-    names={**STYLEGAN2_ADA.names, "training.contrastive_loss": ["StyleGAN2LossCL"], "training.contrastive_head": ["CLHead"],
-           "torch_utils.misc": STYLEGAN2_ADA.names["torch_utils.misc"] + ["copy_params_and_buffers"]},
-    default_preset="insgen",
-    shims="diffaug_noise.integrations.insgen.compat_patches",
+    tested_commits=("52bda7cfe59094fbb2f533a0355fff1392b0d380",),
+    markers=stylegan2_ada.STYLEGAN2_ADA.markers + ("training/contrastive_loss.py", "training/contrastive_head.py"),
+    names={**stylegan2_ada.STYLEGAN2_ADA.names, "training.contrastive_loss": ["StyleGAN2LossCL"],
+           "training.contrastive_head": ["CLHead"],
+           "torch_utils.misc": stylegan2_ada.STYLEGAN2_ADA.names["torch_utils.misc"] + ["copy_params_and_buffers"]},
 )
+
+
+@dataclasses.dataclass
+class InsGenOptions(stylegan2_ada.StyleGAN2Options):
+    """StyleGAN2's settings; InsGen needs ADA (its contrastive views come from the ADA pipe)."""
+
+    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA (InsGen's contrastive views need it), "
+                           "DiffAugment (kornia) or none.", kind=str, choices=stylegan2_ada.AUGS)
 
 
 def _itself(self):
@@ -61,15 +70,17 @@ def compat_patches() -> list:
                (misc, "copy_params_and_buffers", torch.no_grad()(misc.copy_params_and_buffers))])
 
 
-@contextlib.contextmanager
-def patched(repo=None, shims: bool = False, **options):
-    """:func:`.stylegan2_ada.patched` for an InsGen checkout; yields its ``train`` module."""
-    options.setdefault("aug", "ada")
-    with stylegan2_ada.patched(repo, shims=shims, upstream=INSGEN, **options) as train:
-        yield train
+ADAPTER = Adapter(
+    name="insgen",
+    title="Diffusion-InsGen",
+    upstream=INSGEN,
+    options_class=InsGenOptions,
+    entry_patches=stylegan2_ada.entry_patches,
+    compat_patches=lambda options: compat_patches,
+    description="StyleGAN2's patch (D sees D(noise(ADA(x)), c, t), t through the label input); the contrastive "
+                "branch calls D without t, read as clean images (t = 0), as the official Diffusion-InsGen fork does.",
+    example="--repo ~/insgen --data ffhq_2k --outdir runs --gpus 4 --preset insgen -- --cfg paper256 --mirror 1",
+    cpu_note=stylegan2_ada.ADAPTER.cpu_note,
+)
 
-
-def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
-    """Run InsGen's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
-    options.setdefault("aug", "ada")
-    stylegan2_ada.run(upstream_args, repo=repo, shims=shims, trust_pickle=trust_pickle, upstream=INSGEN, **options)
+__all__ = ["ADAPTER", "INSGEN", "InsGenOptions", "compat_patches"]

@@ -30,7 +30,6 @@ Tested against upstream commit e1c246b8bdce4fac3c2bfcb69df309fc27df9b86 (2022-03
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -42,16 +41,17 @@ from torch import nn
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .upstream import (PresetOptions, Upstream, UpstreamError, WrappedLoss, broadcast_noise_state, construct,
-                       cpu_patches,
-                       custom_op_fallback_patch, import_checked, locate_repo, patched_attributes,
-                       require_trust_for_resume, sampler_signature_patch, spawn_patch)
+from .adapter import Adapter
+from .options import DiffusionOptions, knob
+from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
+from .shims import cpu_patches, custom_op_fallback_patch, sampler_signature_patch
+from .spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
     clone="git clone https://github.com/autonomousvision/projected-gan",
     env_var="DIFFAUG_NOISE_PROJECTEDGAN_REPO",
-    commit="e1c246b8bdce4fac3c2bfcb69df309fc27df9b86",
+    tested_commits=("e1c246b8bdce4fac3c2bfcb69df309fc27df9b86",),
     markers=("train.py", "training/training_loop.py", "training/loss.py", "pg_modules/discriminator.py",
              "pg_modules/projector.py", "torch_utils/misc.py"),
     names={"train": ["main", "launch_training", "subprocess_fn"], "training.training_loop": ["training_loop"],
@@ -60,8 +60,6 @@ PROJECTED_GAN = Upstream(
            "torch_utils.misc": ["InfiniteSampler"], "torch_utils.training_stats": ["report"],
            "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"],
            "torch_utils.ops.conv2d_gradfix": ["_should_use_custom_op"]},
-    default_preset="projected_gan",
-    shims="diffaug_noise.integrations.projected_gan.compat_patches",
 )
 D_POSITIONS = ("first", "last")
 FASTGAN_MIN_RESOLUTION = 128  # FastGAN's generator leaves its output undefined below 128 px
@@ -69,14 +67,18 @@ MINI_D_CLASSES = 1000  # upstream's conditional mini-discriminators embed c.argm
 
 
 @dataclasses.dataclass
-class FeatureDiffusionOptions(PresetOptions):
-    """The paper's knobs (see :class:`~.upstream.PresetOptions`) for feature-space noise, plus where and how."""
+class FeatureDiffusionOptions(DiffusionOptions):
+    """The paper's knobs (:class:`~.options.DiffusionOptions`) for feature-space noise, plus where and how."""
 
-    preset: str = "projected_gan"  # the official fork's settings by default; or paper
-    d_pos: str = "first"  # noise the backbone's maps before the random projections (first) or after (last)
-    t_to_d: bool = False  # feed t to the mini-discriminators (our extension)
-    pretrained: bool = True  # the backbone's ImageNet weights (False: random, for mechanics tests only)
-    backbone_weights: str | None = None  # local tf_efficientnet_lite0 weights for offline machines
+    preset: str = knob("projected_gan", "Noise and controller settings: the official fork's (projected_gan) or the "
+                                        "paper's image defaults.", kind=str, choices=("projected_gan", "paper"))
+    d_pos: str = knob("first", "Noise the backbone's feature maps before the random projections (first) or after them (last).",
+                      kind=str, choices=D_POSITIONS)
+    t_to_d: bool = knob(False, "Feed t to the mini-discriminators (our extension; needs --preset paper).", kind=bool)
+    pretrained: bool = knob(True, "ImageNet weights for the EfficientNet backbone; off (random) is for mechanics tests only.",
+                            kind=bool)
+    backbone_weights: str | None = knob(None, "Local tf_efficientnet_lite0 state dict for offline machines (instead of "
+                                              "timm's hub).", kind="path")
 
     def __post_init__(self):
         super().__post_init__()
@@ -177,6 +179,7 @@ class DiffusionProjectedGANLoss(WrappedLoss):
         self.noise = D.noise
         broadcast_noise_state(self.noise)
         self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        show_on_tick_line(self.controller)
         self._run_D = self.inner.run_D
         self.inner.run_D = self.run_D
         self._stats = training_stats
@@ -202,10 +205,11 @@ class DiffusionProjectedGANLoss(WrappedLoss):
                 self.controller.update()
                 self._stats.report("Diffusion/p", float(self.noise.p))
                 self._stats.report("Diffusion/T", float(self.noise.T))
+                self._stats.report("Diffusion/r_d", float(self.controller.r_d))
 
 
-def configure(c, options: FeatureDiffusionOptions, shims: bool) -> None:
-    """Point upstream's config ``c`` (built by its ``main``) at our classes; fix what its shims need."""
+def configure(c, options: FeatureDiffusionOptions) -> None:
+    """Point upstream's config ``c`` (built by its ``main``) at our classes; Adam betas as floats."""
     easy = type(c.D_kwargs)
     if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
         raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
@@ -217,9 +221,10 @@ def configure(c, options: FeatureDiffusionOptions, shims: bool) -> None:
     c.loss_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedGANLoss", upstream_class=loss_kwargs.pop("class_name"),
                          diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
                                         controller=options.controller_kwargs()), **loss_kwargs)
-    if shims:  # torch >= 2 rejects Adam betas mixing int and float ([0, 0.99] in upstream's train.py)
-        for opt in (c.G_opt_kwargs, c.D_opt_kwargs):
-            opt.betas = [float(b) for b in opt.betas]
+    # torch >= 2 rejects Adam betas mixing int and float ([0, 0.99] in upstream's train.py); the
+    # same numbers as floats mean the same on every torch, so this needs no --shims.
+    for opt in (c.G_opt_kwargs, c.D_opt_kwargs):
+        opt.betas = [float(b) for b in opt.betas]
 
 
 def _plain_conv2d(input) -> bool:
@@ -286,7 +291,6 @@ def compat_patches(backbone: dict | None = None) -> list:
       ``torch._C._jit_get_operation('aten::cudnn_convolution_backward_weight')``, a tuple on torch >= 1.11
       ("'tuple' object is not callable", on the first D backward on CUDA): it is told to use
       ``F.conv2d`` (a speed path only; projected-gan has no R1 that would need it).
-    - (``configure``) Adam ``betas=[0, 0.99]``: torch >= 2 wants both floats.
     """
     from pg_modules import projector
     from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
@@ -299,42 +303,33 @@ def compat_patches(backbone: dict | None = None) -> list:
                (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
 
 
-def _child_patches(repo: str, backbone: dict) -> list:
-    import_checked(pathlib.Path(repo), PROJECTED_GAN.names, PROJECTED_GAN.clone)
-    return compat_patches(backbone)
-
-
-@contextlib.contextmanager
-def patched(repo=None, shims: bool = False, **options):
-    """Patch upstream for Diffusion ProjectedGAN while the block runs; yields upstream's ``train`` module.
-
-    Example (needs a checkout)::
-
-        from diffaug_noise.integrations import projected_gan
-        with projected_gan.patched("~/projected-gan", shims=True) as train:
-            train.main(["--outdir", "runs", "--cfg", "fastgan", "--data", "bedroom.zip", "--gpus", "8",
-                        "--batch", "64"], standalone_mode=False)
-    """
-    settings = FeatureDiffusionOptions(**options)
-    path = locate_repo(repo, PROJECTED_GAN.env_var, list(PROJECTED_GAN.markers), PROJECTED_GAN.clone)
-    modules = import_checked(path, PROJECTED_GAN.names, PROJECTED_GAN.clone)
+def entry_patches(modules: dict, options: FeatureDiffusionOptions) -> list:
+    """Wrap upstream's ``train.launch_training`` so that the config its ``main`` built names our D and loss."""
     train = modules["train"]
     original_launch = train.launch_training
-    backbone = dict(pretrained=settings.pretrained, weights=settings.backbone_weights)
 
     def launch_training(c, desc, outdir, dry_run):
-        configure(c, settings, shims)
-        return original_launch(c=c, desc=f"{desc}-diffusion-{settings.preset}-{settings.d_pos}", outdir=outdir, dry_run=dry_run)
+        configure(c, options)
+        return original_launch(c=c, desc=f"{desc}-diffusion-{options.preset}-{options.d_pos}", outdir=outdir, dry_run=dry_run)
 
-    patches = [(train, "launch_training", launch_training)]
-    if shims:
-        patches += compat_patches(backbone) + spawn_patch(functools.partial(_child_patches, str(path), backbone))
-    with patched_attributes(patches):
-        yield train
+    return [(train, "launch_training", launch_training)]
 
 
-def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
-    """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
-    require_trust_for_resume(upstream_args, trust_pickle)
-    with patched(repo, shims=shims, **options) as train:
-        train.main(args=list(upstream_args), standalone_mode=False)
+ADAPTER = Adapter(
+    name="projectedgan",
+    title="Diffusion ProjectedGAN",
+    upstream=PROJECTED_GAN,
+    options_class=FeatureDiffusionOptions,
+    entry_patches=entry_patches,
+    compat_patches=lambda options: functools.partial(
+        compat_patches, dict(pretrained=options.pretrained, weights=options.backbone_weights)),
+    description="The noise goes on the discriminator's features: the four EfficientNet-lite0 maps, before the random "
+                "projections (--d-pos first, the fork's default) or after them (last); upstream's loop has no ADA, so "
+                "the loss drives the controller. Upstream's train.py needs --cfg and --batch; FastGAN needs 128 px or "
+                "more (use --cfg stylegan2 below).",
+    example="--repo ~/projected-gan --data lsun_church --outdir runs --gpus 8 -- --cfg fastgan --batch 64",
+    cpu_note="--no-pretrained -- --cfg fastgan_lite --batch 4 --kimg 1",
+)
+
+__all__ = ["ADAPTER", "PROJECTED_GAN", "BackboneTimm", "DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss",
+           "FeatureDiffusionOptions", "compat_patches", "configure", "entry_patches"]

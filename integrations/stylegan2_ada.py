@@ -23,11 +23,7 @@ Tested against upstream commit d72cc7d041b42ec8e806021a205ed9349f87c6a4 (2023-09
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import importlib
-import pathlib
 
 import torch
 from torch import nn
@@ -36,24 +32,22 @@ from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .upstream import (PresetOptions, Upstream, UpstreamError, WrappedLoss, broadcast_noise_state, construct,
-                       cpu_patches,
-                       grid_sample_patch, import_checked, locate_repo, patched_attributes, require_trust_for_resume,
-                       sampler_signature_patch, spawn_patch)
-
+from .adapter import Adapter
+from .options import DiffusionOptions, knob
+from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
+from .shims import cpu_patches, grid_sample_patch, sampler_signature_patch
+from .spec import Upstream
 
 STYLEGAN2_ADA = Upstream(
     name="stylegan2-ada-pytorch",
     clone="git clone https://github.com/NVlabs/stylegan2-ada-pytorch",
     env_var="DIFFAUG_NOISE_STYLEGAN2_REPO",
-    commit="d72cc7d041b42ec8e806021a205ed9349f87c6a4",
+    tested_commits=("d72cc7d041b42ec8e806021a205ed9349f87c6a4",),
     markers=("train.py", "training/training_loop.py", "training/loss.py", "training/networks.py", "torch_utils/misc.py"),
     names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
            "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
            "torch_utils.ops.grid_sample_gradfix": ["grid_sample"]},
-    default_preset="stylegan2",
-    shims="diffaug_noise.integrations.stylegan2_ada.compat_patches",
 )
 
 T_LABELS = ("embedding", "raw")
@@ -61,12 +55,16 @@ AUGS = ("ada", "diffaug", "none")
 
 
 @dataclasses.dataclass
-class DiffusionOptions(PresetOptions):
-    """The paper's knobs (see :class:`~.upstream.PresetOptions`) plus how augmentation and ``t`` reach D."""
+class StyleGAN2Options(DiffusionOptions):
+    """The paper's knobs (:class:`~.options.DiffusionOptions`) plus how augmentation and ``t`` reach D."""
 
-    aug: str = "ada"  # before the noise: ada (upstream's), diffaug (kornia DiffAugment) or none
-    t_label: str | None = None  # how t enters D's label: embedding (sinusoids) or raw (the fork's [B, 1] t)
-    t_dim: int = 32  # width of the sinusoidal embedding
+    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's (docs/reference-quirks.md).",
+                       kind=str, choices=("paper", "stylegan2", "insgen"))
+    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.", kind=str, choices=AUGS)
+    t_label: str | None = knob(None, "How t enters D's label input: sinusoids (embedding) or t itself (raw, as the "
+                                     "official fork). [default: embedding for the paper preset, raw for the forks']",
+                               kind=str, choices=T_LABELS)
+    t_dim: int = knob(32, "Width of the sinusoidal embedding of t.", kind=int, minimum=2)
 
     def __post_init__(self):
         super().__post_init__()
@@ -145,6 +143,7 @@ class DiffusionLoss(WrappedLoss):
         self.noise = _unwrap(D).noise
         broadcast_noise_state(self.noise)
         self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        show_on_tick_line(self.controller)
         self.diffaugment = None
         if settings.get("aug") == "diffaug":
             from diffaug_noise.augment import DiffAugment
@@ -178,9 +177,10 @@ class DiffusionLoss(WrappedLoss):
             self.controller.update()
             self._stats.report("Diffusion/p", float(self.noise.p))
             self._stats.report("Diffusion/T", float(self.noise.T))
+            self._stats.report("Diffusion/r_d", float(self.controller.r_d))
 
 
-def configure(args, options: DiffusionOptions) -> None:
+def configure(args, options: StyleGAN2Options) -> None:
     """Point upstream's training options (``args`` from ``setup_training_loop_kwargs``) at our classes."""
     easy = type(args.D_kwargs)  # upstream's dnnlib.EasyDict: keeps options JSON-able and attribute-accessible
     d_kwargs = dict(args.D_kwargs)
@@ -206,7 +206,7 @@ def compat_patches() -> list:
     - ``torch_utils.ops.grid_sample_gradfix`` disables its custom op on torch != 1.7/1.8 and falls
       back to ``F.grid_sample``, which on CUDA cannot be differentiated twice: R1 through ADA's
       geometric augmentations fails ("derivative for aten::grid_sampler_2d_backward is not
-      implemented"). :class:`~.upstream.GridSampleTwice` provides the second derivative.
+      implemented"). :class:`~.shims.GridSampleTwice` provides the second derivative.
     (``conv2d_gradfix`` likewise falls back to ``F.conv2d``, which is twice differentiable; the custom
     CUDA ops fall back to reference ops when they fail to build: upstream handles both.)
     """
@@ -216,51 +216,32 @@ def compat_patches() -> list:
     return sampler_signature_patch() + cpu_patches(training_loop) + grid_sample_patch(grid_sample_gradfix)
 
 
-def _shims(upstream: Upstream) -> list:
-    module_name, name = upstream.shims.rsplit(".", 1)
-    return getattr(importlib.import_module(module_name), name)()
-
-
-def _child_patches(upstream: Upstream, repo: str) -> list:
-    import_checked(pathlib.Path(repo), upstream.names, upstream.clone)
-    return _shims(upstream)
-
-
-@contextlib.contextmanager
-def patched(repo=None, shims: bool = False, upstream: Upstream = STYLEGAN2_ADA, **options):
-    """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module.
-
-    Example (needs a checkout)::
-
-        from diffaug_noise.integrations import stylegan2_ada
-        with stylegan2_ada.patched("~/stylegan2-ada-pytorch", shims=True, preset="paper") as train:
-            train.main(["--outdir", "runs", "--data", "lsun_bedroom-256x256.zip", "--gpus", "8"], standalone_mode=False)
-    """
-    settings = DiffusionOptions(**options)
-    path = locate_repo(repo, upstream.env_var, list(upstream.markers), upstream.clone)
-    modules = import_checked(path, upstream.names, upstream.clone)
+def entry_patches(modules: dict, options: StyleGAN2Options) -> list:
+    """Wrap upstream's ``train.setup_training_loop_kwargs`` so its options name our D and loss."""
     train = modules["train"]
     original_setup = train.setup_training_loop_kwargs
 
     def setup_training_loop_kwargs(**kwargs):
         desc, args = original_setup(**kwargs)
-        configure(args, settings)
-        return f"{desc}-diffusion-{settings.preset}", args
+        configure(args, options)
+        return f"{desc}-diffusion-{options.preset}", args
 
-    patches = [(train, "setup_training_loop_kwargs", setup_training_loop_kwargs)]
-    if shims:
-        patches += _shims(upstream) + spawn_patch(functools.partial(_child_patches, upstream, str(path)))
-    with patched_attributes(patches):
-        yield train
+    return [(train, "setup_training_loop_kwargs", setup_training_loop_kwargs)]
 
 
-def run(upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
-        upstream: Upstream = STYLEGAN2_ADA, **options) -> None:
-    """Run upstream's ``train.py`` main with ``upstream_args`` under :func:`patched`."""
-    require_trust_for_resume(upstream_args, trust_pickle)
-    with patched(repo, shims=shims, upstream=upstream, **options) as train:
-        train.main(args=list(upstream_args), standalone_mode=False)
+ADAPTER = Adapter(
+    name="stylegan2",
+    title="Diffusion-StyleGAN2",
+    upstream=STYLEGAN2_ADA,
+    options_class=StyleGAN2Options,
+    entry_patches=entry_patches,
+    compat_patches=lambda options: compat_patches,
+    description="D sees D(noise(augment(x)), c, t) in both phases, with t entering through D's label input; the "
+                "controller adapts T identically on every GPU, and p/T live in D's buffers, so snapshots, --resume, "
+                "metrics and generate.py work as upstream's.",
+    example="--repo ~/stylegan2-ada-pytorch --data lsun_bedroom --outdir runs --gpus 8 -- --cfg paper256 --mirror 1",
+    cpu_note="-- --cfg cifar --fp32 1 --batch 4 --kimg 1",
+)
 
-
-__all__ = ["STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "DiffusionOptions", "RawTimestep", "Upstream",
-           "UpstreamError", "compat_patches", "configure", "patched", "run"]
+__all__ = ["ADAPTER", "STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "RawTimestep", "StyleGAN2Options",
+           "compat_patches", "configure", "entry_patches"]

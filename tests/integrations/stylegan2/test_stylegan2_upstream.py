@@ -48,7 +48,7 @@ RUN = textwrap.dedent('''
     adapter = stylegan2_ada if kind == "stylegan2" else insgen
 
     def main():
-        with adapter.patched(repo, shims=True, preset=kind, target=-1.0) as train:
+        with adapter.ADAPTER.patched(repo, shims=True, preset=kind, target=-1.0) as train:
             from training import training_loop
             setup, grid = train.setup_training_loop_kwargs, training_loop.setup_snapshot_image_grid
 

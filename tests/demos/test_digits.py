@@ -7,7 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import fid_reference
+from helpers import fid_reference
 from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8

@@ -41,7 +41,7 @@ RUN = textwrap.dedent('''
     runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
 
     def main():
-        with projected_gan.patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
+        with projected_gan.ADAPTER.patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
             launch = train.launch_training
 
             def short(c, desc, outdir, dry_run):  # test-only: a few iterations, a tick every 4

@@ -16,7 +16,7 @@ from PIL import Image
 torch_fidelity = pytest.importorskip("torch_fidelity")
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
 
-from conftest import fid_reference  # noqa: E402
+from helpers import fid_reference  # noqa: E402
 from diffaug_noise.cli.main import main  # noqa: E402
 from diffaug_noise.evaluation import EvaluationError, evaluate  # noqa: E402
 

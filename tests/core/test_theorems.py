@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy import integrate, stats
 
 import diffaug_noise as dn
-from conftest import abar_reference, linear_betas_reference
+from helpers import abar_reference, linear_betas_reference
 
 GRID = 0.5  # atoms of the generated laws lie on multiples of GRID in [-2, 2]
 

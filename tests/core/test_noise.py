@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 
 import diffaug_noise as dn
-from conftest import abar_reference, linear_betas_reference
+from helpers import abar_reference, linear_betas_reference
 
 
 def reference_tables(T, start=1e-4, end=2e-2):

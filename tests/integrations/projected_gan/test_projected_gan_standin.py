@@ -11,11 +11,10 @@ import sys
 import pytest
 import torch
 
-from conftest import forget_upstream
-from diffaug_noise.integrations import projected_gan
-from diffaug_noise.integrations.upstream import UpstreamError
+from helpers import STANDINS, forget_upstream
+from diffaug_noise.integrations import UpstreamError, projected_gan
 
-STANDIN = pathlib.Path(__file__).parent / "standins" / "projected_gan"
+STANDIN = STANDINS / "projected_gan"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "pg_modules")
 
 
@@ -28,7 +27,7 @@ def recorded(noise_calls):
 
 def train_standin(tmp_path, *extra, shims=True, **options):
     options.setdefault("pretrained", False)
-    with projected_gan.patched(STANDIN, shims=shims, **options) as train:
+    with projected_gan.ADAPTER.patched(STANDIN, shims=shims, **options) as train:
         train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4", *extra],
                    standalone_mode=False)
         return train.RESULTS[-1]
@@ -78,11 +77,11 @@ def test_p_moves_from_real_signs_once_per_iteration_and_survives_pickling(tmp_pa
     resumed, _ = train_standin(tmp_path / "r", "--kimg", "0.004", "--resume", str(snapshot), target=-1.0)
     assert resumed.noise.p == saved.noise.p and torch.equal(resumed.noise.coefficients64, saved.noise.coefficients64)
     with pytest.raises(UpstreamError, match="--trust-pickle"):
-        projected_gan.run(["--outdir", str(tmp_path), "--resume", str(snapshot)], repo=STANDIN)
+        projected_gan.ADAPTER.run(["--outdir", str(tmp_path), "--resume", str(snapshot)], repo=STANDIN)
 
 
 def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, recorded):
-    train_standin(tmp_path, "--kimg", "0.004", d_pos="last", noise_sd=0.25)
+    train_standin(tmp_path, "--kimg", "0.004", d_pos="last", sigma=0.25)
     (options_file,) = tmp_path.glob("*/training_options.json")
     options = json.loads(options_file.read_text())
     assert options_file.parent.name == "stylegan2-standin-diffusion-projected_gan-last"
@@ -99,7 +98,7 @@ def test_backbone_weights_offline_say_what_to_do(tmp_path, recorded):
     with pytest.raises(UpstreamError, match="--backbone-weights"):
         train_standin(tmp_path, "--kimg", "0.004", pretrained=True)
     forget_upstream(STANDIN, UPSTREAM_MODULES)
-    with projected_gan.patched(STANDIN, shims=True, pretrained=False):
+    with projected_gan.ADAPTER.patched(STANDIN, shims=True, pretrained=False):
         from pg_modules import projector
 
         random_model = projector.timm.create_model("tf_efficientnet_lite0", pretrained=True)
@@ -123,7 +122,7 @@ def test_t_to_d_feeds_one_t_per_sample_as_the_mini_discriminators_label(tmp_path
 
 def test_fastgan_below_128_px_and_bad_options_name_the_fix(tmp_path, recorded):
     with pytest.raises(UpstreamError, match="use --cfg stylegan2"):
-        with projected_gan.patched(STANDIN, shims=True, pretrained=False) as train:
+        with projected_gan.ADAPTER.patched(STANDIN, shims=True, pretrained=False) as train:
             train.main(["--outdir", str(tmp_path), "--cfg", "fastgan", "--data", "x", "--gpus", "1", "--batch", "4",
                         "--resolution", "64"], standalone_mode=False)
     with pytest.raises(ValueError, match="unknown d_pos 'middle'"):

@@ -1,4 +1,4 @@
-"""The generic shims of integrations/upstream.py, against torch's own results."""
+"""The generic shims of integrations/shims.py, against torch's own results."""
 import types
 import warnings
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffaug_noise.integrations.upstream import GridSampleTwice, custom_op_fallback_patch, patched_attributes
+from diffaug_noise.integrations.patching import patched_attributes
+from diffaug_noise.integrations.shims import GridSampleTwice, custom_op_fallback_patch
 
 
 def _grid(batch, size, seed):

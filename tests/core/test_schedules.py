@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from diffaug_noise import SCHEDULES, beta_schedule, diffusion_tables
-from conftest import abar_reference, linear_betas_reference
+from helpers import abar_reference, linear_betas_reference
 
 
 def reference_betas(name, T, start, end):

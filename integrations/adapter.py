@@ -1,0 +1,114 @@
+"""The adapter contract and its registry: what an upstream adapter provides, and the skeleton all share.
+
+An adapter is one module that builds an :class:`Adapter` and one line in
+``integrations/__init__.py`` that registers it. From the record alone, ``diffaug-noise run NAME``
+is generated (options, defaults and help included), and :meth:`Adapter.run` runs the
+pre-flight checks and upstream's own ``train.py``. What the module writes:
+
+- an :class:`~.spec.Upstream` (where to get the code, its marker files, the names patched, the
+  tested commits);
+- a settings dataclass subclassing :class:`~.options.DiffusionOptions` (its knobs, documented once);
+- ``entry_patches(modules, options)``: the patches that point upstream's training at the
+  adapter's D and loss (given the imported upstream modules and the settings);
+- ``compat_patches(...)``: its shims (:mod:`.shims`), each naming the upstream bug it fixes;
+  module-level, so that spawned ranks can rebuild them.
+
+docs/integrations.md ("Adding an adapter") has a worked skeleton and the two test patterns.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import pathlib
+from typing import Callable
+
+from .options import DiffusionOptions
+from .patching import patched_attributes, spawn_patch, tick_line_patch
+from .preflight import check_gpus, check_resume
+from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
+
+
+def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
+    """The patches every process of a run needs: the tick line and, with shims, the compatibility patches."""
+    modules = import_checked(upstream, pathlib.Path(repo))
+    return tick_line_patch(modules[upstream.loop_module]) + (compat_patches() if compat_patches is not None else [])
+
+
+@contextlib.contextmanager
+def patched_upstream(upstream: Upstream, repo, shims: bool, entry_patches: Callable[[dict], list],
+                     compat_patches: Callable[[], list]):
+    """The skeleton every adapter runs; yields upstream's ``train`` module, patched until the block ends.
+
+    Locate the checkout and import it (checking every name the adapter touches), warn once if its
+    commit is untested, apply ``entry_patches(modules)`` and the per-process patches here and, through
+    ``torch.multiprocessing.spawn``, in every rank upstream starts. ``compat_patches`` must be
+    picklable (a module-level function or a ``functools.partial`` of one).
+    """
+    path = locate_repo(upstream, repo)
+    modules = import_checked(upstream, path)
+    warn_if_untested(upstream, path)
+    per_process = functools.partial(_rank_patches, upstream, str(path), compat_patches if shims else None)
+    with patched_attributes(entry_patches(modules) + per_process() + spawn_patch(per_process)):
+        yield modules["train"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """One upstream codebase made to train Diffusion-GAN; see the module docstring for the contract."""
+
+    name: str  # the command: diffaug-noise run NAME
+    title: str  # what it trains, e.g. "Diffusion-StyleGAN2"
+    upstream: Upstream  # the codebase
+    options_class: type  # the settings: a DiffusionOptions subclass (its knobs become CLI options)
+    entry_patches: Callable  # (modules: dict, options) -> patches pointing upstream's training at our D and loss
+    compat_patches: Callable  # (options) -> a picklable zero-argument callable returning the shims' patches
+    description: str  # a paragraph for --help: what is noised and how t reaches D
+    example: str  # one command line, after "diffaug-noise run NAME"
+    cpu_note: str = ""  # upstream flags that make a CPU (mechanics) run affordable
+
+    @property
+    def presets(self) -> tuple:
+        """The presets this adapter accepts; the first is its default."""
+        return dataclasses.fields(self.options_class)[0].metadata["choices"]
+
+    def settings(self, **options) -> DiffusionOptions:
+        """The adapter's settings object; unknown names fail with the list of known ones."""
+        known = {f.name for f in dataclasses.fields(self.options_class)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown option(s) {unknown}; known: {', '.join(sorted(known))}")
+        return self.options_class(**options)
+
+    @contextlib.contextmanager
+    def patched(self, repo=None, shims: bool = False, **options):
+        """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module."""
+        settings = self.settings(**options)
+        with patched_upstream(self.upstream, repo, shims, functools.partial(self.entry_patches, options=settings),
+                              self.compat_patches(settings)) as train:
+            yield train
+
+    def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
+        """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`."""
+        upstream_args = [str(a) for a in upstream_args]
+        self.settings(**options)  # bad settings fail before the checks look at the machine
+        check_resume(upstream_args, trust_pickle)
+        check_gpus(upstream_args, shims)
+        with self.patched(repo, shims=shims, **options) as train:
+            train.main(args=upstream_args, standalone_mode=False)
+
+
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def register(adapter: Adapter) -> Adapter:
+    """Add ``adapter`` to :data:`ADAPTERS` under its name (once); returns it."""
+    if adapter.name in ADAPTERS and ADAPTERS[adapter.name] is not adapter:
+        raise ValueError(f"an adapter named {adapter.name!r} is already registered")
+    if not issubclass(adapter.options_class, DiffusionOptions):
+        raise TypeError(f"{adapter.name}: options_class must subclass DiffusionOptions")
+    ADAPTERS[adapter.name] = adapter
+    return adapter
+
+
+__all__ = ["ADAPTERS", "Adapter", "UpstreamError", "patched_upstream", "register"]

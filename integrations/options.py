@@ -1,0 +1,66 @@
+"""The settings of an adapter: one dataclass, one name per knob, documented once, from CLI flag to constructor.
+
+Each field is a :func:`knob`: its default, its help (shown by ``diffaug-noise run NAME --help``,
+which is generated from these fields), and how the CLI reads it. The shared knobs are the core's
+own names (``sigma``, ``t_dist``, ``t_min``, ``t_max``, ``target``: the arguments of
+:class:`~diffaug_noise.DiffusionNoise` and :class:`~diffaug_noise.AdaptiveController`); the
+official forks' spellings (``--noise-sd``, ``--ts-dist``) are accepted on the command line as
+aliases. ``None`` means "the preset's value", and the help lists it per preset.
+
+Example:
+    >>> options = DiffusionOptions(preset="stylegan2", sigma=0.1)
+    >>> options.noise_kwargs()["sigma"], options.noise_kwargs()["clean_prob"], options.controller_kwargs()["target"]
+    (0.1, 0.5, 0.6)
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from diffaug_noise.noise import DiffusionNoise
+from diffaug_noise.presets import PRESETS, preset_kwargs
+from diffaug_noise.timesteps import T_DISTS
+
+
+def knob(default, help: str, *, kind=None, choices=None, minimum=None, aliases=(), preset_part=None):
+    """A settings field with what the CLI needs to show it.
+
+    ``kind`` is ``int``, ``float``, ``str``, ``bool`` (an on/off flag) or ``"path"`` (an existing file);
+    ``choices`` restricts the values; ``minimum`` (exclusive for floats, inclusive for ints) bounds them;
+    ``aliases`` are extra CLI spellings; ``preset_part`` (``"noise"``/``"controller"``) marks a
+    knob whose ``None`` default takes the preset's value of the same name.
+    """
+    meta = dict(help=help, kind=kind, choices=choices, minimum=minimum, aliases=tuple(aliases), preset_part=preset_part)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class DiffusionOptions:
+    """The paper's knobs, shared by every adapter; an adapter subclasses this to add its own."""
+
+    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's (docs/reference-quirks.md).",
+                       kind=str, choices=tuple(PRESETS))
+    target: float | None = knob(None, "Controller target for r_d = E[sign D(noised real)].", kind=float,
+                                preset_part="controller")
+    t_dist: str | None = knob(None, "Law of t over 1..T.", kind=str, choices=T_DISTS, aliases=("--ts-dist",),
+                              preset_part="noise")
+    sigma: float | None = knob(None, "Noise std, in the units of what is noised.", kind=float, minimum=0.0,
+                               aliases=("--noise-sd",), preset_part="noise")
+    t_min: int | None = knob(None, "Smallest T (at p = 0).", kind=int, minimum=1, preset_part="noise")
+    t_max: int | None = knob(None, "Largest T (at p = 1).", kind=int, minimum=1, preset_part="noise")
+
+    def __post_init__(self):
+        preset_kwargs(self.preset, "noise")  # raises on an unknown preset, listing the names
+
+    def _overrides(self, part: str) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("preset_part") == part and getattr(self, f.name) is not None}
+
+    def noise_kwargs(self) -> dict:
+        """:class:`~diffaug_noise.DiffusionNoise` arguments: the preset's, with the knobs that were set."""
+        kwargs = {**preset_kwargs(self.preset, "noise"), **self._overrides("noise")}
+        DiffusionNoise(**kwargs)  # validate now, in the launching process, not in a spawned rank
+        return kwargs
+
+    def controller_kwargs(self) -> dict:
+        """:class:`~diffaug_noise.AdaptiveController` arguments (without the batch size)."""
+        return {**preset_kwargs(self.preset, "controller"), **self._overrides("controller")}

@@ -1,0 +1,161 @@
+"""Compatibility shims: each makes unmodified upstream code run where it otherwise breaks.
+
+Every shim is a function returning patches ``(object, name, value)`` for
+:func:`~.patching.patched_attributes`, and its docstring names the upstream bug it works around.
+They are opt-in (``shims=True``, CLI ``--shims``, the default of ``diffaug-noise run``); the
+adapters choose which ones their upstream needs in their ``compat_patches()``.
+"""
+from __future__ import annotations
+
+import os
+import types
+import warnings
+
+import torch
+
+
+class _NoCudaEvent:
+    """Stands in for ``torch.cuda.Event`` on a machine without CUDA: records nothing, times 0 ms."""
+
+    cuda_event = 0  # "never recorded", as torch's own Event reports before its first record()
+
+    def __init__(self, **kwargs):
+        pass
+
+    def record(self, *args):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other) -> float:
+        return 0.0
+
+
+class CpuTorch(types.ModuleType):
+    """``torch`` as seen by a training loop that hard-codes CUDA, on a machine without it.
+
+    ``device('cuda', rank)`` becomes the CPU; CUDA events, stream and memory statistics become
+    no-ops. Everything else is torch itself. Installed as the loop module's ``torch`` name only.
+    """
+
+    def __init__(self):
+        super().__init__("torch")
+        self.cuda = types.SimpleNamespace(
+            Event=_NoCudaEvent, current_stream=lambda *a: None, synchronize=lambda *a: None,
+            max_memory_allocated=lambda *a: 0, max_memory_reserved=lambda *a: 0, reset_peak_memory_stats=lambda *a: None,
+            is_available=lambda: False,
+        )
+
+    @staticmethod
+    def device(kind, *args, **kwargs):
+        kind = str(kind)
+        return torch.device("cpu") if kind.startswith("cuda") else torch.device(kind, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+
+def _sampler_init(self, data_source=None):
+    """``Sampler.__init__`` that accepts (and ignores) ``data_source``, as torch < 2.2 did."""
+
+
+def sampler_signature_patch() -> list:
+    """Patches for code calling ``Sampler.__init__(dataset)``, which torch >= 2.2 rejects."""
+    return [(torch.utils.data.Sampler, "__init__", _sampler_init)]
+
+
+def cpu_patches(loop_module: types.ModuleType) -> list:
+    """Patches that let ``loop_module`` (which hard-codes CUDA) run on the CPU; none if CUDA is there."""
+    if torch.cuda.is_available():
+        return []
+    return [(loop_module, "torch", CpuTorch()), (torch.Tensor, "pin_memory", lambda self, *a, **k: self)]
+
+
+def tensor_cuda_patch() -> list:
+    """On a machine without CUDA, make ``tensor.cuda(device)`` a move to ``device`` (a CPU device there)."""
+    if torch.cuda.is_available():
+        return []
+    return [(torch.Tensor, "cuda", lambda self, device=None, *a, **k: self.to("cpu" if device is None else device))]
+
+
+def single_rank_group_patch(train_module: types.ModuleType) -> list:
+    """Run ``train_module.subprocess_fn`` inside a one-rank process group when upstream starts none.
+
+    For codebases that call ``torch.distributed`` collectives even on one GPU (InsGen's contrastive
+    queue gathers keys across ranks unconditionally). gloo without CUDA, nccl with it.
+    """
+    original = train_module.subprocess_fn
+
+    def subprocess_fn(rank, args, temp_dir):
+        if args.num_gpus > 1 or torch.distributed.is_initialized():
+            return original(rank=rank, args=args, temp_dir=temp_dir)
+        init_file = os.path.abspath(os.path.join(temp_dir, ".single_rank_init"))
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend, init_method=f"file://{init_file}", rank=0, world_size=1)
+        try:
+            return original(rank=rank, args=args, temp_dir=temp_dir)
+        finally:
+            torch.distributed.destroy_process_group()
+
+    return [(train_module, "subprocess_fn", subprocess_fn)]
+
+
+class GridSampleTwice(torch.autograd.Function):
+    r"""Bilinear ``grid_sample`` (zeros padding, ``align_corners=False``) that can be differentiated twice in its input.
+
+    R1 differentiates ``D(augment(x))`` w.r.t. ``x`` and then backpropagates that gradient, so the
+    backward of ``grid_sample`` must itself have a backward. On CUDA torch has none
+    ("derivative for aten::grid_sampler_2d_backward is not implemented"). The sampling is linear in
+    the input: ``y = S(grid) x``, so the input-gradient is ``S^T g`` (``grid_sampler_2d_backward``) and
+    its derivative w.r.t. ``g`` is ``S`` again, a ``grid_sample``. Second-order terms through
+    ``grid`` are dropped: augmentation grids carry no gradient in training.
+    """
+
+    @staticmethod
+    def forward(ctx, input, grid):
+        ctx.save_for_backward(input, grid)
+        return torch.nn.functional.grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, grid = ctx.saved_tensors
+        grad_input, grad_grid = _GridSampleBackward.apply(grad_output, input, grid)
+        return grad_input, grad_grid
+
+
+class _GridSampleBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad_output, input, grid):
+        ctx.save_for_backward(grid)
+        return torch.ops.aten.grid_sampler_2d_backward(grad_output, input, grid, 0, 0, False, [True, True])
+
+    @staticmethod
+    def backward(ctx, grad2_grad_input, grad2_grad_grid):
+        (grid,) = ctx.saved_tensors
+        grad2_grad_output = GridSampleTwice.apply(grad2_grad_input, grid) if ctx.needs_input_grad[0] else None
+        return grad2_grad_output, None, None
+
+
+def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
+    """Route ``gradfix_module.grid_sample(input, grid)`` through :class:`GridSampleTwice`."""
+    return [(gradfix_module, "grid_sample", GridSampleTwice.apply)]
+
+
+def custom_op_fallback_patch(op_modules: list) -> list:
+    """Make each op module's ``_init()`` report "no plugin" when building its CUDA extension fails.
+
+    Upstream then uses its own reference implementation of the op (slower, same result) instead
+    of crashing.
+    """
+    def guarded(original, name):
+        def _init():
+            try:
+                return original()
+            except Exception as err:  # compiler/toolkit mismatch: any build failure means "use the reference op"
+                warnings.warn(f"{name}: CUDA extension failed to build ({type(err).__name__}: {err}); "
+                              f"using upstream's reference implementation")
+                return False
+        return _init
+
+    return [(module, "_init", guarded(module._init, module.__name__)) for module in op_modules]

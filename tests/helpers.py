@@ -1,0 +1,42 @@
+"""Reference computations and upstream bookkeeping shared by the tests (importable as ``helpers``).
+
+Each reference is computed independently of the library (plain float64 loops, scipy), so tests
+compare the implementation against it, never against itself.
+"""
+import pathlib
+import sys
+
+STANDINS = pathlib.Path(__file__).parent / "standins"  # stand-ins of upstream codebases (tests/standins/*/README.md)
+
+
+def abar_reference(betas):
+    """abar_0..abar_T by a plain float64 product, independent of the library."""
+    out, prod = [1.0], 1.0
+    for b in betas:
+        prod *= 1.0 - float(b)
+        out.append(prod)
+    return out
+
+
+def linear_betas_reference(T, start, end):
+    return [start] if T == 1 else [start + (end - start) * i / (T - 1) for i in range(T)]
+
+
+def fid_reference(a, b):
+    """Fréchet distance of two float64 feature arrays [N, F] with scipy's sqrtm (np.cov: unbiased)."""
+    import numpy as np
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def forget_upstream(standin, module_roots):
+    """Drop stand-in upstream modules from sys.modules and sys.path, so the next test imports afresh."""
+    for name in list(sys.modules):
+        if name.split(".")[0] in module_roots:
+            del sys.modules[name]
+    while str(standin) in sys.path:
+        sys.path.remove(str(standin))

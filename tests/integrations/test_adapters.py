@@ -1,0 +1,190 @@
+"""The adapter contract: the registry, a fourth adapter written and registered at run time, pre-flight checks.
+
+The block between the markers is the worked skeleton of docs/integrations.md ("Adding an
+adapter"): one module's worth of code for tests/standins/minimal_gan, registered with one call,
+then driven through the generated ``diffaug-noise run minimal`` command; no CLI file knows it.
+"""
+import dataclasses
+import pickle
+import re
+import shutil
+import subprocess
+import warnings
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import diffaug_noise.integrations as integrations
+from diffaug_noise.cli.main import main
+from diffaug_noise.integrations.preflight import check_gpus, check_resume
+from diffaug_noise.integrations.spec import warn_if_untested
+from helpers import STANDINS, forget_upstream
+
+STANDIN = STANDINS / "minimal_gan"
+
+# ---- adapter module: diffaug_noise/integrations/minimal_gan.py (docs/integrations.md) ----
+from diffaug_noise import AdaptiveController, DiffusionNoise  # noqa: E402
+from diffaug_noise.integrations import Adapter, Upstream  # noqa: E402
+from diffaug_noise.integrations.options import DiffusionOptions, knob  # noqa: E402
+from diffaug_noise.integrations.patching import WrappedLoss, construct, show_on_tick_line  # noqa: E402
+
+MINIMAL = Upstream(name="minimal_gan", clone="git clone https://example.org/minimal_gan", env_var="MINIMAL_GAN_REPO",
+                   tested_commits=("0" * 40,), markers=("train.py", "training/training_loop.py"),
+                   names={"train": ["main", "setup_training_kwargs"], "training.training_loop": ["training_loop"]})
+
+
+@dataclasses.dataclass
+class MinimalOptions(DiffusionOptions):
+    scale: float = knob(1.0, "Scale of the noised input before D (an adapter's own knob).", kind=float, minimum=0.0)
+
+
+class MinimalD(torch.nn.Module):
+    """Upstream's D behind the noise; the noise is a submodule, so p and T are saved with D."""
+
+    def __init__(self, upstream_class, noise_kwargs, scale, **upstream_kwargs):
+        super().__init__()
+        self.noise, self.scale = DiffusionNoise(**noise_kwargs), scale
+        self.D = construct(upstream_class, **upstream_kwargs)
+
+    def forward(self, img):
+        return self.D(self.scale * self.noise(img)[0])
+
+
+class MinimalLoss(WrappedLoss):
+    """Upstream's loss whose run_D feeds the real logits to the controller; one update per iteration."""
+
+    def __init__(self, D, upstream_class, controller):
+        self.inner = construct(upstream_class, D=D)
+        self.controller = AdaptiveController(D.noise, batch_size=8, **controller)
+        self._run_D, self.inner.run_D = self.inner.run_D, self.run_D
+        show_on_tick_line(self.controller)
+
+    def run_D(self, img):
+        logits = self._run_D(img)
+        if self.is_real(img):
+            self.controller.observe(logits)
+        return logits
+
+    def accumulate_gradients(self, real):
+        self._real = real
+        self.inner.accumulate_gradients(real)
+        self._real = None
+        self.controller.update()
+
+
+def entry_patches(modules, options):
+    """Upstream's options name our classes, which build upstream's inside."""
+    train = modules["train"]
+    setup = train.setup_training_kwargs
+
+    def setup_training_kwargs(*args, **kwargs):
+        kw = setup(*args, **kwargs)
+        d, loss = dict(kw["D_kwargs"]), dict(kw["loss_kwargs"])
+        kw["D_kwargs"] = dict(class_name=f"{__name__}.MinimalD", upstream_class=d.pop("class_name"),
+                              noise_kwargs=options.noise_kwargs(), scale=options.scale, **d)
+        kw["loss_kwargs"] = dict(class_name=f"{__name__}.MinimalLoss", upstream_class=loss.pop("class_name"),
+                                 controller=options.controller_kwargs())
+        return kw
+
+    return [(train, "setup_training_kwargs", setup_training_kwargs)]
+
+
+def compat_patches() -> list:
+    """No shims: this upstream runs as it is."""
+    return []
+
+
+ADAPTER = Adapter(name="minimal", title="Diffusion-MinimalGAN", upstream=MINIMAL, options_class=MinimalOptions,
+                  entry_patches=entry_patches, compat_patches=lambda options: compat_patches,
+                  description="The noise before a linear D.", example="--repo ~/minimal_gan --data x --outdir runs",
+                  cpu_note="-- --iterations 8")
+# ---- the registration, one line in integrations/__init__.py: register(minimal_gan.ADAPTER) ----
+
+
+@pytest.fixture
+def minimal(monkeypatch):
+    forget_upstream(STANDIN, ("train", "training"))
+    monkeypatch.setitem(integrations.ADAPTERS, "minimal", ADAPTER)
+    yield ADAPTER
+    forget_upstream(STANDIN, ("train", "training"))
+
+
+def test_every_registered_adapter_keeps_the_contract():
+    assert set(integrations.ADAPTERS) >= {"stylegan2", "insgen", "projectedgan"}
+    for name, adapter in integrations.ADAPTERS.items():
+        assert adapter.name == name and adapter.presets
+        assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in adapter.upstream.tested_commits)
+        for field in dataclasses.fields(adapter.options_class):
+            assert field.metadata["help"] and field.metadata["kind"] is not None, (name, field.name)
+        assert callable(adapter.compat_patches(adapter.settings()))
+    with pytest.raises(ValueError, match="already registered"):
+        integrations.register(dataclasses.replace(integrations.ADAPTERS["stylegan2"]))
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['noise_sd'\]"):
+        integrations.ADAPTERS["stylegan2"].settings(noise_sd=0.1)  # the fork's spelling is a CLI alias only
+
+
+def test_a_registered_adapter_is_a_cli_command_with_generated_options(minimal, tmp_path, noise_calls):
+    help_text = CliRunner().invoke(main, ["run", "minimal", "--help"]).output
+    assert "Diffusion-MinimalGAN" in help_text and "--scale FLOAT RANGE" in help_text
+    assert "--sigma, --noise-sd" in help_text and "the preset's: paper 0.05" in help_text
+    assert "minimal" in CliRunner().invoke(main, ["run", "--help"]).output
+
+    data = tmp_path / "data"
+    data.mkdir()
+    result = CliRunner().invoke(main, ["run", "minimal", "--repo", str(STANDIN), "--data", str(data), "--outdir",
+                                       str(tmp_path / "out"), "--noise-sd", "0.3", "--target", "-1", "--scale", "2",
+                                       "--", "--iterations", "8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ticks = [line for line in result.output.splitlines() if line.startswith("tick ")]
+    assert len(ticks) == 8 and all(re.search(r"diffusion p [\d.]+ +T \d+ +r_d [-+\d.na]+", t) for t in ticks)
+    with open(tmp_path / "out" / "snapshot.pkl", "rb") as f:
+        D = pickle.load(f)["D"]
+    assert type(D).__name__ == "MinimalD" and D.scale == 2.0 and D.noise.sigma == 0.3
+    assert D.noise.p > 0  # target -1: every adjustment raises p (8 iterations, interval 4: two steps)
+    assert len(noise_calls["noise"]) == 16 and len(noise_calls["observe"]) == 8  # real and fake per iteration
+
+
+def test_preflight_names_the_fix_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(integrations.UpstreamError, match=r"^--gpus 4 asks for 4 CUDA devices; this machine has 0: pass --gpus 1"):
+        check_gpus(["--gpus", "4"], shims=True)
+    with pytest.raises(integrations.UpstreamError, match="keep --shims"):
+        check_gpus(["--gpus=1"], shims=False)
+    check_gpus(["--outdir", "x"], shims=True)  # one process on the CPU: the shims' mechanics mode
+
+    good = tmp_path / "network-snapshot-000004.pkl"
+    good.write_bytes(pickle.dumps({"D": [1, 2, 3], "step": 4}))
+    check_resume(["--resume", str(good)], trust_pickle=True)
+    check_resume(["--resume", "ffhq256"], trust_pickle=True)  # a name upstream resolves itself
+    for bad, data in (("truncated.pkl", good.read_bytes()[:-5]), ("garbage.pkl", b"\x00not a pickle at all")):
+        (tmp_path / bad).write_bytes(data)
+        with pytest.raises(integrations.UpstreamError, match=rf"--resume '.*{bad}' is not a readable snapshot"):
+            check_resume([f"--resume={tmp_path / bad}"], trust_pickle=True)
+    with pytest.raises(integrations.UpstreamError, match="does not exist"):
+        check_resume(["--resume", str(tmp_path / "missing.pkl")], trust_pickle=True)
+    with pytest.raises(integrations.UpstreamError, match="--trust-pickle"):
+        check_resume(["--resume", str(good)], trust_pickle=False)
+
+
+def test_cli_reports_preflight_failures_without_a_traceback(minimal, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = tmp_path / "data"
+    data.mkdir()
+    result = CliRunner().invoke(main, ["run", "minimal", "--repo", str(STANDIN), "--data", str(data), "--outdir",
+                                       str(tmp_path), "--gpus", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: --gpus 2 asks for 2 CUDA devices")
+
+
+def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
+    repo = tmp_path / "minimal_gan"
+    shutil.copytree(STANDIN, repo)
+    for cmd in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True)
+    with pytest.warns(UserWarning, match=r"is at minimal_gan commit [0-9a-f]{12}; the adapter is tested against 000000000000"):
+        warn_if_untested(MINIMAL, repo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_untested(MINIMAL, STANDIN)  # a folder inside this project's repository is no checkout of its own
