@@ -7,6 +7,7 @@ import click
 import torch
 
 from diffaug_noise.benchmark import DEFAULT_SHAPES, bench_noise
+from diffaug_noise.extras import require
 
 from .io import check_device, write_json
 
@@ -38,7 +39,7 @@ def bench_command(device, shapes, repeats, d_step, json_path):
     same module. `ours/copy` near 1 means one read and one write of x, the fused kernel's floor.
     """
     check_device(device)
-    from tqdm import tqdm
+    tqdm = require("tqdm", "cli").tqdm
 
     rows = [bench_noise(shapes=[s], device=device, repeats=repeats, d_step=d_step)[0]
             for s in tqdm(shapes, desc="bench", unit="shape", leave=False)]

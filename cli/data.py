@@ -7,6 +7,7 @@ import click
 
 from diffaug_noise.data import DATASETS, ENV_VAR, DatasetError, prepare
 from diffaug_noise.data import data_root as resolve_root
+from diffaug_noise.extras import require
 
 _ROOT_HELP = f"Folder of prepared datasets. [default: ${ENV_VAR}, else ~/.cache/diffaug-noise/data]"
 
@@ -56,7 +57,7 @@ def prepare_command(name, source, data_root, out, resolution, max_images, subset
       diffaug-noise data prepare ffhq_2k --source ~/ffhq/images1024x1024 --seed 0
       diffaug-noise data prepare digits                  # scikit-learn's bundled copy
     """
-    from tqdm import tqdm
+    tqdm = require("tqdm", "cli").tqdm
 
     bar = tqdm(desc=f"prepare {name}", unit="img", leave=False)
 

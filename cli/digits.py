@@ -11,21 +11,14 @@ import click
 from diffaug_noise.data import DatasetError
 from diffaug_noise.digits import METHODS, DigitsConfig, train_digits
 from diffaug_noise.digits.networks import CONDITIONINGS
+from diffaug_noise.extras import require
 from diffaug_noise.timesteps import T_DISTS
 
 from . import plots
-from .io import check_device, ensure_outdir, write_atomic, write_json
+from .io import check_device, comma_list, ensure_outdir, write_atomic, write_json
 from .report import environment, span
 
 _DEFAULTS = DigitsConfig()
-
-
-def _methods(ctx, param, value: str) -> tuple:
-    methods = tuple(m.strip() for m in value.split(",") if m.strip())
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise click.BadParameter(f"unknown method(s) {bad or value!r}; choose from {','.join(METHODS)}")
-    return methods
 
 
 def format_table(result: dict) -> str:
@@ -62,7 +55,7 @@ def _write_samples_zip(path: pathlib.Path, images) -> None:
 @click.command("digits")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default="digits-run",
               help="Folder for metrics.json, samples.png and training.png (created if missing).")
-@click.option("--methods", callback=_methods, default=",".join(_DEFAULTS.methods),
+@click.option("--methods", callback=lambda ctx, param, value: comma_list(value, METHODS, "method"), default=",".join(_DEFAULTS.methods),
               help="Comma-separated subset of plain, instance (Gaussian instance noise), diffusion (adaptive T), "
                    "diffusion-fixed (T = --fixed-T, no controller).")
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=len(_DEFAULTS.seeds),
@@ -109,7 +102,7 @@ def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, ins
                           t_max=t_max, fixed_T=fixed_T, conditioning=conditioning, eval_every=eval_every, threads=threads,
                           device=device)
     out_dir = ensure_outdir(out_dir)
-    from tqdm import tqdm
+    tqdm = require("tqdm", "cli").tqdm
 
     with tqdm(total=steps, desc=f"digits: {len(methods)} method(s) x {n_seeds} seed(s)", unit="step", leave=False) as bar:
         def on_step(step, scores):

@@ -5,17 +5,9 @@ import pathlib
 
 import click
 
-from .io import check_device, write_json
+from .io import check_device, comma_list, write_json
 
 _METRICS = ("fid", "kid", "precision", "recall")
-
-
-def _metrics(ctx, param, value: str) -> tuple:
-    metrics = tuple(m.strip() for m in value.split(",") if m.strip())
-    bad = [m for m in metrics if m not in _METRICS]
-    if bad or not metrics:
-        raise click.BadParameter(f"unknown metric(s) {bad or value!r}; choose from {','.join(_METRICS)}")
-    return metrics
 
 
 @click.command("eval")
@@ -23,7 +15,7 @@ def _metrics(ctx, param, value: str) -> tuple:
 @click.option("--fake", required=True, type=click.Path(exists=True, path_type=pathlib.Path),
               help="Generated images (zip or folder), or a generator file (.pkl/.pt: an nn.Module with z_dim, "
                    "or a StyleGAN2-ADA snapshot; needs --trust-pickle).")
-@click.option("--metrics", callback=_metrics, default="fid", show_default=True, help="Comma-separated: fid,kid,precision,recall.")
+@click.option("--metrics", callback=lambda ctx, param, value: comma_list(value, _METRICS, "metric"), default="fid", show_default=True, help="Comma-separated: fid,kid,precision,recall.")
 @click.option("--num", type=click.IntRange(min=2), default=None,
               help="Images per side. [default: all real images; all generated images of a folder/zip, as many as the "
                    "real ones from a generator file]")

@@ -6,10 +6,11 @@ import pathlib
 import click
 
 from diffaug_noise.checkpoint import CheckpointError
+from diffaug_noise.extras import require
 from diffaug_noise.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
-from .io import check_device, ensure_outdir, write_json
+from .io import check_device, comma_list, ensure_outdir, write_json
 from .report import environment, span
 
 _DEFAULTS = ToyConfig()
@@ -18,11 +19,7 @@ _DEFAULTS = ToyConfig()
 def _methods(value: str | None, compare: bool) -> tuple:
     if value is None:
         return ("plain", "diffusion") if compare else ("diffusion",)
-    methods = tuple(m.strip() for m in value.split(",") if m.strip())
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise click.BadParameter(f"unknown method(s) {bad or value!r}; choose from {', '.join(METHODS)}", param_hint="--methods")
-    return methods
+    return comma_list(value, METHODS, "method", param_hint="--methods")
 
 
 def format_table(result: dict) -> str:
@@ -79,7 +76,7 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
     config = ToyConfig(iters=iters, seeds=tuple(range(n_seeds)), methods=_methods(methods, compare),
                        threads=threads, sigma=sigma, target=target, device=device)
     out_dir = ensure_outdir(out_dir)
-    from tqdm import tqdm
+    tqdm = require("tqdm", "cli").tqdm
 
     checkpoint = out_dir / "checkpoint.pt"
     if resume and checkpoint.exists():

@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .extras import require
+
 
 class DiffAugment(nn.Module):
     """``color,translation,cutout`` DiffAugment on ``[B, C, H, W]`` images in [-1, 1] (kornia)."""
@@ -32,7 +34,7 @@ class DiffAugment(nn.Module):
         cutout: float = 0.5,  # side of the cut-out square, as a share of the image side
     ):
         super().__init__()
-        import kornia.augmentation as K  # imported on use: the core layer does not need kornia
+        K = require("kornia.augmentation", "aug")  # imported on use: the core layer does not need kornia
 
         self.pipeline = K.AugmentationSequential(
             K.ColorJiggle(brightness=0.25, contrast=0.5, saturation=1.0, p=1.0),

@@ -37,9 +37,9 @@ class TimestepEmbedding(nn.Module):
 
     def __init__(
         self,
-        dim: int = 128,  # embedding width (even)
-        max_period: float = 10000.0,  # longest sinusoid period, in timesteps
-        mlp: bool = True,  # learnable MLP after the fixed sinusoids
+        dim: int = 128,
+        max_period: float = 10000.0,
+        mlp: bool = True,
     ):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2 or dim % 2:
@@ -107,8 +107,8 @@ class TimestepProjectionHead(nn.Module):
 
     def __init__(
         self,
-        feature_dim: int,  # width of D's penultimate features
-        embed_dim: int = 128,  # width of the timestep embedding
+        feature_dim: int,
+        embed_dim: int = 128,
     ):
         super().__init__()
         self.embedding = TimestepEmbedding(embed_dim)
@@ -140,9 +140,9 @@ class TimestepConditionedDiscriminator(nn.Module):
 
     def __init__(
         self,
-        backbone: nn.Module,  # D minus its last layer
-        feature_dim: int,  # flattened width of backbone(y)
-        embed_dim: int = 128,  # width of the timestep embedding
+        backbone: nn.Module,
+        feature_dim: int,
+        embed_dim: int = 128,
     ):
         super().__init__()
         self.backbone = backbone

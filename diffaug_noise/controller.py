@@ -49,12 +49,12 @@ class AdaptiveController:
 
     def __init__(
         self,
-        noise: DiffusionNoise,  # the noise whose p is driven
-        target: float = 0.6,  # value of r_d to hold
-        interval: int = 4,  # steps between adjustments
-        kimg: float = 100,  # kimg for p to move by one unit
-        batch_size: int | None = None,  # global batch size (all ranks)
-        process_group=None,  # torch.distributed group; None = world
+        noise: DiffusionNoise,
+        target: float = 0.6,
+        interval: int = 4,
+        kimg: float = 100,
+        batch_size: int | None = None,
+        process_group=None,
     ):
         if not isinstance(noise, DiffusionNoise):
             raise TypeError(f"noise must be a DiffusionNoise; got {type(noise).__name__}")

@@ -50,13 +50,16 @@ from __future__ import annotations
 import pathlib
 
 import torch
-import torch_fidelity
-from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .data.registry import DatasetError, resolve_data
-from .data.sources import ImageDataset
-from .digits import fidelity as _digits_fidelity  # registers the "digits-classifier" feature extractor
+from .extras import require
+
+torch_fidelity = require("torch_fidelity", "eval")
+from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E402
+
+from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from .data.registry import DatasetError, resolve_data  # noqa: E402
+from .data.sources import ImageDataset  # noqa: E402
+from .digits import fidelity as _digits_fidelity  # noqa: E402,F401  (registers the "digits-classifier" extractor)
 
 METRICS = ("fid", "kid", "precision", "recall")
 INCEPTION = "inception-v3-compat"

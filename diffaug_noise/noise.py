@@ -96,20 +96,20 @@ class DiffusionNoise(nn.Module):
 
     def __init__(
         self,
-        schedule: str = "linear",  # beta schedule name (see diffaug_noise.SCHEDULES)
-        beta_start: float = 1e-4,  # first beta of the schedule
-        beta_end: float = 2e-2,  # last beta of the schedule
-        t_min: int = 10,  # T at p = 0
-        t_max: int = 1000,  # T at p = 1
-        sigma: float = 0.05,  # noise standard deviation, in the units of x
-        t_dist: str = "priority",  # law of t over 1..T: "priority" or "uniform"
-        clean_prob: float = 0.0,  # share of samples left at t = 0
-        p: float = 0.0,  # initial strength in [0, 1]
-        priority_offset: int = 0,  # 0: paper, P(t) ∝ t; 1: official code, weights t - 1
-        clean_rule: str = "fixed",  # "fixed" or "projected_gan" (clean share follows p)
-        per_channel: bool = False,  # one t per sample and channel instead of per sample
-        fused: bool = True,  # on CUDA, run the forward as one Triton kernel when it can (runtime option)
-        check_finite: bool = False,  # raise on NaN/Inf in x (one extra read and a host sync per call)
+        schedule: str = "linear",
+        beta_start: float = 1e-4,
+        beta_end: float = 2e-2,
+        t_min: int = 10,
+        t_max: int = 1000,
+        sigma: float = 0.05,
+        t_dist: str = "priority",
+        clean_prob: float = 0.0,
+        p: float = 0.0,
+        priority_offset: int = 0,
+        clean_rule: str = "fixed",
+        per_channel: bool = False,
+        fused: bool = True,
+        check_finite: bool = False,
     ):
         super().__init__()
         if schedule not in SCHEDULES:

@@ -62,3 +62,31 @@ def test_every_package_directory_is_listed_in_pyproject():
             rel = init.parent.relative_to(path).parts
             found.add(".".join((name,) + rel))
     assert found == set(config["packages"])
+
+
+BLOCK = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == {blocked!r}:
+            raise ImportError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["diffaug-noise", *{argv!r}]
+from diffaug_noise.cli import run
+run()
+"""
+
+
+@pytest.mark.parametrize("blocked, argv, extra", [
+    ("click", ["--help"], "cli"),
+    ("torch_fidelity", ["eval", "--real", "digits", "--fake", "."], "eval"),
+    ("sklearn", ["run", "digits", "--steps", "1", "--out", "{tmp}"], "digits"),
+])
+def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra, tmp_path):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    env = {**__import__("os").environ, "DIFFAUG_NOISE_DATA": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", BLOCK.format(blocked=blocked, argv=argv)], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"pip install 'diffaug-noise[{extra}]'"), result.stderr

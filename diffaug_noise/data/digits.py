@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..extras import require
 from .registry import DatasetError
 
 NATIVE_RESOLUTION = 8
@@ -30,12 +31,7 @@ MAX_LEVEL = 16  # scikit-learn's digits are 4-bit counts 0..16
 
 
 def _sklearn_digits():
-    try:
-        from sklearn.datasets import load_digits as sklearn_load_digits
-    except ImportError as err:
-        raise DatasetError("the digits dataset is scikit-learn's bundled copy; install it with: "
-                           "pip install 'diffaug-noise[digits]'") from err
-    return sklearn_load_digits()
+    return require("sklearn.datasets", "digits").load_digits()
 
 
 def load_digits(resolution: int = NATIVE_RESOLUTION) -> tuple[torch.Tensor, torch.Tensor]:

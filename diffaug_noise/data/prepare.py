@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ..checkpoint import write_atomic
+from ..extras import require
 from .registry import DATASETS, DatasetError, data_root
 from .sources import SklearnDigits, open_source
 
@@ -66,6 +67,7 @@ def prepare(
         >>> report.images, report.skipped, sorted(zipfile.ZipFile(report.path).namelist())[:2]
         (3, [], ['00000/img00000000.png', '00000/img00000001.png'])
     """
+    require("PIL.Image", "data")  # here, not in the per-image decode, where a failure reads as a corrupt image
     spec = DATASETS.get(name)
     if spec is None and resolution is None:
         raise DatasetError(f"{name!r} is not a registered dataset ({', '.join(DATASETS)}); "
@@ -165,8 +167,7 @@ def _read_manifest(path: pathlib.Path) -> dict | None:
 
 def _decode(raw):
     """A fully decoded PIL image (errors surface here, not at the first pixel access)."""
-    from PIL import Image
-
+    Image = require("PIL.Image", "data")
     image = Image.fromarray(raw) if isinstance(raw, np.ndarray) else Image.open(io.BytesIO(raw))
     image.load()
     return image
@@ -174,8 +175,7 @@ def _decode(raw):
 
 def _to_png(raw, resolution: int) -> bytes:
     """Decode, RGB, center-crop to a square, resize (Lanczos), encode as PNG."""
-    from PIL import Image
-
+    Image = require("PIL.Image", "data")
     image = _decode(raw).convert("RGB")
     w, h = image.size
     side = min(w, h)

@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..extras import require
 from .registry import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff", ".gif")
@@ -33,7 +34,7 @@ class LsunLmdb:
     format = "lsun_lmdb"
 
     def __init__(self, path: pathlib.Path):
-        import lmdb  # only needed for LSUN
+        lmdb = require("lmdb", "data")  # only needed for LSUN
 
         self.path = path
         try:
@@ -116,7 +117,27 @@ class _ArraysOnly(pickle.Unpickler):
                            f"is it the real cifar-10-python archive?")
 
 
-class Cifar10Python:
+class LabelledArrays:
+    """A source held in memory: ``images`` (uint8 ``[N, H, W, 3]``) and ``labels``, keyed by index."""
+
+    images: np.ndarray
+    labels: list
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def keys(self) -> list[int]:
+        return list(range(len(self.images)))
+
+    def items(self, keys: list[int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+        for i in (self.keys() if keys is None else keys):
+            yield f"{i:05d}", self.images[i]
+
+    def label(self, key: str) -> int:
+        return self.labels[int(key)]
+
+
+class Cifar10Python(LabelledArrays):
     """CIFAR-10's five training batches (50,000 32x32 images with labels 0-9)."""
 
     format = "cifar10_python"
@@ -145,24 +166,11 @@ class Cifar10Python:
                 raise DatasetError(f"{str(self.path)!r} lacks CIFAR-10 batches {missing}")
             return [tar.extractfile(members[b]).read() for b in self.BATCHES]
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def keys(self) -> list[int]:
-        return list(range(len(self.images)))
-
-    def items(self, keys: list[int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
-        for i in (self.keys() if keys is None else keys):
-            yield f"{i:05d}", self.images[i]
-
-    def label(self, key: str) -> int:
-        return self.labels[int(key)]
-
     def signature(self) -> list:
         return [len(self.images), self.path.stat().st_size if self.path.is_file() else 0]
 
 
-class SklearnDigits:
+class SklearnDigits(LabelledArrays):
     """scikit-learn's bundled digits (1,797 8x8 images with labels 0-9) as RGB uint8 arrays; no download."""
 
     format = "sklearn_digits"
@@ -173,19 +181,6 @@ class SklearnDigits:
         images, labels = load_digits()
         self.images = to_uint8(images).squeeze(1).unsqueeze(-1).expand(-1, -1, -1, 3).numpy()
         self.labels = labels.tolist()
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def keys(self) -> list[int]:
-        return list(range(len(self.images)))
-
-    def items(self, keys: list[int] | None = None) -> Iterator[tuple[str, np.ndarray]]:
-        for i in (self.keys() if keys is None else keys):
-            yield f"{i:04d}", self.images[i]
-
-    def label(self, key: str) -> int:
-        return self.labels[int(key)]
 
     def signature(self) -> list:
         return [len(self.images), int(self.images.sum())]
@@ -225,8 +220,7 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
+        Image = require("PIL.Image", "data")
         name = self.files.names[i]
         if self.files.path.is_dir():
             raw = (self.files.path / name).read_bytes()

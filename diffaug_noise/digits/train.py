@@ -18,7 +18,6 @@ are quantised to uint8 as an image file would store them and scored with FD_digi
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from typing import Callable
 
@@ -30,6 +29,7 @@ from ..data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ..frechet import feature_statistics, frechet_distance
 from ..noise import DiffusionNoise
 from ..timesteps import T_DISTS
+from ..toy.train import summarize
 from .classifier import load_classifier
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 
@@ -230,19 +230,9 @@ def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
         "config": dataclasses.asdict(config),
         "wall_seconds": wall,
         "runs": runs,
-        "summary": summarize(runs, config.methods),
+        "summary": summarize(runs, config.methods, METRICS),
         "history": {"step": history["step"], "score_step": history["score_step"],
                     **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),
     }
-
-
-def summarize(runs: list[dict], methods) -> dict:
-    """Median, min and max over seeds of each metric, per method."""
-    out = {}
-    for method in methods:
-        rows = [r for r in runs if r["method"] == method]
-        out[method] = {key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows),
-                             "max": max(r[key] for r in rows)} for key in METRICS}
-    return out

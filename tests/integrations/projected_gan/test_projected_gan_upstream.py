@@ -6,6 +6,7 @@ timm, dill, psutil, ...). Random backbone (``pretrained=False``: no download), S
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -71,7 +72,8 @@ RUN = textwrap.dedent('''
         print(json.dumps({"snapshot": str(run_dir / "network-snapshot.pkl"), "p": D.noise.p, "T": D.noise.T,
                           "class": type(D).__name__, "d_pos": D.d_pos, "per_channel": D.noise.per_channel,
                           "iterations": iterations, "wall_s": wall, "sec_per_iteration": min(sec_per_kimg) * 4 / 1000,
-                          "diffusion_p_reported": "Diffusion/p" in stats[-1],
+                          "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
+                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
                           "updates": UPDATES}))
 ''')
 
@@ -91,6 +93,7 @@ def test_real_projected_gan_trains_snapshots_and_resumes(tmp_path):
     first = _run(repo, tmp_path)
     step = 4 * 4 / (100 * 1000)
     assert first["class"] == "DiffusionProjectedDiscriminator" and first["per_channel"] and first["d_pos"] == "first"
+    assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]  # 8 iterations, an adjustment every 4
     assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))  # target -1
     resumed = _run(repo, tmp_path, resume=first["snapshot"], iterations=1)

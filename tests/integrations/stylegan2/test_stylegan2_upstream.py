@@ -11,6 +11,7 @@ loop, networks, loss, snapshots and resume are upstream's.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -91,7 +92,8 @@ RUN = textwrap.dedent('''
         print(json.dumps({"snapshot": str(snapshot), "p": D.noise.p, "T": D.noise.T, "class": type(D).__name__,
                           "label": type(D.label.embedding).__name__, "iterations": iterations, "wall_s": wall,
                           "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
-                          "diffusion_p_reported": "Diffusion/p" in stats[-1],
+                          "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
+                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
                           "updates": UPDATES,
                           "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
 ''')
@@ -115,6 +117,7 @@ def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     assert first["class"] == "DiffusionDiscriminator" and first["label"] == "RawTimestep"
     assert first["options"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
     # 8 iterations: 2 adjustments; with target -1 each moves p up one step unless every real logit was negative.
+    assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]
     assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))
     resumed = _run(kind, repo, tmp_path, resume=first["snapshot"], iterations=1)
