@@ -24,14 +24,15 @@ def _methods(value: str | None, compare: bool) -> tuple:
 
 def format_table(result: dict) -> str:
     """One line per method: median [min-max] over seeds."""
-    lines = [f"{'method':<10} {'modes covered /25':<20} {'modes hit /25':<16} {'HQ samples %':<20} {'reverse KL':<20} final T",
-             "-" * 100]
+    lines = [f"{'method':<10} {'modes covered /25':<20} {'modes hit /25':<16} {'HQ samples %':<20} {'reverse KL':<20} "
+             f"{'NFE':<5} final T", "-" * 106]
     for method, stats in result["summary"].items():
         Ts = sorted(r["final_T"] for r in result["runs"] if r["method"] == method and r["final_T"] is not None)
         lines.append(
             f"{method:<10} {span(stats['modes_covered'], lambda v: f'{v:g}'):<20} {span(stats['modes_hit'], lambda v: f'{v:g}'):<16} "
             f"{span(stats['hq_share'], lambda v: f'{100 * v:.1f}'):<20} "
-            f"{span(stats['reverse_kl'], lambda v: f'{v:.3f}'):<20} {Ts if Ts else '-'}"
+            f"{span(stats['reverse_kl'], lambda v: f'{v:.3f}'):<20} "
+            f"{next(r['nfe'] for r in result['runs'] if r['method'] == method):<5} {Ts if Ts else '-'}"
         )
     seeds = result["config"]["seeds"]
     lines.append(f"{len(seeds)} seed(s) {list(seeds)}, {result['config']['iters']} iterations, "
@@ -47,7 +48,8 @@ def format_table(result: dict) -> str:
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=len(_DEFAULTS.seeds), show_default=True,
               help="Number of seeds (0..K-1); every method trains once per seed.")
 @click.option("--methods", type=str, default=None,
-              help="Comma-separated subset of plain,fixed,diffusion (fixed = Gaussian instance noise, std 0.2).  "
+              help="Comma-separated subset of plain,fixed,diffusion,ddgan (fixed = Gaussian instance noise, std 0.2; "
+                   "ddgan = Denoising Diffusion GAN, 4 denoising steps, docs/ddgan.md).  "
                    "[default: plain,diffusion with --compare, diffusion alone with --no-compare]")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Train the plain GAN beside Diffusion-GAN (same networks, seeds and data).")
@@ -68,7 +70,8 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
     """Plain GAN vs Diffusion-GAN on a 5x5 grid of Gaussians (no GPU, no data needed).
 
     Trains every method with the same networks, seeds and iterations, then counts the modes
-    each generator covers (PacGAN's protocol, docs/toy.md). Writes metrics.json, samples.png
+    each generator covers (PacGAN's protocol, docs/toy.md); `ddgan` (Denoising Diffusion GAN,
+    T = 4 generator calls per sample) has its own pair networks and the same data. Writes metrics.json, samples.png
     (real vs generated) and T.png (T and r_d over training) to --out and prints a table.
     If the run is killed, rerun the same command with --resume.
     """

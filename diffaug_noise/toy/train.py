@@ -1,8 +1,9 @@
-"""Plain GAN vs fixed instance noise vs Diffusion-GAN on the 25-Gaussians grid.
+"""Plain GAN vs fixed instance noise vs Diffusion-GAN (vs Denoising Diffusion GAN) on the 25-Gaussians grid.
 
-Every (method, seed) pair is one member of a batched ensemble, so all of them train in one
-pass over the iterations: same networks, same initial weights and same data for one seed,
-whatever the method.
+Every (method, seed) pair of the one-step GANs is one member of a batched ensemble, so all of
+them train in one pass over the iterations: same networks, same initial weights and same data for
+one seed, whatever the method. ``ddgan`` runs (:mod:`.ddgan`) have other networks (G and D see
+pairs and ``t``) and train as a second ensemble in the same pass, on the same data.
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..conditioning import TimestepEmbedding
 from ..controller import AdaptiveController
 from ..noise import DiffusionNoise
+from .ddgan import DdganEnsemble
 from .ensemble import EnsembleMLP
 from .grid import grid_means, mode_metrics, sample_grid
 
-METHODS = ("plain", "fixed", "diffusion")
+METHODS = ("plain", "fixed", "diffusion", "ddgan")
 METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
 
 
@@ -33,7 +35,7 @@ class ToyConfig:
 
     iters: int = 6000  # training iterations (one D and one G step each); ~50 s for 2 runs on 2 cores
     seeds: tuple = (0,)  # one run per seed and method
-    methods: tuple = ("plain", "diffusion")  # any of plain, fixed, diffusion
+    methods: tuple = ("plain", "diffusion")  # any of plain, fixed, diffusion, ddgan
     batch_size: int = 256  # real and fake samples per step
     hidden: int = 128  # width of the 3 hidden layers of G and D
     z_dim: int = 2  # latent dimension
@@ -51,6 +53,8 @@ class ToyConfig:
     interval: int = 4  # controller interval (steps)
     kimg: float = 100  # controller speed
     embed_dim: int = 16  # sinusoidal features of t fed to D
+    ddgan_steps: int = 4  # denoising steps T of "ddgan" (generator calls per sample)
+    r1_gamma: float = 0.05  # R1 weight of "ddgan" on real pairs (the official CIFAR-10 setting)
     eval_samples: int = 2500  # generated samples for the metrics
     hq_stds: float = 3.0  # HQ radius, in mode stds
     min_count: int = 20  # HQ samples for a mode to count as covered
@@ -119,10 +123,12 @@ def json_safe(config: dict) -> dict:
 
 
 def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
-    members = [(m, s) for m in config.methods for s in config.seeds]
+    members = [(m, s) for m in config.methods if m != "ddgan" for s in config.seeds]
+    ddgan_seeds = list(config.seeds) if "ddgan" in config.methods else []
     K, B = len(members), config.batch_size
-    seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
+    seed_index = torch.tensor([config.seeds.index(s) for _, s in members], dtype=torch.int64)
     device = torch.device(config.device)
+    ddgan = DdganEnsemble(ddgan_seeds, config, device) if ddgan_seeds else None
     means = grid_means(config.grid_size, config.spacing)
     G = EnsembleMLP([s for _, s in members], [config.z_dim] + [config.hidden] * 3 + [2]).to(device)
     D = EnsembleMLP([s + 10_000 for _, s in members], [2 + config.embed_dim] + [config.hidden] * 3 + [1]).to(device)
@@ -148,7 +154,8 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         return D(torch.cat([torch.stack(ys), embed(torch.log1p(torch.stack(ts).float()) * t_scale)], dim=2))
 
     history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
-               "r_d": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"}}
+               "r_d": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
+               "ddgan_seconds": 0.0}  # the ddgan ensemble's share of the wall time
 
     def state(it: int, wall: float) -> dict:
         return {
@@ -157,8 +164,31 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
             "data_gens": [g.get_state() for g in data_gens], "noise_gens": [g.get_state() for g in noise_gens],
             "noises": [None if n is None else n.state_dict() for n in noises],
             "controllers": [None if c is None else c.state_dict() for c in controllers],
-            "history": history,
+            "history": history, "ddgan": None if ddgan is None else ddgan.state_dict(),
         }
+
+    def _one_step_gan_iteration(per_seed):
+            real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
+            z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
+            fake = G(z)
+
+            # Real and fake through D in one batched call: the same loss as two calls, one pass fewer.
+            real_logits, fake_logits = discriminate(torch.cat([real, fake.detach()], dim=1)).split(B, dim=1)
+            loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            for k, ctrl in enumerate(controllers):
+                if ctrl is not None:
+                    ctrl.observe(real_logits[k])
+                    ctrl.update()
+
+            D.requires_grad_(False)  # the G step needs gradients through D, not D's own
+            loss_g = F.softplus(-discriminate(fake)).mean(dim=(1, 2)).sum()
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            D.requires_grad_(True)
 
     first, wall_before = 1, 0.0
     if resume and os.path.exists(checkpoint):
@@ -174,6 +204,8 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
             if obj is not None:
                 obj.load_state_dict(s)
         history = saved["history"]
+        if ddgan is not None:
+            ddgan.load_state_dict(saved["ddgan"])
         first, wall_before = saved["iteration"] + 1, saved["wall_seconds"]
         if on_step is not None:
             for i in range(1, first):
@@ -181,27 +213,13 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     start = time.perf_counter()
     for it in range(first, config.iters + 1):
         per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g)) for g in data_gens]
-        real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
-        z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
-        fake = G(z)
-
-        # Real and fake through D in one batched call: the same loss as two calls, one pass fewer.
-        real_logits, fake_logits = discriminate(torch.cat([real, fake.detach()], dim=1)).split(B, dim=1)
-        loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        for k, ctrl in enumerate(controllers):
-            if ctrl is not None:
-                ctrl.observe(real_logits[k])
-                ctrl.update()
-
-        D.requires_grad_(False)  # the G step needs gradients through D, not D's own
-        loss_g = F.softplus(-discriminate(fake)).mean(dim=(1, 2)).sum()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        D.requires_grad_(True)
+        if members:
+            _one_step_gan_iteration(per_seed)
+        if ddgan is not None:  # the same reals; its two latents drawn after the one-step GANs' draws
+            ddgan_start = time.perf_counter()
+            ddgan.step(torch.stack([r for r, _ in per_seed]).to(device),
+                       *(torch.stack([torch.randn(B, config.z_dim, generator=g) for g in data_gens]).to(device) for _ in "dg"))
+            history["ddgan_seconds"] += time.perf_counter() - ddgan_start
 
         if it % config.log_every == 0 or it == config.iters:
             history["iteration"].append(it)
@@ -217,7 +235,11 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     with torch.no_grad():
         eval_gen = torch.Generator().manual_seed(40_000)
         z = torch.randn(config.eval_samples, config.z_dim, generator=eval_gen).expand(K, -1, -1)
-        samples = G(z.to(device)).cpu()
+        samples = list(G(z.to(device)).cpu())
+    if ddgan is not None:
+        samples += list(ddgan.sample(config.eval_samples, torch.Generator().manual_seed(40_001)))
+        members = members + [("ddgan", s) for s in ddgan_seeds]
+    one_step_seconds = wall - history["ddgan_seconds"]
     runs = []
     for k, (method, seed) in enumerate(members):
         metrics = mode_metrics(samples[k], means, config.std, config.hq_stds, config.min_count)
@@ -227,7 +249,9 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
             **{key: metrics[key] for key in METRICS},
             "final_T": noises[k].T if method == "diffusion" else None,
             "final_p": noises[k].p if method == "diffusion" else None,
-            "wall_seconds": wall / K,  # this run's share of the one batched pass that trains them all
+            "nfe": config.ddgan_steps if method == "ddgan" else 1,  # generator calls per sample
+            # this run's share of the batched pass that trains its ensemble
+            "wall_seconds": history["ddgan_seconds"] / len(ddgan_seeds) if method == "ddgan" else one_step_seconds / K,
         })
     return {
         "config": dataclasses.asdict(config),

@@ -1,4 +1,4 @@
-"""README.md's usage example runs, and CI runs README.md's test command."""
+"""The usage examples of README.md and docs/ run, and CI runs README.md's test command."""
 import pathlib
 import re
 
@@ -8,8 +8,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def fenced(lang):
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+def fenced(lang, text=README):
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
 
 
 def test_readme_usage_example_runs_and_adapts():
@@ -29,3 +29,12 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     run, test = commands
     assert "diffaug-noise run" in run
     assert test in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ddgan_doc_example_trains_and_samples_with_T_generator_calls():
+    (example,) = fenced("python", (ROOT / "docs" / "ddgan.md").read_text())
+    assert len(example.strip().splitlines()) <= 20
+    namespace = {}
+    exec(compile(example, "docs/ddgan.md", "exec"), namespace)
+    assert namespace["samples"].shape == (500, 2) and torch.isfinite(namespace["samples"]).all()
+    assert torch.isfinite(namespace["loss_d"]) and torch.isfinite(namespace["loss_g"])
