@@ -11,6 +11,7 @@ from .bench import bench_command
 from .data import data_group
 from .digits import digits_command
 from .evaluate import eval_command
+from .guidance import guidance_command
 from .show import show_group
 from .toy import toy_command
 from .upstream import adapter_command
@@ -52,11 +53,12 @@ class RunGroup(click.Group):
 
 @main.group("run", cls=RunGroup)
 def run_group():
-    """Train: `digits` and `toy` are built-in CPU demos; each upstream codebase has its adapter's command."""
+    """Train: `digits`, `toy` and `guidance` are built-in CPU demos; each upstream codebase has its adapter's command."""
 
 
 run_group.add_command(digits_command)
 run_group.add_command(toy_command)
+run_group.add_command(guidance_command)
 main.add_command(show_group)
 main.add_command(bench_command)
 main.add_command(data_group)

@@ -114,3 +114,34 @@ def digits_training(plt, result: dict, path: pathlib.Path) -> None:
     ax_s.set_title(f"{len(config['seeds'])} seed(s), one line per run")
     save(fig, path)
     plt.close(fig)
+
+
+def guidance(plt, result: dict, path: pathlib.Path) -> None:
+    """Samples per guidance scale (first seed), then class precision and within-class coverage against s."""
+    config = result["config"]
+    seed, scales = config["seeds"][0], config["scales"]
+    fig, axes = plt.subplots(1, len(scales) + 1, figsize=(2.7 * (len(scales) + 1), 3.0))
+    for ax, scale in zip(axes, scales):
+        pts = result["samples"][f"s={scale:g}/seed{seed}"]
+        ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4)
+        row = next(r for r in result["runs"] if r["seed"] == seed and r["scale"] == scale)
+        ax.set_title(f"s = {scale:g}: {100 * row['class_precision']:.0f}% in class", fontsize=9)
+        ax.set_xlim(-6, 6)
+        ax.set_ylim(-6, 6)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    curve = axes[-1]
+    s = [row["scale"] for row in result["per_scale"]]
+    curve.plot(s, [100 * row["class_precision"] for row in result["per_scale"]], "o-", label="class precision %")
+    twin = curve.twinx()
+    twin.plot(s, [row["within_class_coverage"] for row in result["per_scale"]], "s--", color="C1", label="modes of class covered")
+    twin.set_ylim(0, 5.5)
+    curve.set_ylim(0, 105)
+    curve.set_xlabel("guidance scale s")
+    curve.set_title("fidelity vs diversity", fontsize=9)
+    curve.legend(loc="lower left", fontsize=7)
+    twin.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"classifier guidance to class (row) {config['target_class']}, seed {seed}")
+    save(fig, path)
+    plt.close(fig)

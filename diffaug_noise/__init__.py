@@ -9,6 +9,7 @@ condition the discriminator on the timestep, and let a controller adapt the diff
 >>> y, t = noise(torch.randn(8, 3, 32, 32))
 """
 from .conditioning import (
+    AdaGroupNorm,
     TimestepConditionedDiscriminator,
     TimestepEmbedding,
     TimestepLabel,
@@ -24,6 +25,7 @@ from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaGroupNorm",
     "AdaptiveController",
     "DiffusionNoise",
     "PRESETS",
