@@ -140,7 +140,7 @@ def guidance(plt, result: dict, path: pathlib.Path) -> None:
     curve.set_ylim(0, 105)
     curve.set_xlabel("guidance scale s")
     curve.set_title("fidelity vs diversity", fontsize=9)
-    curve.legend(loc="lower left", fontsize=7)
+    curve.legend(loc="center right", fontsize=7)
     twin.legend(loc="lower right", fontsize=7)
     fig.suptitle(f"classifier guidance to class (row) {config['target_class']}, seed {seed}")
     save(fig, path)

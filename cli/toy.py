@@ -42,7 +42,7 @@ def format_table(result: dict) -> str:
 
 @click.command("toy")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default="toy-run", show_default=True,
-              help="Folder for metrics.json, samples.png and T.png (created if missing).")
+              help="Folder for metrics.json, samples.png and T.png (with diffusion runs), created if missing.")
 @click.option("--iters", type=click.IntRange(min=1), default=_DEFAULTS.iters, show_default=True,
               help="Training iterations (one D and one G step each).")
 @click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=len(_DEFAULTS.seeds), show_default=True,
@@ -93,9 +93,13 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
     metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
     metrics["environment"] = environment(threads, device)
     write_json(out_dir / "metrics.json", metrics)
+    written = [out_dir / "metrics.json"]
     plt = plots.pyplot()
     if plt is not None:
         plots.toy_samples(plt, result, out_dir / "samples.png")
-        plots.toy_T(plt, result, out_dir / "T.png")
+        written.append(out_dir / "samples.png")
+        if "diffusion" in config.methods:  # T and r_d exist only for the adaptive runs
+            plots.toy_T(plt, result, out_dir / "T.png")
+            written.append(out_dir / "T.png")
     click.echo(format_table(result))
-    click.echo(f"wrote {out_dir / 'metrics.json'}" + (f", {out_dir / 'samples.png'}, {out_dir / 'T.png'}" if plt else ""))
+    click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -9,7 +9,7 @@ The classifier is trained once, deterministically from ``seed`` (full-batch Adam
 involved), on all 1,797 digits, and cached atomically under the data root as
 ``digits-classifier-seed{seed}-v{VERSION}.pt``; a missing or unreadable cache is retrained, so
 every machine computes the same score. Trained on a stratified half, it classifies the other
-half with about 97 % accuracy (``tests/test_digits.py``).
+half with about 97 % accuracy (``tests/demos/test_digits.py``).
 
 Inputs: images ``[N, C, H, W]``, float in ``[-1, 1]`` or uint8 ``0..255``; colour is averaged to
 grey and any resolution is area-averaged to 8x8 (so upsampled digits score like native ones).
@@ -73,7 +73,7 @@ class DigitsClassifier(nn.Module):
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, seed: int = 0) -> DigitsClassifier:
     """Train a :class:`DigitsClassifier` on ``images``/``labels`` by full-batch Adam, deterministically from ``seed``.
 
-    Float64 on one thread (about 2 s), so the weights do not depend on the caller's thread count.
+    Float64 on one thread (a few seconds), so the weights do not depend on the caller's thread count.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -101,7 +101,7 @@ def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> pat
 
 
 def load_classifier(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> DigitsClassifier:
-    """The classifier trained on all 1,797 digits from ``seed``: from the cache, else trained (~1 s) and cached.
+    """The classifier trained on all 1,797 digits from ``seed``: from the cache, else trained (a few seconds) and cached.
 
     A cache that is missing, truncated or written for another seed/version is retrained and
     replaced atomically; if the cache folder is not writable the trained network is still returned.

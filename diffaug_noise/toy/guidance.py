@@ -36,15 +36,15 @@ class GuidanceConfig:
 
     seeds: tuple = (0,)  # one DDPM and one classifier per seed
     scales: tuple = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # guidance scales s
-    target_class: int = 0  # the row y samples are guided to (0..4)
-    ddpm_iters: int = 4000  # training steps of the noise predictor
-    classifier_iters: int = 1500  # training steps of the classifier
+    target_class: int = 0  # the row y samples are guided to (0 = bottom .. 4 = top)
+    ddpm_iters: int = 8000  # training steps of the noise predictor
+    classifier_iters: int = 1000  # training steps of the classifier
     batch_size: int = 512  # points per training step
     hidden: int = 128  # width of the MLPs
     lr: float = 2e-3  # Adam learning rate
     schedule: str = "cosine"  # beta schedule of the DDPM
     T: int = 100  # DDPM steps (generator calls per sample)
-    data_scale: float = 0.25  # the grid (±4) is scaled to ±1 for the networks
+    data_scale: float = 1.0  # networks see the grid times this (0.25, ±1, left the DDPM blurry: docs/guidance.md)
     std: float = 0.05  # each mode's std (the toy's)
     eval_samples: int = 2500  # guided samples per scale
     hq_stds: float = 3.0  # high-quality radius, in mode stds
@@ -89,20 +89,25 @@ class NoisyClassifier(nn.Module):
         return self.out(h)
 
 
+def mode_rows(means: torch.Tensor) -> torch.Tensor:
+    """The class of each mode: its row, i.e. the rank of its second coordinate (0 = bottom)."""
+    return torch.unique(means[:, 1], return_inverse=True)[1]
+
+
 def row_of(points: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """Class (grid row) of each point's nearest mode."""
-    return torch.cdist(points.float(), means.float()).argmin(dim=1) // int(round(len(means) ** 0.5))
+    return mode_rows(means)[torch.cdist(points.float(), means.float()).argmin(dim=1)]
 
 
 def scale_metrics(samples, means, y: int, config: GuidanceConfig) -> dict:
     """Class precision, within-class coverage and HQ share of samples guided to row ``y``."""
     distance, nearest = torch.cdist(samples.float(), means.float()).min(dim=1)
     hq = distance <= config.hq_stds * config.std
-    side = int(round(len(means) ** 0.5))
-    in_class = hq & (nearest // side == y)
+    rows = mode_rows(means)
+    in_class = hq & (rows[nearest] == y)
     counts = torch.bincount(nearest[in_class], minlength=len(means))
     return {"class_precision": float(in_class.float().mean()),
-            "within_class_coverage": int((counts[y * side:(y + 1) * side] >= config.min_count).sum()),
+            "within_class_coverage": int((counts[rows == y] >= config.min_count).sum()),
             "hq_share": float(hq.float().mean())}
 
 
