@@ -15,8 +15,8 @@ from diffaug_noise.extras import require
 from diffaug_noise.timesteps import T_DISTS
 
 from . import plots
-from .io import check_device, comma_list, ensure_outdir, write_atomic, write_json
-from .report import environment, span
+from .io import check_device, comma_list, ensure_outdir, write_atomic
+from .report import span, write_metrics
 
 _DEFAULTS = DigitsConfig()
 
@@ -114,10 +114,7 @@ def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, ins
             result = train_digits(config, on_step=on_step)
         except DatasetError as err:
             raise click.ClickException(str(err))
-    metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
-    metrics["environment"] = environment(threads, device)
-    write_json(out_dir / "metrics.json", metrics)
-    written = [out_dir / "metrics.json"]
+    written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads, device)]
     if save_samples:
         (out_dir / "samples").mkdir(exist_ok=True)
         for name, images in result["samples"].items():

@@ -9,8 +9,8 @@ from diffaug_noise.extras import require
 from diffaug_noise.toy.guidance import CLASSES, GuidanceConfig, train_guidance
 
 from . import plots
-from .io import check_device, ensure_outdir, write_json
-from .report import environment
+from .io import check_device, ensure_outdir
+from .report import write_metrics
 
 _DEFAULTS = GuidanceConfig()
 
@@ -66,9 +66,7 @@ def guidance_command(out_dir, n_seeds, scales, target_class, ddpm_iters, classif
     with tqdm(total=n_seeds * (ddpm_iters + classifier_iters), desc="guidance: train DDPM and classifier", unit="step",
               leave=False) as bar:
         result = train_guidance(config, on_step=lambda: bar.update(1))
-    write_json(out_dir / "metrics.json", {**{k: result[k] for k in ("config", "per_scale", "runs", "wall_seconds", "nfe")},
-                                          "environment": environment(threads, device)})
-    written = [out_dir / "metrics.json"]
+    written = [write_metrics(out_dir, result, ("config", "per_scale", "runs", "wall_seconds", "nfe"), threads, device)]
     plt = plots.pyplot()
     if plt is not None:
         plots.guidance(plt, result, out_dir / "guidance.png")

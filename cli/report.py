@@ -14,6 +14,15 @@ def span(stat: dict, fmt) -> str:
     return f"{fmt(stat['median'])} [{fmt(stat['min'])}-{fmt(stat['max'])}]"
 
 
+def write_metrics(out_dir, result: dict, keys, threads: int, device: str):
+    """``out_dir/metrics.json``: the ``keys`` of a run's result plus :func:`environment`; returns its path."""
+    from .io import write_json
+
+    path = out_dir / "metrics.json"
+    write_json(path, {**{key: result[key] for key in keys}, "environment": environment(threads, device)})
+    return path
+
+
 def environment(threads: int, device: str) -> dict:
     """The date, machine and software a result was measured with (stored in metrics.json)."""
     return {

@@ -10,8 +10,8 @@ from diffaug_noise.extras import require
 from diffaug_noise.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
-from .io import check_device, comma_list, ensure_outdir, write_json
-from .report import environment, span
+from .io import check_device, comma_list, ensure_outdir
+from .report import span, write_metrics
 
 _DEFAULTS = ToyConfig()
 
@@ -90,10 +90,7 @@ def toy_command(out_dir, iters, n_seeds, methods, compare, device, threads, sigm
                                checkpoint_every=checkpoint_every, resume=resume)
         except CheckpointError as err:
             raise click.ClickException(str(err))
-    metrics = {key: result[key] for key in ("config", "wall_seconds", "runs", "summary", "history")}
-    metrics["environment"] = environment(threads, device)
-    write_json(out_dir / "metrics.json", metrics)
-    written = [out_dir / "metrics.json"]
+    written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads, device)]
     plt = plots.pyplot()
     if plt is not None:
         plots.toy_samples(plt, result, out_dir / "samples.png")

@@ -8,6 +8,22 @@ import sys
 
 STANDINS = pathlib.Path(__file__).parent / "standins"  # stand-ins of upstream codebases (tests/standins/*/README.md)
 
+# Prepended to the real-upstream subprocess scripts: records (r_d, p) at every adjustment in UPDATES.
+LOG_CONTROLLER_UPDATES = """
+import diffaug_noise as dn
+
+UPDATES = []
+_update = dn.AdaptiveController.update
+
+def logged_update(self):
+    adjusted = _update(self)
+    if adjusted:
+        UPDATES.append([self.r_d, self.noise.p])
+    return adjusted
+
+dn.AdaptiveController.update = logged_update
+"""
+
 
 def abar_reference(betas):
     """abar_0..abar_T by a plain float64 product, independent of the library."""

@@ -18,22 +18,12 @@ import textwrap
 
 import pytest
 
-RUN = textwrap.dedent('''
+from helpers import LOG_CONTROLLER_UPDATES
+
+RUN = LOG_CONTROLLER_UPDATES + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
     import numpy as np, PIL.Image
-    import diffaug_noise as dn
     from diffaug_noise.data import prepare
-
-    UPDATES = []
-    _update = dn.AdaptiveController.update
-
-    def logged_update(self):
-        adjusted = _update(self)
-        if adjusted:
-            UPDATES.append([self.r_d, self.noise.p])
-        return adjusted
-
-    dn.AdaptiveController.update = logged_update
     from diffaug_noise.integrations import insgen, stylegan2_ada
 
     kind, repo, out, resume = sys.argv[1:5]
