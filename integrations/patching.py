@@ -101,7 +101,7 @@ def _tick_print(*args, **kwargs):
     if _ACTIVE_CONTROLLER and args and isinstance(args[0], str) and args[0].startswith("tick "):
         ctrl = _ACTIVE_CONTROLLER[0]
         r_d = "nan" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"
-        args = (f"{args[0]} diffusion p {ctrl.noise.p:<6.3f} T {ctrl.noise.T:<5d} r_d {r_d}",) + args[1:]
+        args = (f"{args[0]} diffusion p {ctrl.noise.p:<7.5f} T {ctrl.noise.T:<5d} r_d {r_d}",) + args[1:]
     builtins.print(*args, **kwargs)
 
 

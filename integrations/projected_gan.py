@@ -44,7 +44,7 @@ from diffaug_noise.noise import DiffusionNoise
 from .adapter import Adapter
 from .options import DiffusionOptions, knob
 from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
-from .shims import cpu_patches, custom_op_fallback_patch, sampler_signature_patch
+from .shims import cpu_patches, custom_op_fallback_patch, registered_extension_patch, sampler_signature_patch
 from .spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
@@ -284,9 +284,11 @@ def compat_patches(backbone: dict | None = None) -> list:
     - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)`` (rejected by torch >= 2.2).
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
       on a machine without CUDA these become the CPU and no-ops.
-    - ``torch_utils.ops.{bias_act,upfirdn2d}._init`` raise when the CUDA extension fails to build
-      with the installed compiler/torch ("No module named 'bias_act_plugin'", seen on an H100 with
-      torch 2.11 / CUDA 13): they report "no plugin" instead and upstream uses its reference ops.
+    - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops, then fails to import them on
+      current torch ("No module named 'bias_act_plugin'", H100/H200, torch 2.11 / CUDA 13):
+      :func:`~.shims.registered_extension_patch` makes them load;
+    - ``torch_utils.ops.{bias_act,upfirdn2d}._init`` raise when a build really fails (no compiler):
+      one try, one warning, then upstream's reference ops (:func:`~.shims.custom_op_fallback_patch`).
     - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's, no torch-version check) calls
       ``torch._C._jit_get_operation('aten::cudnn_convolution_backward_weight')``, a tuple on torch >= 1.11
       ("'tuple' object is not callable", on the first D backward on CUDA): it is told to use
@@ -297,7 +299,8 @@ def compat_patches(backbone: dict | None = None) -> list:
     from training import training_loop
 
     backbone = backbone or {}
-    return (sampler_signature_patch() + cpu_patches(training_loop) + custom_op_fallback_patch([bias_act, upfirdn2d])
+    return (sampler_signature_patch() + cpu_patches(training_loop) + registered_extension_patch()
+            + custom_op_fallback_patch([bias_act, upfirdn2d])
             + [(conv2d_gradfix, "_should_use_custom_op", _plain_conv2d)]
             + [(projector, "_make_efficientnet", _efficientnet_layers),
                (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])

@@ -8,6 +8,7 @@ adapters choose which ones their upstream needs in their ``compat_patches()``.
 from __future__ import annotations
 
 import os
+import sys
 import types
 import warnings
 
@@ -142,20 +143,56 @@ def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
     return [(gradfix_module, "grid_sample", GridSampleTwice.apply)]
 
 
-def custom_op_fallback_patch(op_modules: list) -> list:
-    """Make each op module's ``_init()`` report "no plugin" when building its CUDA extension fails.
+def registered_extension_patch() -> list:
+    """Register the module ``torch.utils.cpp_extension.load`` returns under its name, so it imports.
 
-    Upstream then uses its own reference implementation of the op (slower, same result) instead
-    of crashing.
+    Upstream's ``torch_utils/custom_ops.py:get_plugin`` (all three codebases) discards what ``load()``
+    returns and then calls ``importlib.import_module(module_name)``. On current torch the built
+    extension is not registered in ``sys.modules`` under that name, so the import fails with
+    "No module named 'bias_act_plugin'" although nvcc, g++ and the link succeeded (seen on an H200
+    with torch 2.11 / CUDA 13): every run silently used the slow reference ops. With this patch
+    ``load()`` also puts its module into ``sys.modules``, and upstream's import finds it.
+    """
+    import torch.utils.cpp_extension as cpp_extension
+
+    original = cpp_extension.load
+
+    def load(name, *args, **kwargs):
+        module = original(name, *args, **kwargs)
+        if module is not None and name not in sys.modules:
+            sys.modules[name] = module
+        return module
+
+    return [(cpp_extension, "load", load)]
+
+
+def custom_op_fallback_patch(op_modules: list) -> list:
+    """Make each op module's ``_init()`` try its CUDA build once; on failure one warning and the reference op.
+
+    projected-gan's ``_init`` raises when the extension fails to build (a crash); stylegan2-ada's and
+    InsGen's ``upfirdn2d._init`` catch the failure but never set ``_inited``, so they rebuild and
+    print a traceback on *every* call (over 4,000 tracebacks and 68 s of "maintenance" in 12 kimg,
+    seen on an H200). Here the first call's result is kept: on failure one line is warned (the
+    build error's last line) and upstream's reference implementation (slower, same result) serves
+    the rest of the run.
     """
     def guarded(original, name):
+        result = []  # the first call's outcome, then reused
+
         def _init():
-            try:
-                return original()
-            except Exception as err:  # compiler/toolkit mismatch: any build failure means "use the reference op"
-                warnings.warn(f"{name}: CUDA extension failed to build ({type(err).__name__}: {err}); "
-                              f"using upstream's reference implementation")
-                return False
+            if not result:
+                with warnings.catch_warnings(record=True) as caught:  # upstream's own multi-line warning
+                    warnings.simplefilter("always")
+                    try:
+                        ok = bool(original())
+                        reason = str(caught[-1].message).strip().splitlines()[-1] if caught and not ok else ""
+                    except Exception as err:  # compiler/toolkit mismatch: any build failure means "use the reference op"
+                        ok, reason = False, f"{type(err).__name__}: {err}"
+                if not ok:
+                    warnings.warn(f"{name}: CUDA extension failed to build ({reason or 'no plugin'}); "
+                                  f"using upstream's reference implementation for the rest of the run")
+                result.append(ok)
+            return result[0]
         return _init
 
     return [(module, "_init", guarded(module._init, module.__name__)) for module in op_modules]

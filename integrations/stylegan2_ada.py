@@ -35,7 +35,8 @@ from diffaug_noise.noise import DiffusionNoise
 from .adapter import Adapter
 from .options import DiffusionOptions, knob
 from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
-from .shims import cpu_patches, grid_sample_patch, sampler_signature_patch
+from .shims import (cpu_patches, custom_op_fallback_patch, grid_sample_patch, registered_extension_patch,
+                    sampler_signature_patch)
 from .spec import Upstream
 
 STYLEGAN2_ADA = Upstream(
@@ -47,7 +48,8 @@ STYLEGAN2_ADA = Upstream(
     names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
            "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
-           "torch_utils.ops.grid_sample_gradfix": ["grid_sample"]},
+           "torch_utils.ops.grid_sample_gradfix": ["grid_sample"], "torch_utils.ops.bias_act": ["_init"],
+           "torch_utils.ops.upfirdn2d": ["_init"]},
 )
 
 T_LABELS = ("embedding", "raw")
@@ -207,13 +209,17 @@ def compat_patches() -> list:
       back to ``F.grid_sample``, which on CUDA cannot be differentiated twice: R1 through ADA's
       geometric augmentations fails ("derivative for aten::grid_sampler_2d_backward is not
       implemented"). :class:`~.shims.GridSampleTwice` provides the second derivative.
-    (``conv2d_gradfix`` likewise falls back to ``F.conv2d``, which is twice differentiable; the custom
-    CUDA ops fall back to reference ops when they fail to build: upstream handles both.)
+    - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops and then fails to import them
+      on current torch (:func:`~.shims.registered_extension_patch`): they load now;
+    - ``torch_utils.ops.upfirdn2d._init`` retries a failed build on every call
+      (:func:`~.shims.custom_op_fallback_patch`): one try, one warning, then the reference op.
+    (``conv2d_gradfix`` falls back to ``F.conv2d``, which is twice differentiable.)
     """
-    from torch_utils.ops import grid_sample_gradfix
+    from torch_utils.ops import bias_act, grid_sample_gradfix, upfirdn2d
     from training import training_loop
 
-    return sampler_signature_patch() + cpu_patches(training_loop) + grid_sample_patch(grid_sample_gradfix)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + grid_sample_patch(grid_sample_gradfix)
+            + registered_extension_patch() + custom_op_fallback_patch([bias_act, upfirdn2d]))
 
 
 def entry_patches(modules: dict, options: StyleGAN2Options) -> list:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from diffaug_noise.integrations.patching import patched_attributes
-from diffaug_noise.integrations.shims import GridSampleTwice, custom_op_fallback_patch
+from diffaug_noise.integrations.shims import GridSampleTwice, custom_op_fallback_patch, registered_extension_patch
 
 
 def _grid(batch, size, seed):
@@ -59,3 +59,49 @@ def test_custom_op_fallback_reports_no_plugin_only_when_the_build_fails():
             warnings.simplefilter("error")
             assert working._init() is True
     assert failing._init is broken  # restored
+
+
+GET_PLUGIN = '''
+import importlib, torch.utils.cpp_extension
+
+def get_plugin(module_name, sources, **build_kwargs):   # upstream's torch_utils/custom_ops.py, reduced
+    torch.utils.cpp_extension.load(name=module_name, sources=sources, **build_kwargs)
+    return importlib.import_module(module_name)
+'''
+
+
+def test_a_built_but_unregistered_extension_loads_with_the_shim(monkeypatch):
+    import sys
+    import torch.utils.cpp_extension
+
+    built = types.ModuleType("fake_op_plugin")  # what load() returns on current torch: built, not in sys.modules
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda name, *a, **k: built)
+    custom_ops = types.ModuleType("custom_ops")
+    exec(GET_PLUGIN, custom_ops.__dict__)
+    monkeypatch.delitem(sys.modules, "fake_op_plugin", raising=False)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'fake_op_plugin'"):
+        custom_ops.get_plugin("fake_op_plugin", sources=["op.cu"])
+    with patched_attributes(registered_extension_patch()):
+        assert custom_ops.get_plugin("fake_op_plugin", sources=["op.cu"]) is built
+    sys.modules.pop("fake_op_plugin", None)
+    assert torch.utils.cpp_extension.load("x") is built  # the patch is undone
+
+
+def test_a_failing_build_is_tried_once_and_warned_once_in_one_line():
+    attempts = []
+    op = types.ModuleType("torch_utils.ops.upfirdn2d")
+
+    def _init():  # stylegan2-ada's upfirdn2d: catches the failure, warns a traceback, never sets _inited
+        attempts.append(1)
+        warnings.warn("Failed to build CUDA kernels for upfirdn2d. Falling back to slow reference implementation. "
+                      "Details:\n\nTraceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'upfirdn2d_plugin'")
+        return False
+
+    op._init = _init
+    with patched_attributes(custom_op_fallback_patch([op])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert not any(op._init() for _ in range(100))
+    assert len(attempts) == 1 and len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message and "No module named 'upfirdn2d_plugin'" in message and "reference implementation" in message
