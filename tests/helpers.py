@@ -56,3 +56,17 @@ def forget_upstream(standin, module_roots):
             del sys.modules[name]
     while str(standin) in sys.path:
         sys.path.remove(str(standin))
+
+
+def chi_square_pvalue(samples, law):
+    """p-value of a chi-square test of integer ``samples`` against the probabilities ``law`` (asserts impossible draws absent)."""
+    import numpy as np
+    from scipy import stats
+
+    counts = np.bincount(samples.flatten().numpy(), minlength=len(law))
+    assert len(counts) == len(law), "a t above T was drawn"
+    law = np.asarray(law)
+    assert counts[law == 0].sum() == 0, "a t of probability 0 was drawn"
+    keep = law > 0
+    expected = law[keep] * counts.sum()
+    return stats.chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue

@@ -15,7 +15,7 @@ import torch
 from scipy import stats
 
 import diffaug_noise as dn
-from test_noise import chi_square_pvalue
+from helpers import chi_square_pvalue
 
 triton = pytest.importorskip("triton")
 

@@ -1,13 +1,11 @@
 """DiffusionNoise: law of y given (x, t), law of t, presets, gradients, dtypes and replay."""
 import math
 
-import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 import diffaug_noise as dn
-from helpers import abar_reference, linear_betas_reference
+from helpers import abar_reference, chi_square_pvalue, linear_betas_reference
 
 
 def reference_tables(T, start=1e-4, end=2e-2):
@@ -44,16 +42,6 @@ def test_output_matches_float64_reference_for_given_t_and_eps():
     b = torch.tensor([noise_scale[k] for k in t.tolist()], dtype=torch.float64).view(-1, 1, 1, 1)
     want = a * x.double() + b * 0.7 * eps.double()
     torch.testing.assert_close(noise.apply_transform(x, t, eps).double(), want, rtol=1e-6, atol=1e-6)
-
-
-def chi_square_pvalue(samples, law):
-    counts = np.bincount(samples.flatten().numpy(), minlength=len(law))
-    assert len(counts) == len(law), "a t above T was drawn"
-    law = np.asarray(law)
-    assert counts[law == 0].sum() == 0, "a t of probability 0 was drawn"
-    keep = law > 0
-    expected = law[keep] * counts.sum()
-    return stats.chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ The stand-ins (tests/standins/projected_gan, mirroring upstream commit e1c246b) 
 module names, signatures and call order with tiny networks.
 """
 import json
-import pathlib
 import pickle
 import sys
 

@@ -7,7 +7,6 @@ have received from the noise's own draws, and the controller's step from its clo
 import json
 import math
 import os
-import pathlib
 import pickle
 import shutil
 import sys
