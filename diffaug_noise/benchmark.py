@@ -166,7 +166,7 @@ def bench_noise(
 
             methods["ours_torch"] = lambda: torch_path(x)
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
-                t, seed = noise.sample_t(shape[0], device), torch.rand(1, dtype=torch.float64, device=device)
+                t, seed = noise.sample_t(shape[0], device), torch.rand(2, dtype=torch.float64, device=device)
                 methods["kernel"] = lambda: fused.launch(x, t, noise.coefficients32, x[0].numel(), seed)
         step = _d_step(shape, device) if d_step else None
         times = {name: [] for name in methods}

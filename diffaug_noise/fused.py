@@ -9,9 +9,12 @@ Per element ``i`` of a contiguous ``x`` with timestep ``t[i // inner]``:
 where each Philox call (counter ``c``) feeds four elements ``BLOCK`` apart, one output ``k`` each,
 computed in float32 and rounded once to ``x``'s dtype. ``eps`` never touches memory, so the pass
 moves one read of ``x`` and one write of ``y`` (plus the small ``t`` and table reads, which stay in
-cache). The seed is a uniform ``u`` in [0, 1) drawn by torch on the device (in the same call as
-the uniforms that pick ``t``) and turned into an integer by the kernel, so there is no host
-round-trip, no extra launch, and ``torch.manual_seed`` still makes runs reproducible.
+cache). The 64-bit Philox seed is made by the kernel from two uniforms ``u_0, u_1`` in [0, 1) drawn
+by torch on the device (in the same call as the uniforms that pick ``t``):
+``seed = floor(2^32 u_0) · 2^32 + floor(2^32 u_1)`` (:func:`philox_seed`), so there is no host
+round-trip, no extra launch, and ``torch.manual_seed`` still makes runs reproducible. With 64 bits
+two calls share a stream with probability ~n²/2⁶⁵ over ``n`` calls (a 31-bit seed reached 50 % by
+~55,000 calls; a long StyleGAN2 run makes millions).
 
 :class:`~diffaug_noise.DiffusionNoise` calls :func:`fused_forward` on CUDA by itself; everything
 else (CPU, float64, non-contiguous ``x``, no Triton) takes the unfused torch path. Importing this
@@ -19,7 +22,7 @@ module imports Triton; :func:`available` tells whether that works.
 
 Example (CUDA only, so not run as a doctest)::
 
-    y = fused_forward(x, t, noise.coefficients32, inner=x[0].numel(), seed=torch.rand(1, dtype=torch.float64, device="cuda"))
+    y = fused_forward(x, t, noise.coefficients32, inner=x[0].numel(), seed=torch.rand(2, dtype=torch.float64, device="cuda"))
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ if triton is not None:
         eps_ptr,  # float32 copy of eps when WRITE_EPS (tests), else unused
         t_ptr,  # int64 timesteps, one per `inner` consecutive elements
         coef_ptr,  # float32 [2, t_max + 1]: sqrt(abar_t), sigma * sqrt(1 - abar_t)
-        seed_ptr,  # float64 [1] uniform in [0, 1), drawn on the device; scaled to the Philox seed
+        seed_ptr,  # float64 [2] uniforms in [0, 1), drawn on the device: the high and low 32 bits of the seed
         n_elements,  # x.numel()
         inner,  # elements per timestep: prod(x.shape[1:]), or prod(x.shape[2:]) per channel
         table_stride,  # coef_ptr row stride
@@ -60,7 +63,9 @@ if triton is not None:
         # One Philox4x32 call yields four normals (as curand's randn uses them all); sub-block k of
         # this program's 4 * BLOCK elements takes the k-th, so loads and stores stay contiguous.
         counters = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        seed = (tl.load(seed_ptr) * 2147483647.0).to(tl.int32)
+        high = (tl.load(seed_ptr) * 4294967296.0).to(tl.int64).to(tl.uint64)
+        low = (tl.load(seed_ptr + 1) * 4294967296.0).to(tl.int64).to(tl.uint64)
+        seed = (high << 32) | low
         eps0, eps1, eps2, eps3 = tl.randn4x(seed, counters)
         base = tl.program_id(0) * (4 * BLOCK) + tl.arange(0, BLOCK)
         _combine(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base, eps0, n_elements, inner, table_stride, WRITE_EPS)
@@ -81,6 +86,17 @@ if triton is not None:
             tl.store(eps_ptr + offsets, eps, mask=mask)
 
 
+def philox_seed(u: torch.Tensor) -> int:
+    """The 64-bit Philox seed the kernel makes from two uniforms ``u[0], u[1]`` in [0, 1) (for tests and replays).
+
+    Example:
+        >>> philox_seed(torch.tensor([0.5, 0.25], dtype=torch.float64)) == (2**31 << 32) | 2**30
+        True
+    """
+    high, low = (int(v * 4294967296.0) for v in u.double().tolist())
+    return (high << 32) | low
+
+
 def supports(x: torch.Tensor) -> bool:
     """Whether the kernel handles ``x`` (float16/bfloat16/float32, contiguous, < 2**31 elements)."""
     return available() and x.dtype in FUSED_DTYPES and x.is_contiguous() and 0 < x.numel() < _MAX_ELEMENTS
@@ -90,7 +106,7 @@ def launch(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, se
            eps_out: torch.Tensor | None = None) -> torch.Tensor:
     """Run the kernel on ``x`` (no autograd); also fill ``eps_out`` (float32, like ``x``) if given.
 
-    ``seed`` is a float64 tensor ``[1]`` holding a uniform draw in [0, 1).
+    ``seed`` is a float64 tensor ``[2]`` of uniform draws in [0, 1) (see :func:`philox_seed`).
     """
     y = torch.empty_like(x)
     grid = (triton.cdiv(x.numel(), 4 * _BLOCK),)

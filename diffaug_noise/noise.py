@@ -338,10 +338,10 @@ class DiffusionNoise(nn.Module):
             if fused_kernel.supports(x):
                 self._check_x(x)
                 t_shape = self._t_shape(x)
-                # One draw for the t of every sample and, last, the kernel's seed: one launch fewer.
-                u = torch.rand(math.prod(t_shape) + 1, dtype=torch.float64, device=x.device, generator=generator)
-                t = self._t_from_uniform(u[:-1]).view(t_shape)
-                return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-1:]), t
+                # One draw for the t of every sample and, last, the kernel's 64-bit seed (two uniforms): one launch fewer.
+                u = torch.rand(math.prod(t_shape) + 2, dtype=torch.float64, device=x.device, generator=generator)
+                t = self._t_from_uniform(u[:-2]).view(t_shape)
+                return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-2:]), t
         t, eps = self.sample(x, generator)
         scale, noise_scale = self._coefficients(x, t)
         # In place on the fresh eps: one buffer, the same arithmetic as apply_transform() (so replays match bitwise).

@@ -31,14 +31,15 @@ INTERPRETED = textwrap.dedent("""
         x = torch.randn(shape).to(dtype)
         t = noise.sample_t(shape[:2] if per_channel else shape[:1])
         inner = x[0].numel() // (shape[1] if per_channel else 1)
-        seed = torch.tensor([0.25], dtype=torch.float64)
+        seed = torch.tensor([0.25, 0.5], dtype=torch.float64)
         eps = torch.full(shape, float("nan"))  # poisoned: every element must be written
         y = fused.launch(x, t, noise.coefficients32, inner, seed, eps_out=eps)
         again = fused.launch(x, t, noise.coefficients32, inner, seed)
-        other = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.75], dtype=torch.float64))
+        other = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.75, 0.5], dtype=torch.float64))
+        low_bits = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.25, 0.5 + 2**-30], dtype=torch.float64))
         xg = x.float().requires_grad_()
         fused.fused_forward(xg, t, noise.coefficients32, inner, seed).sum().backward()
-        results[name] = dict(x=x, t=t, eps=eps, y=y, again=again, other=other, grad=xg.grad,
+        results[name] = dict(x=x, t=t, eps=eps, y=y, again=again, other=other, low_bits=low_bits, grad=xg.grad,
                              table=noise.coefficients64, per_channel=per_channel)
     torch.save(results, out)
 """)
@@ -82,6 +83,20 @@ def test_kernel_eps_is_standard_normal_and_seeded(interpreted, name):
     assert torch.equal(case["y"], case["again"])  # same seed, same output
     noised = case["t"].repeat_interleave(case["x"][0].numel() // (case["t"][0].numel())) > 0
     assert not torch.equal(case["y"].flatten()[noised], case["other"].flatten()[noised])
+    # The seed's low 32 bits matter: 2**-30 in the second uniform is below the old 31-bit seed's resolution.
+    assert not torch.equal(case["y"].flatten()[noised], case["low_bits"].flatten()[noised])
+
+
+def test_64_bit_seeds_do_not_collide_where_31_bit_seeds_do():
+    """Over 200,000 forward calls the old seed (a uniform scaled to 31 bits) repeats ~9 times; the 64-bit one never."""
+    from diffaug_noise import fused
+
+    u = torch.rand(200_000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    old = (u[:, 0] * 2147483647.0).long()
+    assert len(old) - len(torch.unique(old)) >= 2  # expected n^2 / 2^32 = 9.3 collisions
+    seeds = {fused.philox_seed(pair) for pair in u}
+    assert len(seeds) == len(u)
+    assert max(seeds) >= 2**62  # the high word is used
 
 
 @pytest.mark.parametrize("name", ["sample", "channel"])
