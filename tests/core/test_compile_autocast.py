@@ -1,0 +1,46 @@
+"""DiffusionNoise under torch.compile (no graph breaks, gradients flow) and torch.autocast (dtypes kept, law kept)."""
+import pytest
+import torch
+from scipy import stats
+
+import diffaug_noise as dn
+
+
+def _model():
+    torch.manual_seed(0)
+    noise = dn.DiffusionNoise(sigma=0.5, p=0.3)
+    D = dn.TimestepConditionedDiscriminator(torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LeakyReLU(0.2)),
+                                            feature_dim=16, embed_dim=8)
+    return noise, D
+
+
+def test_noise_then_D_compiles_as_one_graph_and_backpropagates():
+    noise, D = _model()
+    f = lambda x: D(*noise(x))  # noqa: E731
+    x = torch.randn(32, 8, requires_grad=True)
+    explained = torch._dynamo.explain(f)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    out.sum().backward()
+    assert out.shape == (32, 1) and x.grad is not None and torch.isfinite(x.grad).all()
+    torch.manual_seed(3)
+    y_eager, t_eager = noise(x.detach())
+    torch.manual_seed(3)
+    y_compiled, t_compiled = torch.compile(noise, fullgraph=True, backend="aot_eager")(x.detach())
+    assert torch.equal(t_eager, t_compiled)
+    torch.testing.assert_close(y_eager, y_compiled)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_keeps_dtypes_and_the_law_of_y(dtype):
+    noise = dn.DiffusionNoise(sigma=0.5, p=0.2)
+    x32 = torch.full((20_000, 4), 0.7)
+    with torch.autocast("cpu", dtype=dtype):
+        y32, t32 = noise(x32, generator=torch.Generator().manual_seed(0))
+        y_low, t_low = noise(x32.to(dtype), generator=torch.Generator().manual_seed(1))
+    assert y32.dtype == torch.float32 and y_low.dtype == dtype  # the input's dtype, whatever autocast does
+    assert t32.dtype == t_low.dtype == torch.int64
+    assert noise.sqrt_abar.dtype == noise.t_cdf.dtype == torch.float64
+    ks = stats.ks_2samp(y32.flatten().numpy(), y_low.float().flatten().numpy())
+    assert ks.pvalue > 1e-3, ks
