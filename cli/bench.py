@@ -22,7 +22,7 @@ def _shapes(ctx, param, value: str) -> list[tuple[int, ...]]:
     return shapes
 
 
-@click.command("bench")
+@click.group("bench", invoke_without_command=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Device to time on.")
 @click.option("--shapes", callback=_shapes, default=",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES), show_default=True,
               help="Comma-separated input shapes, dimensions joined by x.")
@@ -31,13 +31,16 @@ def _shapes(ctx, param, value: str) -> list[tuple[int, ...]]:
               help="Also time forward+backward of a StyleGAN2-sized discriminator on image shapes (slow on a CPU).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
-def bench_command(device, shapes, repeats, d_step, json_path):
+@click.pass_context
+def bench_command(ctx, device, shapes, repeats, d_step, json_path):
     """Time the noise forward and print ratios to randn_like (the bound), a copy, an unfused baseline
-    and a discriminator step.
+    and a discriminator step; `bench upstream` times a whole upstream training loop instead.
 
     On CUDA `ours` is the fused Triton kernel; `torch/ours` compares the unfused torch path of the
     same module. `ours/copy` near 1 means one read and one write of x, the fused kernel's floor.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     check_device(device)
     tqdm = require("tqdm", "cli").tqdm
 
@@ -56,3 +59,50 @@ def bench_command(device, shapes, repeats, d_step, json_path):
     click.echo(f"{where}, torch {torch.__version__}, medians of {repeats} interleaved calls (D step: a tenth as many)")
     if json_path is not None:
         write_json(json_path, rows)
+
+
+@bench_command.command("upstream", context_settings={"ignore_unknown_options": True})
+@click.option("--adapter", default="stylegan2", show_default=True, help="A registered adapter (`diffaug-noise run --help`).")
+@click.option("--repo", default=None, metavar="PATH", help="Your upstream checkout. [default: the adapter's environment variable]")
+@click.option("--data", required=True, help="Dataset name or a zip/folder in upstream's layout.")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=pathlib.Path), metavar="DIR",
+              help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
+@click.option("--outdir", default="bench-upstream", show_default=True, help="Where both runs write their run folders.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs per run.")
+@click.option("--shims/--no-shims", default=True, show_default=True, help="The compatibility shims, in both runs.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
+              help="Also write the results to this JSON file.")
+@click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
+def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, json_path, upstream_args):
+    """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
+
+    Runs upstream's train.py twice in fresh processes with the same data, flags and seed: `baseline`
+    (only the compatibility shims) and `diffusion` (the adapter, default settings). Prints each run's
+    sec/kimg (upstream's own timing, median over the ticks after the warm-up tick 0), their ratio,
+    and the share of the diffusion run spent in the noise forward. Give upstream enough --kimg for
+    at least two ticks after tick 0.
+
+    \b
+    Example (one GPU, 32 px, custom ops built):
+      diffaug-noise bench upstream --repo ~/stylegan2-ada-pytorch --data cifar10 -- --cfg cifar --batch 64 --kimg 12
+    """
+    from diffaug_noise.data import DatasetError, resolve_data
+    from diffaug_noise.integrations import ADAPTERS, UpstreamError
+    from diffaug_noise.integrations.bench import bench_upstream
+
+    if adapter not in ADAPTERS:
+        raise click.BadParameter(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}", param_hint="--adapter")
+    try:
+        data_path = resolve_data(data, data_root)
+        result = bench_upstream(adapter, repo, ["--data", str(data_path), "--gpus", str(gpus), *upstream_args], outdir,
+                                shims=shims)
+    except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err))
+    click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}")
+    for mode, run in result["runs"].items():
+        click.echo(f"{mode:<10} {run['sec_per_kimg']:>10.3f} {len(run['sec_per_kimg_ticks']) - 1:>11d}")
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
+    click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {100 * result['noise_share']:.2f} % of the "
+               f"diffusion run's training time ({adapter}, {where}, torch {torch.__version__})")
+    if json_path is not None:
+        write_json(json_path, result)

@@ -7,6 +7,7 @@ have received from the noise's own draws, and the controller's step from its clo
 import json
 import math
 import os
+import pathlib
 import pickle
 import shutil
 import sys
@@ -196,3 +197,29 @@ def test_resumed_state_reaches_every_rank(tmp_path):
         assert state["p"] == 0.3 and state["T"] == reference.T == 10 + round(0.3 * 90)
         assert torch.equal(state["table"], reference.coefficients64) and torch.equal(state["cdf"], reference.t_cdf)
     assert math.isclose(ranks[1]["p"], ranks[0]["p"]) and os.path.exists(f"{path}.1")
+
+
+def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_path):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "bench.json"
+    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+            "--json", str(out), "--", "--kimg", "0.032", "--batch", "4"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    baseline, diffusion = report["runs"]["baseline"], report["runs"]["diffusion"]
+    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5  # tick 0, then every 2 iterations
+    assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
+    assert baseline["noise_seconds"] == 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
+    options = json.loads((pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text())
+    assert options["D_kwargs"]["class_name"].endswith("DiffusionDiscriminator")
+    assert "Diffusion" not in (pathlib.Path(baseline["run_dir"]) / "training_options.json").read_text()
+    short = CliRunner().invoke(main, args[:-5] + ["--", "--kimg", "0.004", "--batch", "4"])
+    assert short.exit_code == 1 and "logged only the warm-up tick; give upstream more --kimg" in short.output
+    bad = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "biggan", "--data", str(data)])
+    assert bad.exit_code == 2 and "unknown adapter 'biggan'" in bad.output

@@ -1,6 +1,8 @@
 import copy
+import json
 import os
 import pickle
+import time
 
 import torch
 
@@ -10,7 +12,7 @@ from torch_utils import misc
 
 def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment_kwargs=None, rank=0, num_gpus=1, DHead_kwargs=None,
                   batch_size=4, batch_gpu=2, total_kimg=0.032, augment_p=0, ada_target=None, ada_interval=4, ada_kimg=500,
-                  resume_pkl=None, resolution=8, data=None, **unused):
+                  resume_pkl=None, resolution=8, data=None, kimg_per_tick=0.008, **unused):
     device = torch.device("cuda", rank)  # hard-coded, as upstream
     torch.manual_seed(rank)
     common = dict(c_dim=0, img_resolution=resolution, img_channels=3)
@@ -41,7 +43,9 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment
     phases = [dnnlib.EasyDict(name=n, module=m, opt=torch.optim.Adam(m.parameters(), 1e-3, betas=[0.0, 0.99]), interval=i)
               for n, m, i in [("Gmain", G, 1), ("Dmain", D, 1), ("Dreg", D, 2)]]
     g = torch.Generator().manual_seed(100 + rank)
-    cur_nimg, batch_idx = 0, 0
+    cur_nimg, batch_idx, cur_tick = 0, 0, 0
+    tick_start_nimg, tick_start_time = 0, time.perf_counter()
+    stats_jsonl = open(os.path.join(run_dir, "stats.jsonl"), "wt") if rank == 0 else None
     while cur_nimg < total_kimg * 1000:
         real = (torch.rand([batch_size // num_gpus, 3, resolution, resolution], generator=g) * 2 - 1).to(device).split(batch_gpu)
         real_c = torch.zeros([batch_size // num_gpus, 0], device=device).split(batch_gpu)
@@ -59,6 +63,18 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment
             phase.opt.step()
         cur_nimg += batch_size
         batch_idx += 1
+        done = cur_nimg >= total_kimg * 1000
+        if not done and cur_tick != 0 and cur_nimg < tick_start_nimg + kimg_per_tick * 1000:
+            continue
+        # A tick, as upstream: tick 0 is the first iteration; then every kimg_per_tick, and at the end.
+        sec_per_kimg = (time.perf_counter() - tick_start_time) / (cur_nimg - tick_start_nimg) * 1e3
+        if rank == 0:
+            print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1000:<8.3f} sec/kimg {sec_per_kimg:<7.2f}")
+            stats_jsonl.write(json.dumps({"Timing/sec_per_kimg": {"mean": sec_per_kimg}}) + "\n")
+        cur_tick += 1
+        tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
+    if stats_jsonl is not None:
+        stats_jsonl.close()
     if rank == 0:
         snapshot = {name: copy.deepcopy(module).eval().requires_grad_(False).cpu() for name, module in [("G", G), ("D", D)]}
         with open(os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl"), "wb") as f:

@@ -1,0 +1,119 @@
+"""What Diffusion-GAN costs inside a real training loop: upstream's own ``train.py``, with and without the adapter.
+
+:func:`bench_upstream` runs upstream twice with the same data, flags and seed, each in a fresh
+process: ``baseline``, upstream with only the compatibility shims (what a user runs without this
+library), and ``diffusion``, the same run through the adapter. Each run's speed is upstream's own
+``Timing/sec_per_kimg`` from its ``stats.jsonl``, the median over the ticks after the first (tick 0
+is one batch of warm-up: compilation, cuDNN autotuning, custom-op builds). Inside the diffusion run
+every :class:`~diffaug_noise.DiffusionNoise` forward is timed (CUDA events on a GPU, so no sync is
+added; the clock on a CPU) to give the noise's share of the training loop's time.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("baseline", "diffusion")
+
+_CHILD = """
+import json, sys
+from diffaug_noise.integrations.bench import run_mode
+print("BENCH " + json.dumps(run_mode(*json.loads(sys.argv[1]))))
+"""
+
+
+@contextlib.contextmanager
+def _timed_noise():
+    """Time every DiffusionNoise forward; yields a function returning the total seconds so far."""
+    import torch
+
+    from diffaug_noise.noise import DiffusionNoise
+
+    original = DiffusionNoise.forward
+    cpu_seconds, events = [0.0], []
+
+    def forward(self, x, generator=None):
+        if x.is_cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = original(self, x, generator)
+            end.record()
+            events.append((start, end))
+            return out
+        began = time.perf_counter()
+        out = original(self, x, generator)
+        cpu_seconds[0] += time.perf_counter() - began
+        return out
+
+    def total() -> float:
+        if events:
+            torch.cuda.synchronize()
+        return cpu_seconds[0] + sum(s.elapsed_time(e) for s, e in events) / 1000
+
+    DiffusionNoise.forward = forward
+    try:
+        yield total
+    finally:
+        DiffusionNoise.forward = original
+
+
+def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool) -> dict:
+    """One run of upstream's ``train.main`` in this process; returns its ticks' sec/kimg and the noise's seconds."""
+    from . import ADAPTERS
+    from .adapter import patched_upstream
+
+    adapter = ADAPTERS[adapter_name]
+    if mode == "baseline":
+        compat = adapter.compat_patches(adapter.settings(**options))
+        context = patched_upstream(adapter.upstream, repo, shims, lambda modules: [], compat)
+    else:
+        context = adapter.patched(repo, shims=shims, **options)
+    outdir = pathlib.Path(upstream_args[upstream_args.index("--outdir") + 1])
+    with _timed_noise() as noise_seconds, context as train:
+        start = time.perf_counter()
+        try:
+            train.main(args=list(upstream_args), standalone_mode=False)
+        except SystemExit as exit:  # projected-gan exits 3 ("restart") when a run ends short of whole kimg
+            if exit.code not in (0, 3, None):
+                raise
+        wall = time.perf_counter() - start
+        noise = noise_seconds()
+    run_dir = max((p for p in outdir.iterdir() if (p / "stats.jsonl").is_file()),
+                  key=lambda p: (p / "stats.jsonl").stat().st_mtime)  # the run just made (upstream numbers them)
+    ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    return {"mode": mode, "sec_per_kimg_ticks": [t["Timing/sec_per_kimg"]["mean"] for t in ticks],
+            "train_seconds": wall, "noise_seconds": noise, "run_dir": str(run_dir)}
+
+
+def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: bool = True, **options) -> dict:
+    """Run upstream with and without the adapter (fresh processes, same arguments); sec/kimg, ratio, noise share."""
+    from . import ADAPTERS
+
+    if adapter_name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {adapter_name!r}; choose one of {', '.join(ADAPTERS)}")
+    ADAPTERS[adapter_name].settings(**options)  # bad settings fail before anything runs
+    runs = {}
+    for mode in MODES:
+        args = ["--outdir", str(pathlib.Path(outdir) / mode), *[str(a) for a in upstream_args]]
+        payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
+        proc = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RuntimeError(f"the {mode} run of {adapter_name} failed: {tail}")
+        runs[mode] = json.loads(lines[-1][len("BENCH "):])
+    for run in runs.values():
+        after_warmup = run["sec_per_kimg_ticks"][1:]
+        if not after_warmup:
+            raise RuntimeError(f"the {run['mode']} run logged only the warm-up tick; give upstream more --kimg "
+                               f"(at least two ticks)")
+        run["sec_per_kimg"] = statistics.median(after_warmup)
+    diffusion = runs["diffusion"]
+    return {"adapter": adapter_name, "upstream_args": [str(a) for a in upstream_args], "runs": runs,
+            "ratio": diffusion["sec_per_kimg"] / runs["baseline"]["sec_per_kimg"],
+            "noise_share": diffusion["noise_seconds"] / diffusion["train_seconds"]}
