@@ -5,9 +5,9 @@ import pathlib
 
 import click
 
-from .io import check_device, comma_list, write_json
+from diffaug_noise.protocols import METRICS, PROTOCOLS
 
-_METRICS = ("fid", "kid", "precision", "recall")
+from .io import check_device, comma_list, write_json
 
 
 @click.command("eval")
@@ -15,11 +15,17 @@ _METRICS = ("fid", "kid", "precision", "recall")
 @click.option("--fake", required=True, type=click.Path(exists=True, path_type=pathlib.Path),
               help="Generated images (zip or folder), or a generator file (.pkl/.pt: an nn.Module with z_dim, "
                    "or a StyleGAN2-ADA snapshot; needs --trust-pickle).")
-@click.option("--metrics", callback=lambda ctx, param, value: comma_list(value, _METRICS, "metric"), default="fid", show_default=True, help="Comma-separated: fid,kid,precision,recall.")
+@click.option("--metrics", callback=lambda ctx, param, value: None if value is None else comma_list(value, METRICS, "metric"),
+              default=None, help="Comma-separated: fid,kid,precision,recall.  [default: fid, or the protocol's]")
+@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
+              help="A StyleGAN2-ADA metric as the paper's forks report it: its metrics and sample counts (fid50k_full: "
+                   "50,000 generated against the whole training set).")
 @click.option("--num", type=click.IntRange(min=2), default=None,
               help="Images per side. [default: all real images; all generated images of a folder/zip, as many as the "
                    "real ones from a generator file]")
 @click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Generated images, overriding --num for that side.")
+@click.option("--num-real", type=click.IntRange(min=2), default=None,
+              help="Real images, overriding --num: a random subset drawn with --seed when smaller than the dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
               help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
@@ -34,7 +40,7 @@ _METRICS = ("fid", "kid", "precision", "recall")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator's latents and KID subsets.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
-def eval_command(real, fake, metrics, num, num_fake, data_root, weights, feature_extractor, batch_size, device, trust_pickle, seed, json_path):
+def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor, batch_size, device, trust_pickle, seed, json_path):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -46,11 +52,14 @@ def eval_command(real, fake, metrics, num, num_fake, data_root, weights, feature
 
     check_device(device)
     try:
-        result = evaluate(real, fake, metrics=metrics, num=num, num_fake=num_fake, data_root=data_root, feature_extractor=feature_extractor,
+        result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
+                          num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
                           weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed)
     except (DatasetError, EvaluationError) as err:
         raise click.ClickException(str(err))
     if json_path is not None:
         write_json(json_path, {"real": str(real), "fake": str(fake), **result})
-    numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "") for m in metrics)
-    click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, {feature_extractor})")
+    computed = [m for m in METRICS if m in result]
+    numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "") for m in computed)
+    click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, {feature_extractor}"
+               + (f", {protocol})" if protocol else ")"))

@@ -59,9 +59,9 @@ from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E4
 from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from .data.registry import DatasetError, resolve_data  # noqa: E402
 from .data.sources import ImageDataset  # noqa: E402
+from .protocols import METRICS, PROTOCOLS  # noqa: E402
 from .digits import fidelity as _digits_fidelity  # noqa: E402,F401  (registers the "digits-classifier" extractor)
 
-METRICS = ("fid", "kid", "precision", "recall")
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 GENERATOR_SUFFIXES = (".pkl", ".pt", ".pth")
@@ -82,6 +82,8 @@ def evaluate(
     metrics=("fid",),  # any of fid, kid, precision, recall
     num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
     num_fake: int | None = None,  # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
+    num_real: int | None = None,  # real images, overriding num: a random subset drawn with `seed` when smaller than the set
+    protocol: str | None = None,  # a name of PROTOCOLS: its metrics and counts (num_fake/num_real given here win)
     data_root=None,  # where registered datasets are prepared (see diffaug_noise.data)
     feature_extractor: str = INCEPTION,  # a torch-fidelity feature extractor name
     weights=None,  # local file of the feature extractor's weights (offline machines)
@@ -92,16 +94,25 @@ def evaluate(
     verbose: bool = False,  # torch-fidelity's progress output
 ) -> dict:
     """Compute ``metrics`` of ``fake`` against ``real``; returns ``{metric: value, ...}`` plus counts."""
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise EvaluationError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        spec = PROTOCOLS[protocol]
+        metrics = spec["metrics"]
+        num_fake = num_fake if num_fake is not None else spec["num_fake"]
+        num_real = num_real if num_real is not None else spec["num_real"]
     metrics = tuple(metrics)
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
         raise EvaluationError(f"unknown metric(s) {bad or list(metrics)}; choose from {', '.join(METRICS)}")
-    for label, value in (("num", num), ("num_fake", num_fake)):
+    for label, value in (("num", num), ("num_fake", num_fake), ("num_real", num_real)):
         if value is not None and value < 2:
             raise EvaluationError(f"{label} must be >= 2 (FID needs a covariance); got {value}")
     real_set = ImageDataset(resolve_data(real, data_root))
-    if num is not None:
-        real_set = torch.utils.data.Subset(real_set, range(min(num, len(real_set))))
+    num_real = num_real if num_real is not None else num
+    if num_real is not None and num_real < len(real_set):  # a seeded draw, not the first N in source order
+        chosen = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(seed))[:num_real]
+        real_set = torch.utils.data.Subset(real_set, sorted(chosen.tolist()))
     n_real = len(real_set)
     fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
     _check_weights(weights)
@@ -128,7 +139,8 @@ def evaluate(
     for m in ("precision", "recall"):
         if m in metrics:
             out[m] = raw[m]
-    return {**out, "num_real": n_real, "num_fake": n_fake, "feature_extractor": feature_extractor}
+    return {**out, "num_real": n_real, "num_fake": n_fake, "feature_extractor": feature_extractor,
+            **({"protocol": protocol} if protocol is not None else {})}
 
 
 def _weights_help(reason: str) -> str:

@@ -121,7 +121,9 @@ def test_kid_and_num_limit_both_sides(sets):
     result = run(sets["real"], sets["shifted"], metrics=("kid", "fid"), num=100)
     assert result["num_real"] == result["num_fake"] == 100
     assert result["kid"] > 0 and result["kid_std"] >= 0
-    a, b = features(sets["real"])[:100], features(sets["shifted"])[:100]
+    # real: the seeded draw (seed 0) of 100 of 160, in file order; generated: the folder's first 100
+    chosen = sorted(torch.randperm(160, generator=torch.Generator().manual_seed(0))[:100].tolist())
+    a, b = features(sets["real"])[chosen], features(sets["shifted"])[:100]
     assert result["fid"] == pytest.approx(fid_reference(a, b), rel=1e-4)
 
 
@@ -172,3 +174,32 @@ def test_cli_eval_prints_one_line_and_writes_json(sets, tmp_path):
     assert bad.exit_code == 2 and "unknown metric(s) ['fud']" in bad.output
     missing = CliRunner().invoke(main, ["eval", "--real", "lsun_church", "--data-root", str(tmp_path), "--fake", str(sets["real"])])
     assert missing.exit_code == 1 and "diffaug-noise data prepare lsun_church" in missing.output
+
+
+def test_num_real_is_a_seeded_random_subset_not_the_first_images(sets):
+    first = run(sets["real"], sets["shifted"], num_real=40, seed=0)
+    again = run(sets["real"], sets["shifted"], num_real=40, seed=0)
+    other = run(sets["real"], sets["shifted"], num_real=40, seed=1)
+    assert first["num_real"] == 40 and first["num_fake"] == 160
+    assert first["fid"] == again["fid"] != other["fid"]
+    # the first 40 in file order hold all four modes 10 times; a random draw does not, so its FID differs
+    feats_fake = features(sets["shifted"])
+    order = features(sets["real"])[:40]
+    assert first["fid"] != pytest.approx(fid_reference(feats_fake, order), rel=1e-6)
+
+
+@pytest.mark.parametrize("protocol, keys", [("fid10k_full", {"fid"}), ("kid50k_full", {"kid", "kid_std"}),
+                                            ("pr50k3_full", {"precision", "recall"})])
+def test_protocols_set_metrics_and_counts(sets, protocol, keys):
+    result = run(sets["real"], sets["shifted"], protocol=protocol)
+    assert keys <= set(result) and not ({"fid", "kid", "precision", "recall"} - keys) & set(result)
+    assert result["protocol"] == protocol and result["num_real"] == result["num_fake"] == 160  # capped by what exists
+    with pytest.raises(EvaluationError, match="unknown protocol 'fid1m'"):
+        run(sets["real"], sets["shifted"], protocol="fid1m")
+
+
+def test_cli_protocol_prints_its_metrics(sets):
+    result = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["dropped"]), "--protocol",
+                                       "pr50k3_full", "--feature-extractor", EXTRACTOR, "--batch-size", "50"])
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.output and "recall" in result.output and "pr50k3_full" in result.output
