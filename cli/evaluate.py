@@ -38,9 +38,13 @@ from .io import check_device, comma_list, write_json
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading a pickled generator. Unpickling runs code named in the file: only for files you trust.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator's latents and KID subsets.")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Reuse the real set's features from an earlier run (cached under the data root, keyed by the data's "
+                   "content, the extractor and the count); --no-cache recomputes them.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
-def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor, batch_size, device, trust_pickle, seed, json_path):
+def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor, batch_size, device,
+                 trust_pickle, seed, cache, json_path):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -54,7 +58,7 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     try:
         result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
                           num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
-                          weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed)
+                          weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed, cache=cache)
     except (DatasetError, EvaluationError) as err:
         raise click.ClickException(str(err))
     if json_path is not None:

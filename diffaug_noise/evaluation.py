@@ -48,6 +48,8 @@ Example (no download: a feature extractor registered by the caller):
 from __future__ import annotations
 
 import pathlib
+import pickle
+import zipfile
 
 import torch
 
@@ -58,6 +60,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E4
 
 from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from .data.registry import DatasetError, resolve_data  # noqa: E402
+from .data.registry import data_root as data_root_of  # noqa: E402
 from .data.sources import ImageDataset  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
 from .digits import fidelity as _digits_fidelity  # noqa: E402,F401  (registers the "digits-classifier" extractor)
@@ -84,6 +87,7 @@ def evaluate(
     num_fake: int | None = None,  # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
     num_real: int | None = None,  # real images, overriding num: a random subset drawn with `seed` when smaller than the set
     protocol: str | None = None,  # a name of PROTOCOLS: its metrics and counts (num_fake/num_real given here win)
+    cache: bool = True,  # reuse the real set's features from an earlier call (see real_cache_name)
     data_root=None,  # where registered datasets are prepared (see diffaug_noise.data)
     feature_extractor: str = INCEPTION,  # a torch-fidelity feature extractor name
     weights=None,  # local file of the feature extractor's weights (offline machines)
@@ -108,7 +112,8 @@ def evaluate(
     for label, value in (("num", num), ("num_fake", num_fake), ("num_real", num_real)):
         if value is not None and value < 2:
             raise EvaluationError(f"{label} must be >= 2 (FID needs a covariance); got {value}")
-    real_set = ImageDataset(resolve_data(real, data_root))
+    real_path = resolve_data(real, data_root)
+    real_set = ImageDataset(real_path)
     num_real = num_real if num_real is not None else num
     if num_real is not None and num_real < len(real_set):  # a seeded draw, not the first N in source order
         chosen = torch.randperm(len(real_set), generator=torch.Generator().manual_seed(seed))[:num_real]
@@ -123,12 +128,16 @@ def evaluate(
         feature_extractor=feature_extractor, feature_extractor_weights_path=None if weights is None else str(weights),
         cache=False, verbose=verbose, rng_seed=seed, save_cpu_ram=True,
     )
+    cache_root = data_root_of(data_root) / "fidelity-cache"
+    if cache:
+        kwargs.update(cache=True, cache_root=str(cache_root),
+                      input2_cache_name=real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None))
     if "kid" in metrics:
         kwargs["kid_subset_size"] = min(1000, n_real, n_fake)
     if isinstance(fake_input, torch.nn.Module):
         kwargs["input1_model_num_samples"] = n_fake
     try:
-        raw = torch_fidelity.calculate_metrics(**kwargs)
+        raw = _calculate(kwargs, cache_root)
     except OSError as err:  # urllib's URLError is an OSError: no cached weights and no internet
         raise EvaluationError(_weights_help(f"downloading the InceptionV3 weights failed ({err})")) from err
     out = {}
@@ -141,6 +150,42 @@ def evaluate(
             out[m] = raw[m]
     return {**out, "num_real": n_real, "num_fake": n_fake, "feature_extractor": feature_extractor,
             **({"protocol": protocol} if protocol is not None else {})}
+
+
+def real_cache_name(path: pathlib.Path, feature_extractor: str, count: int, seed: int, subset: bool) -> str:
+    """The cache key of a real set's features: its content, the extractor, the sample count and the subset's seed.
+
+    Content is read cheaply and exactly enough: for a zip, every member's name, size and CRC-32
+    (stored in the zip's directory); for a folder, every image's relative path, size and
+    modification time. Any change of the data, the extractor or the count gives another key.
+    """
+    import hashlib
+    import zipfile
+
+    digest = hashlib.sha256()
+    if path.is_file():
+        with zipfile.ZipFile(path) as z:
+            for info in sorted(z.infolist(), key=lambda i: i.filename):
+                digest.update(f"{info.filename}:{info.file_size}:{info.CRC}\n".encode())
+    else:
+        for name in ImageDataset(path).files.names:
+            stat = (path / name).stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    digest.update(f"{feature_extractor}:{count}:{seed if subset else 'all'}".encode())
+    return f"real-{digest.hexdigest()[:32]}"
+
+
+def _calculate(kwargs: dict, cache_root: pathlib.Path) -> dict:
+    """torch-fidelity's metrics; a cached real set that fails to load (truncated, damaged) is rebuilt, not trusted."""
+    try:
+        return torch_fidelity.calculate_metrics(**kwargs)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        stale = sorted(cache_root.glob(f"{kwargs.get('input2_cache_name', '')}*")) if kwargs.get("cache") else []
+        if not stale:
+            raise
+        for path in stale:  # only this real set's cache files
+            path.unlink()
+        return torch_fidelity.calculate_metrics(**kwargs)
 
 
 def _weights_help(reason: str) -> str:

@@ -84,6 +84,11 @@ def recall_reference(real, fake, k=3):
     return float((d_rf <= radius[None]).any(axis=1).mean())
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_a_temporary_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFAUG_NOISE_DATA", str(tmp_path / "data-root"))
+
+
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
@@ -203,3 +208,50 @@ def test_cli_protocol_prints_its_metrics(sets):
                                        "pr50k3_full", "--feature-extractor", EXTRACTOR, "--batch-size", "50"])
     assert result.exit_code == 0, result.output
     assert "precision" in result.output and "recall" in result.output and "pr50k3_full" in result.output
+
+
+@pytest.fixture
+def reads(monkeypatch, tmp_path):
+    """The folders whose images were read, one entry per image; the cache goes to a fresh data root."""
+    from diffaug_noise.data import ImageDataset
+
+    monkeypatch.setenv("DIFFAUG_NOISE_DATA", str(tmp_path / "root"))
+    seen = []
+    original = ImageDataset.__getitem__
+
+    def getitem(self, i):
+        seen.append(str(self.files.path))
+        return original(self, i)
+
+    monkeypatch.setattr(ImageDataset, "__getitem__", getitem)
+    return seen
+
+
+def test_real_features_are_cached_reused_invalidated_and_never_trusted_when_damaged(sets, reads, tmp_path):
+    import shutil
+
+    real = tmp_path / "real"
+    shutil.copytree(sets["real"], real)
+    first = run(real, sets["shifted"])
+    assert reads.count(str(real)) >= 160
+    reads.clear()
+    again = run(real, sets["shifted"])
+    # the real set was not read again (torch-fidelity looks at one item to check the input's type)
+    assert again["fid"] == first["fid"] and reads.count(str(real)) <= 1
+    assert run(real, sets["shifted"], cache=False)["fid"] == pytest.approx(first["fid"], rel=1e-9)
+    assert reads.count(str(real)) >= 160
+    reads.clear()
+
+    cache = tmp_path / "root" / "fidelity-cache"
+    files = sorted(cache.glob("real-*"))
+    assert files
+    for path in files:  # truncated: must be rebuilt, not trusted
+        path.write_bytes(path.read_bytes()[:20])
+    rebuilt = run(real, sets["shifted"])
+    assert rebuilt["fid"] == pytest.approx(first["fid"], rel=1e-9) and reads.count(str(real)) >= 160
+    reads.clear()
+
+    shutil.copy(sets["shifted"] / "0000.png", real / "9999.png")  # the data changed: another key
+    changed = run(real, sets["shifted"])
+    assert changed["num_real"] == 161 and reads.count(str(real)) >= 161
+    assert run(real, sets["shifted"], num_real=50)["num_real"] == 50  # another count: another key
