@@ -8,8 +8,9 @@ import sys
 
 STANDINS = pathlib.Path(__file__).parent / "standins"  # stand-ins of upstream codebases (tests/standins/*/README.md)
 
-# Prepended to the real-upstream subprocess scripts: records (r_d, p) at every adjustment in UPDATES.
-LOG_CONTROLLER_UPDATES = """
+# Prepended to the real-upstream subprocess scripts: records (r_d, p) at every adjustment in UPDATES, and
+# tiny_dataset(out) makes the data both upstreams train on.
+UPSTREAM_RUN_PREAMBLE = """
 import diffaug_noise as dn
 
 UPDATES = []
@@ -22,6 +23,19 @@ def logged_update(self):
     return adjusted
 
 dn.AdaptiveController.update = logged_update
+
+
+def tiny_dataset(out):  # 64 random 32x32 images under out/src, prepared once as the zip upstream reads
+    import numpy as np, PIL.Image
+    from diffaug_noise.data import prepare
+
+    src = out / "src"
+    if not src.exists():
+        src.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for i in range(64):
+            PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    return prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
 """
 
 

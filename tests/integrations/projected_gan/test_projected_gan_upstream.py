@@ -13,22 +13,14 @@ import textwrap
 
 import pytest
 
-from helpers import LOG_CONTROLLER_UPDATES
+from helpers import UPSTREAM_RUN_PREAMBLE
 
-RUN = LOG_CONTROLLER_UPDATES + textwrap.dedent('''
+RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    import numpy as np, PIL.Image
-    from diffaug_noise.data import prepare
     from diffaug_noise.integrations import projected_gan
 
     repo, out, resume, iterations, d_pos = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
-    src = out / "src"
-    if not src.exists():
-        src.mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        for i in range(64):
-            PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
-    data = prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
+    data = tiny_dataset(out)
     runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
 
     def main():

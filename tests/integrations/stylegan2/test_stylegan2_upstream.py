@@ -18,24 +18,16 @@ import textwrap
 
 import pytest
 
-from helpers import LOG_CONTROLLER_UPDATES
+from helpers import UPSTREAM_RUN_PREAMBLE
 
-RUN = LOG_CONTROLLER_UPDATES + textwrap.dedent('''
+RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    import numpy as np, PIL.Image
-    from diffaug_noise.data import prepare
     from diffaug_noise.integrations import insgen, stylegan2_ada
 
     kind, repo, out, resume = sys.argv[1:5]
     iterations, batch = int(sys.argv[5]), 4
     out = pathlib.Path(out)
-    src = out / "src"
-    if not src.exists():
-        src.mkdir(parents=True)
-        rng = np.random.default_rng(0)
-        for i in range(64):
-            PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
-    data = prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
+    data = tiny_dataset(out)
     adapter = stylegan2_ada if kind == "stylegan2" else insgen
 
     def main():
