@@ -179,7 +179,7 @@ def _calculate(kwargs: dict, cache_root: pathlib.Path) -> dict:
     """torch-fidelity's metrics; a cached real set that fails to load (truncated, damaged) is rebuilt, not trusted."""
     try:
         return torch_fidelity.calculate_metrics(**kwargs)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
         stale = sorted(cache_root.glob(f"{kwargs.get('input2_cache_name', '')}*")) if kwargs.get("cache") else []
         if not stale:
             raise
