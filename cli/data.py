@@ -39,14 +39,20 @@ def list_command(data_root):
               help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
 @click.option("--resolution", type=click.IntRange(min=1), default=None,
               help="Side of the square output images. [default: the registry's; required for unregistered names]")
+@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide", "pad"]), default="center-crop",
+              show_default=True, help="How an image becomes square, with StyleGAN2-ADA dataset_tool.py's geometry "
+                                      "(--resolution is its --width); pad keeps the whole image on black.")
+@click.option("--height", type=click.IntRange(min=1), default=None,
+              help="center-crop-wide's band height (dataset_tool's --height). [default: --resolution]")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Keep only the first N images (source order).")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
-def prepare_command(name, source, data_root, out, resolution, max_images, subset, seed):
+def prepare_command(name, source, data_root, out, resolution, transform, height, max_images, subset, seed):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
-    Center-crops, resizes (Lanczos) and writes PNGs named 00000/img00000000.png in a stable order,
+    Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
+    PNGs named 00000/img00000000.png in a stable order,
     plus dataset.json labels where the source has them (CIFAR-10). Corrupt images are skipped and
     listed. The zip appears only when complete (temp file + rename); rerunning with the same
     source and settings does nothing.
@@ -66,7 +72,7 @@ def prepare_command(name, source, data_root, out, resolution, max_images, subset
         bar.update(done - bar.n)
 
     try:
-        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution,
+        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform, height=height,
                          max_images=max_images, subset=subset, seed=seed, on_progress=progress)
     except DatasetError as err:
         raise click.ClickException(str(err))
@@ -75,8 +81,11 @@ def prepare_command(name, source, data_root, out, resolution, max_images, subset
     if report.up_to_date:
         click.echo(f"{report.path} is up to date ({report.images} images); nothing to do")
         return
-    if report.skipped:
-        shown = ", ".join(report.skipped[:20]) + (f" and {len(report.skipped) - 20} more" if len(report.skipped) > 20 else "")
-        click.echo(f"warning: skipped {len(report.skipped)} corrupt image(s): {shown}", err=True)
+    dropped = [s for s in report.skipped if "(too small for" in s]
+    for what, keys in (("corrupt image(s)", [s for s in report.skipped if s not in dropped]),
+                       (f"image(s) too small for --transform {transform}", dropped)):
+        if keys:
+            shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+            click.echo(f"warning: skipped {len(keys)} {what}: {shown}", err=True)
     click.echo(f"wrote {report.path}: {report.images} images at {report.resolution}x{report.resolution}"
                f", {len(report.skipped)} skipped")

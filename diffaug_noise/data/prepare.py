@@ -5,8 +5,17 @@ RGB, square, ``resolution`` pixels a side; ``dataset.json`` with ``{"labels": [[
 when the source has labels (CIFAR-10); and ``diffaug_noise.json``, the manifest that makes a re-run
 with the same source and settings a no-op.
 
-Each image is decoded, converted to RGB, center-cropped to a square (the shorter side) and resized
-with Lanczos filtering. Images that fail to decode are skipped, counted and named in the report.
+Each image is decoded, converted to RGB, brought to a square by ``transform`` and resized with
+Lanczos filtering to ``resolution`` a side, with StyleGAN2-ADA ``dataset_tool.py``'s geometry:
+
+- ``center-crop`` (default): the centred square of the shorter side.
+- ``center-crop-wide``: ``dataset_tool.py --transform=center-crop-wide --width=R --height=H``: the
+  centred band of ``round(R h / w)`` rows, resized to ``R x H`` and pasted in the middle of a black
+  ``R x R`` canvas; an image narrower than ``R`` or whose band is lower than ``H`` is dropped (with
+  ``H = R``, as the official Diffusion-GAN README prepares LSUN Church, every landscape image is).
+- ``pad``: the image in the middle of a black square of its longer side (nothing cropped).
+
+Images that fail to decode, or that the transform drops, are skipped, counted and named in the report.
 With ``subset=N`` the N images are the first N decodable ones of a permutation of the source fixed
 by ``seed``, written in source order: the same seed gives the same subset on every machine.
 
@@ -31,6 +40,7 @@ from .registry import DATASETS, DatasetError, data_root
 from .sources import SklearnDigits, open_source
 
 MANIFEST = "diffaug_noise.json"
+TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
 FORMAT_VERSION = 1
 
 
@@ -50,7 +60,9 @@ def prepare(
     source: str | os.PathLike | None,  # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive; None for bundled ones
     out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
     data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
-    resolution: int | None = None,  # side of the output images (default: the registry's)
+    resolution: int | None = None,  # side of the output images (default: the registry's); dataset_tool's --width
+    transform: str = "center-crop",  # center-crop, center-crop-wide or pad (see the module docstring)
+    height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
     max_images: int | None = None,  # stop after this many images (the first ones in source order)
     subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
     seed: int = 0,  # seed of the subset permutation
@@ -73,8 +85,13 @@ def prepare(
         raise DatasetError(f"{name!r} is not a registered dataset ({', '.join(DATASETS)}); "
                            f"for other data give the resolution (CLI: --resolution R)")
     resolution = resolution if resolution is not None else spec.resolution
+    if transform not in TRANSFORMS:
+        raise DatasetError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
+    height = resolution if height is None else height
+    if transform != "center-crop-wide" and height != resolution:
+        raise DatasetError("height only applies to --transform center-crop-wide (the others write squares)")
     subset = subset if subset is not None else (spec.subset if spec is not None else None)
-    for label, value in (("resolution", resolution), ("max_images", max_images), ("subset", subset)):
+    for label, value in (("resolution", resolution), ("height", height), ("max_images", max_images), ("subset", subset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DatasetError(f"{label} must be a positive int; got {value!r}")
     if max_images is not None and subset is not None:
@@ -95,6 +112,7 @@ def prepare(
         "format_version": FORMAT_VERSION, "name": name, "source": source_name,
         "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,
         "max_images": max_images, "subset": subset, "seed": seed if subset is not None else None,
+        **({"transform": transform, "height": height} if transform != "center-crop" else {}),
     }
     existing = _read_manifest(out)
     if existing is not None and existing.get("settings") == manifest:
@@ -115,9 +133,12 @@ def prepare(
                 if count == wanted:
                     break
                 try:
-                    png = _to_png(raw, resolution)
+                    png = _to_png(raw, resolution, transform, height)
                 except Exception as err:  # any decoder failure means a corrupt image: reported, not fatal
                     skipped.append(f"{key} ({type(err).__name__})")
+                    continue
+                if png is None:
+                    skipped.append(f"{key} (too small for {transform} {resolution}x{height})")
                     continue
                 fname = f"{count // 1000:05d}/img{count:08d}.png"
                 z.writestr(fname, png)
@@ -173,16 +194,35 @@ def _decode(raw):
     return image
 
 
-def _to_png(raw, resolution: int) -> bytes:
-    """Decode, RGB, center-crop to a square, resize (Lanczos), encode as PNG."""
+def transform_image(image, resolution: int, transform: str = "center-crop", height: int | None = None):
+    """A PIL RGB image made square by ``transform`` and resized (Lanczos) to ``resolution``; None if dropped."""
     Image = require("PIL.Image", "data")
-    image = _decode(raw).convert("RGB")
     w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    if side != resolution:
-        image = image.resize((resolution, resolution), Image.LANCZOS)
+    if transform == "center-crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+        return image if side == resolution else image.resize((resolution, resolution), Image.LANCZOS)
+    if transform == "pad":
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side))
+        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+        return canvas if side == resolution else canvas.resize((resolution, resolution), Image.LANCZOS)
+    height = resolution if height is None else height
+    band = int(np.round(resolution * h / w))  # dataset_tool's center_crop_wide, to the pixel
+    if w < resolution or band < height:
+        return None
+    image = image.crop((0, (h - band) // 2, w, (h + band) // 2)).resize((resolution, height), Image.LANCZOS)
+    canvas = Image.new("RGB", (resolution, resolution))
+    canvas.paste(image, (0, (resolution - height) // 2))
+    return canvas
+
+
+def _to_png(raw, resolution: int, transform: str = "center-crop", height: int | None = None) -> bytes | None:
+    """Decode, RGB, :func:`transform_image`, encode as PNG; None if the transform drops the image."""
+    image = transform_image(_decode(raw).convert("RGB"), resolution, transform, height)
+    if image is None:
+        return None
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=6)
     return buffer.getvalue()

@@ -192,3 +192,52 @@ def test_cli_prepare_warns_about_corrupt_images_and_is_idempotent(lsun, tmp_path
     assert listed.exit_code == 0 and "lsun_bedroom" in listed.output
     bad = CliRunner().invoke(main, ["data", "prepare", "mystery", "--source", str(lsun)])
     assert bad.exit_code != 0 and "give the resolution" in bad.output
+
+
+def dataset_tool_reference(img, transform, width, height):
+    """StyleGAN2-ADA dataset_tool.py's make_transform geometry, written out with numpy slicing and PIL's resize."""
+    if transform == "center-crop":
+        crop = np.min(img.shape[:2])
+        img = img[(img.shape[0] - crop) // 2:(img.shape[0] + crop) // 2, (img.shape[1] - crop) // 2:(img.shape[1] + crop) // 2]
+        return np.array(Image.fromarray(img, "RGB").resize((width, height), Image.LANCZOS))
+    ch = int(np.round(width * img.shape[0] / img.shape[1]))
+    if img.shape[1] < width or ch < height:
+        return None
+    img = img[(img.shape[0] - ch) // 2:(img.shape[0] + ch) // 2]
+    img = np.array(Image.fromarray(img, "RGB").resize((width, height), Image.LANCZOS))
+    canvas = np.zeros([width, width, 3], dtype=np.uint8)
+    canvas[(width - height) // 2:(width + height) // 2, :] = img
+    return canvas
+
+
+@pytest.mark.parametrize("transform, height", [("center-crop", 16), ("center-crop-wide", 16), ("center-crop-wide", 10)])
+def test_transforms_match_dataset_tool_pixel_for_pixel(tmp_path, transform, height):
+    from diffaug_noise.data.prepare import transform_image
+
+    rng = np.random.default_rng(0)
+    for shape in [(30, 40), (41, 30), (17, 33), (16, 16), (12, 40)]:
+        img = rng.integers(0, 255, shape + (3,), dtype=np.uint8)
+        expected = dataset_tool_reference(img, transform, 16, height)
+        got = transform_image(Image.fromarray(img), 16, transform, height)
+        if expected is None:
+            assert got is None, shape
+        else:
+            assert np.array_equal(np.asarray(got), expected), shape
+
+
+def test_center_crop_wide_drops_landscape_images_as_the_forks_church_set_does(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, size in [("portrait", (20, 30)), ("landscape", (30, 20)), ("square", (24, 24))]:
+        Image.new("RGB", size, (200, 10, 10)).save(src / f"{name}.png")
+    report = prepare("church", src, out=tmp_path / "c.zip", resolution=16, transform="center-crop-wide")
+    assert report.images == 2 and report.skipped == ["landscape.png (too small for center-crop-wide 16x16)"]
+    padded = prepare("church", src, out=tmp_path / "p.zip", resolution=16, transform="pad")
+    assert padded.images == 3
+    _, images = zip_images(padded.path)
+    landscape = images[0]  # sorted names: landscape first; black bands above and below the image
+    assert landscape[0].max() <= 10 and abs(int(landscape[8, 8, 0]) - 200) <= 2  # black band (Lanczos rings a little)
+    with pytest.raises(DatasetError, match="height only applies to --transform center-crop-wide"):
+        prepare("church", src, out=tmp_path / "x.zip", resolution=16, height=8)
+    with pytest.raises(DatasetError, match="unknown transform 'stretch'"):
+        prepare("church", src, out=tmp_path / "x.zip", resolution=16, transform="stretch")
