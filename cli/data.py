@@ -44,11 +44,13 @@ def list_command(data_root):
                                       "(--resolution is its --width); pad keeps the whole image on black.")
 @click.option("--height", type=click.IntRange(min=1), default=None,
               help="center-crop-wide's band height (dataset_tool's --height). [default: --resolution]")
+@click.option("--labels", type=click.Choice(["folders"]), default=None,
+              help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image source.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None, help="Keep only the first N images (source order).")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
-def prepare_command(name, source, data_root, out, resolution, transform, height, max_images, subset, seed):
+def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
     Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
@@ -72,7 +74,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         bar.update(done - bar.n)
 
     try:
-        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform, height=height,
+        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform, height=height, labels=labels,
                          max_images=max_images, subset=subset, seed=seed, on_progress=progress)
     except DatasetError as err:
         raise click.ClickException(str(err))

@@ -2,7 +2,7 @@
 
 Output layout: ``00000/img00000000.png``, ``00000/img00000001.png``, ... (1,000 per folder),
 RGB, square, ``resolution`` pixels a side; ``dataset.json`` with ``{"labels": [[name, label], ...]}``
-when the source has labels (CIFAR-10); and ``diffaug_noise.json``, the manifest that makes a re-run
+when the source has labels (CIFAR-10, digits, or class subfolders with ``labels="folders"``); and ``diffaug_noise.json``, the manifest that makes a re-run
 with the same source and settings a no-op.
 
 Each image is decoded, converted to RGB, brought to a square by ``transform`` and resized with
@@ -63,6 +63,7 @@ def prepare(
     resolution: int | None = None,  # side of the output images (default: the registry's); dataset_tool's --width
     transform: str = "center-crop",  # center-crop, center-crop-wide or pad (see the module docstring)
     height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
+    labels: str | None = None,  # "folders": class labels from the top-level subfolders of an image folder or zip
     max_images: int | None = None,  # stop after this many images (the first ones in source order)
     subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
     seed: int = 0,  # seed of the subset permutation
@@ -102,6 +103,8 @@ def prepare(
     except OSError as err:
         raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or --out") from err
 
+    if labels not in (None, "folders"):
+        raise DatasetError(f"unknown labels {labels!r}; the only choice is 'folders' (class subfolders)")
     if source is None:
         if spec is None or not spec.bundled:
             raise DatasetError(f"dataset {name!r} needs its downloaded source: pass --source PATH")
@@ -113,11 +116,13 @@ def prepare(
         "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,
         "max_images": max_images, "subset": subset, "seed": seed if subset is not None else None,
         **({"transform": transform, "height": height} if transform != "center-crop" else {}),
+        **({"labels": labels} if labels is not None else {}),
     }
     existing = _read_manifest(out)
     if existing is not None and existing.get("settings") == manifest:
         return PrepareReport(str(out), existing["images"], existing["skipped"], True, resolution)
 
+    label_of = _folder_labels(reader) if labels == "folders" else getattr(reader, "label", None)
     skipped: list[str] = []
     keys = None  # all, in source order
     wanted = len(reader) if max_images is None else min(max_images, len(reader))
@@ -127,7 +132,7 @@ def prepare(
 
     def write(tmp):
         nonlocal count
-        labels = []
+        written = []  # [file name, label or None] of every image written
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
             for key, raw in reader.items(keys):
                 if count == wanted:
@@ -142,18 +147,31 @@ def prepare(
                     continue
                 fname = f"{count // 1000:05d}/img{count:08d}.png"
                 z.writestr(fname, png)
-                labels.append([fname, reader.label(key) if hasattr(reader, "label") else None])
+                written.append([fname, label_of(key) if label_of is not None else None])
                 count += 1
                 if on_progress is not None:
                     on_progress(count, wanted)
             if count == 0:
                 raise DatasetError(f"no image in {str(source)!r} could be decoded ({len(skipped)} tried)")
-            if all(label is not None for _, label in labels):
-                z.writestr("dataset.json", json.dumps({"labels": labels}))
+            if all(label is not None for _, label in written):
+                z.writestr("dataset.json", json.dumps({"labels": written}))
             z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped}, indent=1))
 
     write_atomic(out, write)
     return PrepareReport(str(out), count, skipped, False, resolution)
+
+
+def _folder_labels(reader):
+    """``key -> class index`` from each image's top-level folder (classes in sorted folder order)."""
+    if reader.format != "image_folder":
+        raise DatasetError(f"labels from folders need a folder or zip of images; {reader.format} sources carry their own")
+    tops = {key: pathlib.PurePath(key).parts for key in reader.keys()}
+    loose = [key for key, parts in tops.items() if len(parts) < 2]
+    if loose:
+        raise DatasetError(f"labels from folders: {loose[0]!r} (and {len(loose) - 1} more) is not inside a class folder; "
+                           f"put every image in a subfolder named after its class")
+    classes = sorted({parts[0] for parts in tops.values()})
+    return lambda key: classes.index(tops[key][0])
 
 
 def _decodable_subset(reader, subset: int, seed: int, skipped: list) -> list:

@@ -241,3 +241,18 @@ def test_center_crop_wide_drops_landscape_images_as_the_forks_church_set_does(tm
         prepare("church", src, out=tmp_path / "x.zip", resolution=16, height=8)
     with pytest.raises(DatasetError, match="unknown transform 'stretch'"):
         prepare("church", src, out=tmp_path / "x.zip", resolution=16, transform="stretch")
+
+
+def test_labels_from_class_folders(tmp_path):
+    src = tmp_path / "src"
+    for cls, n in (("cat", 2), ("dog", 3)):
+        (src / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(src / cls / f"{i}.png")
+    report = prepare("pets", src, out=tmp_path / "pets.zip", resolution=8, labels="folders")
+    with zipfile.ZipFile(report.path) as z:
+        labels = json.loads(z.read("dataset.json"))["labels"]
+    assert [label for _, label in labels] == [0, 0, 1, 1, 1]  # cat = 0, dog = 1, in sorted path order
+    Image.new("RGB", (8, 8)).save(src / "loose.png")
+    with pytest.raises(DatasetError, match="'loose.png' .* is not inside a class folder"):
+        prepare("pets", src, out=tmp_path / "p2.zip", resolution=8, labels="folders")
