@@ -39,14 +39,15 @@ def list_command(data_root):
               help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
 @click.option("--resolution", type=click.IntRange(min=1), default=None,
               help="Side of the square output images. [default: the registry's; required for unregistered names]")
-@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide", "pad"]), default="center-crop",
-              show_default=True, help="How an image becomes square, with StyleGAN2-ADA dataset_tool.py's geometry "
-                                      "(--resolution is its --width); pad keeps the whole image on black.")
+@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide", "pad"]), default=None,
+              help="How an image becomes square, with StyleGAN2-ADA dataset_tool.py's geometry (--resolution is its "
+                   "--width); pad keeps the whole image on black. [default: the registry's, else center-crop]")
 @click.option("--height", type=click.IntRange(min=1), default=None,
               help="center-crop-wide's band height (dataset_tool's --height). [default: --resolution]")
 @click.option("--labels", type=click.Choice(["folders"]), default=None,
               help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image source.")
-@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Keep only the first N images (source order).")
+@click.option("--max-images", type=click.IntRange(min=1), default=None,
+              help="Keep only the first N images (source order). [default: the registry's, e.g. 200000 for lsun_bedroom]")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
@@ -85,7 +86,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         return
     dropped = [s for s in report.skipped if "(too small for" in s]
     for what, keys in (("corrupt image(s)", [s for s in report.skipped if s not in dropped]),
-                       (f"image(s) too small for --transform {transform}", dropped)):
+                       ("image(s) too small for the transform", dropped)):
         if keys:
             shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
             click.echo(f"warning: skipped {len(keys)} {what}: {shown}", err=True)

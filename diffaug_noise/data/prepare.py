@@ -61,7 +61,7 @@ def prepare(
     out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
     data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
     resolution: int | None = None,  # side of the output images (default: the registry's); dataset_tool's --width
-    transform: str = "center-crop",  # center-crop, center-crop-wide or pad (see the module docstring)
+    transform: str | None = None,  # center-crop, center-crop-wide or pad (default: the registry's, else center-crop)
     height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
     labels: str | None = None,  # "folders": class labels from the top-level subfolders of an image folder or zip
     max_images: int | None = None,  # stop after this many images (the first ones in source order)
@@ -86,6 +86,9 @@ def prepare(
         raise DatasetError(f"{name!r} is not a registered dataset ({', '.join(DATASETS)}); "
                            f"for other data give the resolution (CLI: --resolution R)")
     resolution = resolution if resolution is not None else spec.resolution
+    transform = transform or (spec.transform if spec is not None else "center-crop")
+    if max_images is None and subset is None and spec is not None and spec.subset is None:
+        max_images = spec.max_images  # the registry's first-N sets (LSUN 200k)
     if transform not in TRANSFORMS:
         raise DatasetError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
     height = resolution if height is None else height

@@ -13,6 +13,8 @@ Example:
     (256, 'lsun_lmdb')
     >>> DATASETS["ffhq_2k"].subset
     2000
+    >>> DATASETS["lsun_church"].max_images, DATASETS["lsun_church"].transform
+    (200000, 'center-crop-wide')
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class DatasetSpec:
     download: str  # where the source comes from (shown when it is missing)
     subset: int | None = None  # limited-data subsets: number of images, drawn by seed
     parent: str | None = None  # the full dataset a subset is drawn from
+    max_images: int | None = None  # the first N images only (the forks' LSUN 200k sets)
+    transform: str = "center-crop"  # how images become square (diffaug_noise.data.prepare)
 
     @property
     def bundled(self) -> bool:
@@ -64,8 +68,13 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 "CelebA img_align_celeba from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (folder or zip)"),
     DatasetSpec("stl10", 64, "image_folder",
                 "STL-10 unlabeled split exported as images (e.g. torchvision.datasets.STL10(split='unlabeled') saved as PNGs)"),
-    DatasetSpec("lsun_bedroom", 256, "lsun_lmdb", _LSUN.format("bedroom")),
-    DatasetSpec("lsun_church", 256, "lsun_lmdb", _LSUN.format("church_outdoor")),
+    # The paper's LSUN sets, as the official Diffusion-GAN README prepares them with dataset_tool.py:
+    # the first 200k images, Bedroom center-cropped, Church with center-crop-wide; the full sets beside them.
+    DatasetSpec("lsun_bedroom", 256, "lsun_lmdb", _LSUN.format("bedroom"), max_images=200_000),
+    DatasetSpec("lsun_church", 256, "lsun_lmdb", _LSUN.format("church_outdoor"), max_images=200_000,
+                transform="center-crop-wide"),
+    DatasetSpec("lsun_bedroom_full", 256, "lsun_lmdb", _LSUN.format("bedroom")),
+    DatasetSpec("lsun_church_full", 256, "lsun_lmdb", _LSUN.format("church_outdoor")),
     DatasetSpec("afhq_cat", 512, "image_folder", _AFHQ.format("cat")),
     DatasetSpec("afhq_dog", 512, "image_folder", _AFHQ.format("dog")),
     DatasetSpec("afhq_wild", 512, "image_folder", _AFHQ.format("wild")),

@@ -256,3 +256,17 @@ def test_labels_from_class_folders(tmp_path):
     Image.new("RGB", (8, 8)).save(src / "loose.png")
     with pytest.raises(DatasetError, match="'loose.png' .* is not inside a class folder"):
         prepare("pets", src, out=tmp_path / "p2.zip", resolution=8, labels="folders")
+
+
+def test_the_registry_lsun_sets_are_the_forks_200k_sets_with_their_transforms(tmp_path):
+    src = tmp_path / "church"
+    src.mkdir()
+    for i, size in enumerate([(20, 30), (30, 20), (24, 24)]):
+        Image.new("RGB", size, (10 * i, 0, 0)).save(src / f"{i}.png")
+    report = prepare("lsun_church", src, out=tmp_path / "c.zip", resolution=16)  # the registry's transform and cap
+    assert report.images == 2 and "1.png" in report.skipped[0]  # the landscape one, as dataset_tool.py drops it
+    with zipfile.ZipFile(report.path) as z:
+        settings = json.loads(z.read("diffaug_noise.json"))["settings"]
+    assert settings["max_images"] == 200_000 and settings["transform"] == "center-crop-wide"
+    full = prepare("lsun_church_full", src, out=tmp_path / "f.zip", resolution=16)
+    assert full.images == 3
