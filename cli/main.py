@@ -12,6 +12,7 @@ from .data import data_group
 from .digits import digits_command
 from .evaluate import eval_command
 from .guidance import guidance_command
+from .recipe import recipe_command
 from .show import show_group
 from .toy import toy_command
 from .upstream import adapter_command
@@ -63,3 +64,4 @@ main.add_command(show_group)
 main.add_command(bench_command)
 main.add_command(data_group)
 main.add_command(eval_command)
+main.add_command(recipe_command)

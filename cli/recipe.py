@@ -1,0 +1,56 @@
+"""`diffaug-noise recipe`: the commands that reproduce a row of the paper, with its FID beside them."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+
+import click
+
+from diffaug_noise.integrations.recipes import RECIPES, commands
+
+
+def format_list() -> str:
+    lines = [f"{'row':<26} {'model':<24} {'dataset':<14} {'res':>5} {'paper FID':>9} {'GPUs':>5} {'kimg':>7} {'V100 GPU-days':>14}",
+             "-" * 112]
+    for r in RECIPES.values():
+        days = "-" if r.gpu_days is None else f"{r.gpu_days:.0f}"
+        lines.append(f"{r.row:<26} {r.model:<24} {r.dataset:<14} {r.resolution:>5} {r.paper_fid:>9.2f} {r.gpus:>5} {r.kimg:>7} {days:>14}")
+    return "\n".join(lines)
+
+
+@click.command("recipe")
+@click.argument("row", required=False)
+@click.option("--list", "show_list", is_flag=True, help="Show every row: model, dataset, the paper's FID, GPUs, kimg, GPU-days.")
+@click.option("--repo", default="REPO", help="Your upstream checkout, put into the printed commands.")
+@click.option("--source", default="SOURCE", help="The downloaded dataset, put into the prepare command.")
+@click.option("--outdir", default="runs", show_default=True, help="Where the training run goes.")
+@click.option("--run", "run_it", is_flag=True,
+              help="Run the prepare (when --source is given) and train commands after printing them; eval runs once a "
+                   "snapshot exists, so it is printed only.")
+def recipe_command(row, show_list, repo, source, outdir, run_it):
+    """The prepare, train and eval commands for one row of the paper's tables, and the FID it reports.
+
+    \b
+    Example:
+      diffaug-noise recipe --list
+      diffaug-noise recipe stylegan2-lsun-church --repo ~/stylegan2-ada-pytorch --source ~/lsun/church_outdoor_train_lmdb
+    """
+    if show_list or row is None:
+        click.echo(format_list())
+        return
+    if row not in RECIPES:
+        raise click.BadParameter(f"unknown row {row!r}; `diffaug-noise recipe --list` shows them", param_hint="ROW")
+    recipe = RECIPES[row]
+    lines = commands(recipe, repo=repo, source=source, outdir=outdir)
+    click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): the paper's FID {recipe.paper_fid}"
+               + (f"; {recipe.note}" if recipe.note else ""))
+    for line in lines:
+        click.echo(line)
+    if run_it:
+        to_run = lines[1:2] if source == "SOURCE" else lines[:2]
+        for line in to_run:
+            args = shlex.split(line)
+            code = subprocess.call([sys.executable, "-m", "diffaug_noise.cli", *args[1:]])
+            if code:
+                raise click.ClickException(f"`{line}` exited with {code}")

@@ -1,0 +1,39 @@
+"""`diffaug-noise recipe`: every row's commands are valid for the adapter and dataset they name."""
+import shlex
+
+import pytest
+from click.testing import CliRunner
+
+from diffaug_noise.cli.main import main
+from diffaug_noise.cli.upstream import adapter_command
+from diffaug_noise.data import DATASETS
+from diffaug_noise.integrations import ADAPTERS
+from diffaug_noise.integrations.recipes import RECIPES, commands
+
+
+def test_list_shows_every_row_with_the_papers_fid():
+    result = CliRunner().invoke(main, ["recipe", "--list"])
+    assert result.exit_code == 0
+    for recipe in RECIPES.values():
+        assert recipe.row in result.output and f"{recipe.paper_fid:.2f}" in result.output
+    assert {r.model for r in RECIPES.values()} == {"Diffusion-StyleGAN2", "Diffusion-ProjectedGAN", "Diffusion-InsGen"}
+    assert RECIPES["stylegan2-lsun-bedroom"].gpu_days == pytest.approx((1 + 11 / 24) * 8)  # upstream's 8-V100 table
+
+
+@pytest.mark.parametrize("row", sorted(RECIPES))
+def test_every_rows_commands_parse_with_the_generated_cli(row):
+    recipe = RECIPES[row]
+    prepare, train, evaluate = (shlex.split(line) for line in commands(recipe, repo="/r", source="/s"))
+    assert prepare[3] in DATASETS and recipe.resolution == DATASETS[recipe.dataset].resolution
+    assert train[2] == recipe.adapter and "--data" in train and train[train.index("--data") + 1] in DATASETS
+    # the generated `run <adapter>` command accepts every option and choice the recipe uses
+    adapter_command(ADAPTERS[recipe.adapter]).make_context("run", train[3:])
+    assert evaluate[:2] == ["diffaug-noise", "eval"] and "fid50k_full" in evaluate
+
+
+def test_a_row_prints_its_commands_and_an_unknown_row_names_the_fix():
+    result = CliRunner().invoke(main, ["recipe", "insgen-afhq-wild", "--repo", "~/insgen"])
+    assert result.exit_code == 0 and "FID 1.51" in result.output
+    assert "diffaug-noise run insgen --repo ~/insgen --data afhq_wild" in result.output
+    bad = CliRunner().invoke(main, ["recipe", "biggan-imagenet"])
+    assert bad.exit_code == 2 and "unknown row 'biggan-imagenet'" in bad.output and "recipe --list" in bad.output
