@@ -49,7 +49,7 @@ def _option(field, presets: tuple) -> click.Option:
                         show_default=field.default is not None, help=help_text)
 
 
-def _run(adapter, repo, data, data_root, outdir, gpus, shims, trust_pickle, upstream_args, **options) -> None:
+def _run(adapter, repo, data, data_root, outdir, gpus, launcher, shims, trust_pickle, upstream_args, **options) -> None:
     """Resolve the dataset and hand everything to the adapter; setup errors become one-line CLI errors."""
     from diffaug_noise.data import DatasetError, resolve_data
     from diffaug_noise.integrations import UpstreamError
@@ -57,7 +57,7 @@ def _run(adapter, repo, data, data_root, outdir, gpus, shims, trust_pickle, upst
     try:
         data_path = resolve_data(data, data_root)
         adapter.run(["--outdir", outdir, "--data", str(data_path), "--gpus", str(gpus), *upstream_args],
-                    repo=repo, shims=shims, trust_pickle=trust_pickle, **options)
+                    repo=repo, shims=shims, trust_pickle=trust_pickle, launcher=launcher, **options)
     except (DatasetError, UpstreamError, ValueError) as err:
         raise click.ClickException(str(err))
 
@@ -73,6 +73,9 @@ def adapter_command(adapter) -> click.Command:
         click.Option(["--outdir"], required=True, metavar="DIR", help="Where upstream writes its run folders."),
         click.Option(["--gpus"], type=click.IntRange(min=1), default=1, show_default=True,
                      help="GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all)."),
+        click.Option(["--launcher"], type=click.Choice(["spawn", "torchrun"]), default="spawn", show_default=True,
+                     help="spawn: upstream starts --gpus processes on this machine; torchrun: this process is one rank "
+                          "of a torchrun job (several nodes; --gpus becomes the world size; docs/integrations.md)."),
         click.Option(["--shims/--no-shims"], default=True, show_default=True,
                      help="Compatibility shims for current torch/numpy/timm and CPU-only machines (docs/integrations.md)."),
         click.Option(["--trust-pickle"], is_flag=True,
@@ -81,8 +84,8 @@ def adapter_command(adapter) -> click.Command:
     knobs = [_option(f, adapter.presets) for f in dataclasses.fields(adapter.options_class)]
     names = [f.name for f in dataclasses.fields(adapter.options_class)]
 
-    def callback(repo, data, data_root, outdir, gpus, shims, trust_pickle, upstream_args, **options):
-        _run(adapter, repo, data, data_root, outdir, gpus, shims, trust_pickle, upstream_args,
+    def callback(repo, data, data_root, outdir, gpus, launcher, shims, trust_pickle, upstream_args, **options):
+        _run(adapter, repo, data, data_root, outdir, gpus, launcher, shims, trust_pickle, upstream_args,
              **{name: options[name] for name in names})
 
     help_text = (f"Train {adapter.title} with {up.name}'s own training loop, networks, metrics and snapshots; "

@@ -23,6 +23,9 @@ import functools
 import pathlib
 from typing import Callable
 
+import torch
+
+from .launch import LAUNCHERS, follow_rank_zero, join_group, torchrun_env, torchrun_patches, with_world_size
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
@@ -37,19 +40,22 @@ def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], li
 
 @contextlib.contextmanager
 def patched_upstream(upstream: Upstream, repo, shims: bool, entry_patches: Callable[[dict], list],
-                     compat_patches: Callable[[], list]):
+                     compat_patches: Callable[[], list], launcher: str = "spawn"):
     """The skeleton every adapter runs; yields upstream's ``train`` module, patched until the block ends.
 
     Locate the checkout and import it (checking every name the adapter touches), warn once if its
     commit is untested, apply ``entry_patches(modules)`` and the per-process patches here and, through
     ``torch.multiprocessing.spawn``, in every rank upstream starts. ``compat_patches`` must be
-    picklable (a module-level function or a ``functools.partial`` of one).
+    picklable (a module-level function or a ``functools.partial`` of one). With ``launcher="torchrun"``
+    the processes exist already: :func:`~.launch.torchrun_patches` replace upstream's spawn.
     """
     path = locate_repo(upstream, repo)
     modules = import_checked(upstream, path)
     warn_if_untested(upstream, path)
     per_process = functools.partial(_rank_patches, upstream, str(path), compat_patches if shims else None)
-    with patched_attributes(entry_patches(modules) + per_process() + spawn_patch(per_process)):
+    launch = (spawn_patch(per_process) if launcher == "spawn"
+              else torchrun_patches([modules["train"], modules[upstream.loop_module]]))
+    with patched_attributes(entry_patches(modules) + per_process() + launch):
         yield modules["train"]
 
 
@@ -81,21 +87,35 @@ class Adapter:
         return self.options_class(**options)
 
     @contextlib.contextmanager
-    def patched(self, repo=None, shims: bool = False, **options):
+    def patched(self, repo=None, shims: bool = False, launcher: str = "spawn", **options):
         """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module."""
         settings = self.settings(**options)
         with patched_upstream(self.upstream, repo, shims, functools.partial(self.entry_patches, options=settings),
-                              self.compat_patches(settings)) as train:
+                              self.compat_patches(settings), launcher) as train:
             yield train
 
-    def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, **options) -> None:
-        """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`."""
+    def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, launcher: str = "spawn",
+            **options) -> None:
+        """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`.
+
+        ``launcher="torchrun"``: this process is one rank of a torchrun job (several nodes allowed);
+        ``--gpus`` becomes the world size and upstream's spawn is replaced (:mod:`.launch`).
+        """
+        if launcher not in LAUNCHERS:
+            raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
         upstream_args = [str(a) for a in upstream_args]
         self.settings(**options)  # bad settings fail before the checks look at the machine
         check_resume(upstream_args, trust_pickle)
-        check_gpus(upstream_args, shims)
-        with self.patched(repo, shims=shims, **options) as train:
-            train.main(args=upstream_args, standalone_mode=False)
+        if launcher == "torchrun":
+            upstream_args = with_world_size(upstream_args, torchrun_env()["WORLD_SIZE"])
+            join_group()
+        else:
+            check_gpus(upstream_args, shims)
+        with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
+            if launcher == "torchrun" and torch.distributed.get_rank() > 0:
+                follow_rank_zero(train)
+            else:
+                train.main(args=upstream_args, standalone_mode=False)
 
 
 ADAPTERS: dict[str, Adapter] = {}

@@ -223,3 +223,53 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     assert short.exit_code == 1 and "logged only the warm-up tick; give upstream more --kimg" in short.output
     bad = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "biggan", "--data", str(data)])
     assert bad.exit_code == 2 and "unknown adapter 'biggan'" in bad.output
+
+
+TORCHRUN = '''
+import os, sys
+import diffaug_noise as dn
+from diffaug_noise.integrations import ADAPTERS
+
+_update = dn.AdaptiveController.update
+
+def logged(self):
+    adjusted = _update(self)
+    if adjusted:
+        print(f"ADJUST rank={os.environ['RANK']} p={self.noise.p!r} T={self.noise.T}", flush=True)
+    return adjusted
+
+dn.AdaptiveController.update = logged
+repo, out = sys.argv[1:3]
+ADAPTERS["stylegan2"].run(["--outdir", out, "--data", "x", "--kimg", "0.064", "--batch", "4"], repo=repo,
+                          launcher="torchrun", aug="none", target=-1.0)
+'''
+
+
+def test_torchrun_two_cpu_ranks_keep_p_identical_and_one_run_folder(tmp_path):
+    import re
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "rank.py"
+    script.write_text(TORCHRUN)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                           "127.0.0.1", "--master-port", str(port), str(script), str(STANDIN), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    adjustments = re.findall(r"ADJUST rank=(\d) p=(\S+) T=(\d+)", proc.stdout)
+    by_rank = {r: [(p, t) for rank, p, t in adjustments if rank == r] for r in "01"}
+    assert len(by_rank["0"]) == 4 and by_rank["0"] == by_rank["1"]  # 16 iterations, an adjustment every 4, all-reduced
+    assert float(by_rank["0"][-1][0]) > 0  # target -1: p went up
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["standin-diffusion-paper"]  # rank 0 alone made it
+    options = json.loads((tmp_path / "out" / "standin-diffusion-paper" / "training_options.json").read_text())
+    assert options["num_gpus"] == 2  # --gpus became the world size
+
+
+def test_torchrun_launcher_outside_torchrun_names_the_fix(tmp_path, monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UpstreamError, match="--launcher torchrun needs the variables torchrun sets"):
+        stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path), "--data", "x"], repo=STANDIN, launcher="torchrun")
