@@ -29,7 +29,7 @@ from ..data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ..frechet import feature_statistics, frechet_distance
 from ..noise import DiffusionNoise
 from ..timesteps import T_DISTS
-from ..toy.train import summarize
+from ..toy.train import member_inputs, summarize
 from .classifier import load_classifier
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 
@@ -136,16 +136,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
 
     def noised(x):
         """What D sees, per member: ``(y [K, N, 64], t [K, N])``."""
-        ys, ts = [], []
-        for k, (method, _) in enumerate(members):
-            if noises[k] is not None:
-                y, t = noises[k](x[k], generator=noise_gens[k])
-            else:
-                t = torch.zeros(x.shape[1], dtype=torch.int64, device=device)
-                y = x[k] + config.instance_sigma * torch.randn(x[k].shape, device=device, generator=noise_gens[k]) \
-                    if method == "instance" else x[k]
-            ys.append(y)
-            ts.append(t)
+        ys, ts = zip(*(member_inputs(x[k], noises[k], config.instance_sigma if m == "instance" else 0.0, noise_gens[k])
+                       for k, (m, _) in enumerate(members)))
         return torch.stack(ys), torch.stack(ts)
 
     @torch.no_grad()

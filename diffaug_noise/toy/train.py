@@ -72,13 +72,17 @@ class ToyConfig:
             raise ValueError(f"threads must be >= 1; got {self.threads}")
 
 
-def _noise_inputs(method, noise, x, generator, fixed_sigma):
-    """What D sees for one member: ``(y, t)``."""
-    if method == "diffusion":
+def member_inputs(x, noise, instance_sigma: float, generator):
+    """What D sees for one member of the demos' ensembles: ``(y, t)``.
+
+    With a :class:`~diffaug_noise.DiffusionNoise`, ``noise(x)``; without, ``t = 0`` and ``x`` plus
+    Gaussian instance noise of std ``instance_sigma`` (0: the clean ``x``, the plain GAN).
+    """
+    if noise is not None:
         return noise(x, generator=generator)
     t = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-    if method == "fixed":
-        return x + fixed_sigma * torch.randn(x.shape, device=x.device, generator=generator), t
+    if instance_sigma:
+        return x + instance_sigma * torch.randn(x.shape, device=x.device, generator=generator), t
     return x, t
 
 
@@ -150,7 +154,8 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         controllers.append(ctrl)
 
     def discriminate(x):
-        ys, ts = zip(*(_noise_inputs(m, noises[k], x[k], noise_gens[k], config.fixed_sigma) for k, (m, _) in enumerate(members)))
+        ys, ts = zip(*(member_inputs(x[k], noises[k], config.fixed_sigma if m == "fixed" else 0.0, noise_gens[k])
+                       for k, (m, _) in enumerate(members)))
         return D(torch.cat([torch.stack(ys), embed(torch.log1p(torch.stack(ts).float()) * t_scale)], dim=2))
 
     history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m == "diffusion"},
