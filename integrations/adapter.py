@@ -29,13 +29,17 @@ from .launch import LAUNCHERS, follow_rank_zero, join_group, torchrun_env, torch
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
+from .progress import resumable_loop_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
 
 def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
-    """The patches every process of a run needs: the tick line and, with shims, the compatibility patches."""
+    """The patches every process of a run needs: the tick line, a loop that can resume its progress (where
+    upstream's cannot) and, with shims, the compatibility patches."""
     modules = import_checked(upstream, pathlib.Path(repo))
-    return tick_line_patch(modules[upstream.loop_module]) + (compat_patches() if compat_patches is not None else [])
+    loop = modules[upstream.loop_module]
+    return (tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
+            + (compat_patches() if compat_patches is not None else []))
 
 
 @contextlib.contextmanager

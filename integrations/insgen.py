@@ -32,6 +32,7 @@ INSGEN = Upstream(
     names={**stylegan2_ada.STYLEGAN2_ADA.names, "training.contrastive_loss": ["StyleGAN2LossCL"],
            "training.contrastive_head": ["CLHead"],
            "torch_utils.misc": stylegan2_ada.STYLEGAN2_ADA.names["torch_utils.misc"] + ["copy_params_and_buffers"]},
+    loop_restarts_progress=True,
 )
 
 

@@ -32,6 +32,9 @@ class Upstream:
     markers: tuple  # files a checkout must have
     names: dict  # module -> attributes the adapter patches or builds on (checked before patching)
     loop_module: str = "training.training_loop"  # the module whose tick lines get the diffusion state
+    # Its training_loop starts cur_nimg, cur_tick and batch_idx at 0 even when resuming: every process
+    # gets progress.resumable_loop's version, which can start them where a snapshot left off.
+    loop_restarts_progress: bool = False
 
 
 def locate_repo(upstream: Upstream, repo=None) -> pathlib.Path:

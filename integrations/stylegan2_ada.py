@@ -15,6 +15,12 @@ names point at two classes here, each of which builds upstream's own class insid
   :class:`~diffaug_noise.AdaptiveController` once per iteration (after the last round of the D
   phase); the controller all-reduces its statistics, so every rank adjusts ``p`` identically.
 
+Resume (``resume_progress``, on by default): D also counts the images trained on (a buffer, so
+snapshots carry it). From a snapshot with a count, ``--resume`` goes on where the run stopped:
+the loop's kimg, tick and iteration index (:mod:`.progress`), upstream's ADA ``p``, the EMA
+ramp-up and the controller's step, identically on every rank (they travel in the training
+options). A snapshot without one (a pretrained network) is weights only, as upstream resumes.
+
 Augmentation before the noise (``aug``): ``"ada"`` keeps upstream's ADA pipeline and its own
 adaptive ``p`` (as the official fork allows), ``"diffaug"`` applies
 :class:`~diffaug_noise.augment.DiffAugment`, ``"none"`` neither.
@@ -24,6 +30,7 @@ Tested against upstream commit d72cc7d041b42ec8e806021a205ed9349f87c6a4 (2023-09
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import torch
 from torch import nn
@@ -35,9 +42,10 @@ from diffaug_noise.noise import DiffusionNoise
 from .adapter import Adapter
 from .options import DiffusionOptions, knob
 from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
+from .progress import progress_at
 from .shims import (cpu_patches, custom_op_fallback_patch, grid_sample_patch, registered_extension_patch,
                     sampler_signature_patch)
-from .spec import Upstream
+from .spec import Upstream, UpstreamError
 
 STYLEGAN2_ADA = Upstream(
     name="stylegan2-ada-pytorch",
@@ -49,7 +57,8 @@ STYLEGAN2_ADA = Upstream(
            "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
            "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
            "torch_utils.ops.grid_sample_gradfix": ["grid_sample"], "torch_utils.ops.bias_act": ["_init"],
-           "torch_utils.ops.upfirdn2d": ["_init"]},
+           "torch_utils.ops.upfirdn2d": ["_init"], "legacy": ["load_network_pkl"], "dnnlib.util": ["open_url"]},
+    loop_restarts_progress=True,
 )
 
 T_LABELS = ("embedding", "raw")
@@ -67,6 +76,9 @@ class StyleGAN2Options(DiffusionOptions):
                                      "official fork). [default: embedding for the paper preset, raw for the forks']",
                                kind=str, choices=T_LABELS)
     t_dim: int = knob(32, "Width of the sinusoidal embedding of t.", kind=int, minimum=2)
+    resume_progress: bool = knob(True, "With --resume of a snapshot this adapter wrote, go on from its kimg, tick and "
+                                       "ADA p as if the run had not stopped; off: start them at zero, as upstream does "
+                                       "(to fine-tune).", kind=bool)
 
     def __post_init__(self):
         super().__post_init__()
@@ -110,6 +122,8 @@ class DiffusionDiscriminator(nn.Module):
         super().__init__()
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.noise = DiffusionNoise(**(noise_kwargs or {}))
+        # Images trained on, counted by DiffusionLoss: a buffer so that every snapshot says where its run was.
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
         encoding = TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding" \
             else RawTimestep()
         self.label = TimestepLabel(encoding)
@@ -134,7 +148,7 @@ class DiffusionLoss(WrappedLoss):
         device,  # upstream's
         D,  # upstream's (DDP-wrapped on several GPUs): a DiffusionDiscriminator inside
         upstream_class: str = "training.loss.StyleGAN2Loss",  # what upstream's options named
-        diffusion: dict | None = None,  # batch_size, controller kwargs, aug
+        diffusion: dict | None = None,  # batch_size, controller kwargs, aug, progress (where a resumed run starts)
         **upstream_kwargs,  # everything else upstream gives its loss (G_mapping, augment_pipe, r1_gamma, ...)
     ):
         from torch_utils import misc, training_stats  # upstream's, importable while it runs
@@ -145,6 +159,10 @@ class DiffusionLoss(WrappedLoss):
         self.noise = _unwrap(D).noise
         broadcast_noise_state(self.noise)
         self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        progress = settings.get("progress") or {}
+        self.images_seen = _unwrap(D).images_seen
+        self.images_seen.fill_(progress.get("cur_nimg", 0))
+        self.controller.step = progress.get("batch_idx", 0)  # keeps its adjustments in step with ADA's
         show_on_tick_line(self.controller)
         self.diffaugment = None
         if settings.get("aug") == "diffaug":
@@ -177,6 +195,7 @@ class DiffusionLoss(WrappedLoss):
             self._real = None
         if phase in ("Dmain", "Dboth") and sync:  # the last round of this iteration's D step
             self.controller.update()
+            self.images_seen.add_(self.controller.batch_size)
             self._stats.report("Diffusion/p", float(self.noise.p))
             self._stats.report("Diffusion/T", float(self.noise.T))
             self._stats.report("Diffusion/r_d", float(self.controller.r_d))
@@ -196,6 +215,38 @@ def configure(args, options: StyleGAN2Options) -> None:
         args.ada_kimg = 100  # every official fork runs ADA at 100 kimg (upstream's loop default is 500)
     else:
         args.augment_kwargs, args.ada_target, args.augment_p = None, None, 0
+
+
+def continue_run(args, fresh_args, legacy, open_url) -> None:
+    """Make a ``--resume`` of a snapshot this adapter wrote go on where that run stopped.
+
+    ``args``: upstream's training options for this (resumed) run; ``fresh_args``: the same command's
+    options without ``--resume`` (upstream's resume switches off the EMA ramp-up, for fine-tuning).
+    Sets the loop's starting kimg, tick and iteration (``resume_progress``), the loss's counters and
+    ADA's ``p`` from the snapshot; a snapshot without an image count leaves everything as upstream.
+    """
+    with open_url(args.resume_pkl) as f:
+        snapshot = legacy.load_network_pkl(f)
+    nimg = int(getattr(snapshot["D"], "images_seen", 0))
+    if nimg == 0:
+        print("Resuming weights only: the snapshot has no image count (diffaug-noise did not write it), "
+              "so kimg and ADA p start from zero, as upstream resumes.")
+        return
+    if nimg >= args.total_kimg * 1000:
+        raise UpstreamError(f"the --resume snapshot is at kimg {nimg / 1000:g}, not below --kimg {args.total_kimg:g}; raise "
+                            "--kimg to continue the run, or pass --no-resume-progress to train from it anew")
+    from training import training_loop
+
+    kimg_per_tick = args.get("kimg_per_tick", inspect.signature(training_loop.training_loop).parameters["kimg_per_tick"].default)
+    progress = progress_at(nimg, args.batch_size, kimg_per_tick)
+    args.resume_progress = progress
+    args.loss_kwargs.diffusion["progress"] = progress
+    args.ema_rampup = fresh_args.ema_rampup
+    augment = snapshot.get("augment_pipe")
+    if args.ada_target is not None and augment is not None:
+        args.augment_p = float(augment.p)
+    print(f"Continuing the snapshot's run at kimg {nimg / 1000:g}, tick {progress['cur_tick']}, ADA p "
+          f"{args.get('augment_p', 0):.5f} (--no-resume-progress starts from zero).")
 
 
 def compat_patches() -> list:
@@ -230,6 +281,9 @@ def entry_patches(modules: dict, options: StyleGAN2Options) -> list:
     def setup_training_loop_kwargs(**kwargs):
         desc, args = original_setup(**kwargs)
         configure(args, options)
+        if options.resume_progress and args.get("resume_pkl") is not None:
+            continue_run(args, original_setup(**{**kwargs, "resume": None})[1], modules["legacy"],
+                         modules["dnnlib.util"].open_url)
         return f"{desc}-diffusion-{options.preset}", args
 
     return [(train, "setup_training_loop_kwargs", setup_training_loop_kwargs)]
@@ -250,4 +304,4 @@ ADAPTER = Adapter(
 )
 
 __all__ = ["ADAPTER", "STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "RawTimestep", "StyleGAN2Options",
-           "compat_patches", "configure", "entry_patches"]
+           "compat_patches", "configure", "continue_run", "entry_patches"]

@@ -22,7 +22,7 @@ from diffaug_noise.integrations import UpstreamError, insgen, stylegan2_ada
 from diffaug_noise.integrations.patching import broadcast_noise_state
 
 STANDIN = STANDINS / "stylegan2_ada"
-UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib")
+UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "legacy")
 
 
 @pytest.fixture
@@ -86,10 +86,50 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
     assert isinstance(saved.label.embedding, stylegan2_ada.RawTimestep)  # the fork preset feeds t raw
     with pytest.raises(UpstreamError, match="--trust-pickle"):
         stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)], repo=STANDIN)
-    resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.004", "--resume", str(snapshot),
+    resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.036", "--resume", str(snapshot),
                                   preset="stylegan2", aug="none", target=-1.0, t_max=20)
     assert resumed.noise.p == saved.noise.p and resumed.noise.T == saved.noise.T  # 1 iteration: no adjustment
     assert torch.equal(resumed.noise.coefficients64, saved.noise.coefficients64)
+
+
+def _resave(snapshot, **changes):
+    with open(snapshot, "rb") as f:
+        data = pickle.load(f)
+    for change in changes.values():
+        change(data)
+    with open(snapshot, "wb") as f:
+        pickle.dump(data, f)
+
+
+def test_resume_goes_on_from_the_snapshots_kimg_tick_ada_p_and_controller_step(tmp_path, recorded, capsys):
+    D, _, _ = train_standin(tmp_path, "--kimg", "0.032", preset="stylegan2", aug="ada")
+    assert int(D.images_seen) == 32  # 8 iterations of 4
+    (snapshot,) = sorted(tmp_path.glob("*/network-snapshot-*.pkl"))
+    _resave(snapshot, ada=lambda data: data["augment_pipe"].p.fill_(0.25))
+    capsys.readouterr()
+    resumed, loss, _ = train_standin(tmp_path / "resumed", "--kimg", "0.040", "--resume", str(snapshot),
+                                     preset="stylegan2", aug="ada")
+    out = capsys.readouterr().out
+    # Ticks ended at 4, 12, 20, 28 and 32 images (the end of the run): the resumed loop is in tick 5, and
+    # its next tick ends at 40 images, as the uninterrupted run's would.
+    assert "Continuing the snapshot's run at kimg 0.032, tick 5, ADA p 0.25000" in out
+    assert [line.split()[:4] for line in out.splitlines() if line.startswith("tick ")] == [["tick", "5", "kimg", "0.040"]]
+    assert int(resumed.images_seen) == 40 and loss.controller.step == 10
+    assert float(loss.inner.augment_pipe.p) == 0.25  # the stand-in's loop does not adjust ADA's p
+
+    anew, loss_anew, _ = train_standin(tmp_path / "anew", "--kimg", "0.008", "--resume", str(snapshot),
+                                       preset="stylegan2", aug="ada", resume_progress=False)
+    assert int(anew.images_seen) == 8 and loss_anew.controller.step == 2  # from zero, as upstream
+    assert float(loss_anew.inner.augment_pipe.p) == 0.0
+
+    with pytest.raises(UpstreamError, match=r"kimg 0.032, not below --kimg 0.016; raise --kimg .* --no-resume-progress"):
+        train_standin(tmp_path / "short", "--kimg", "0.016", "--resume", str(snapshot), preset="stylegan2", aug="ada")
+
+    _resave(snapshot, count=lambda data: data["D"].images_seen.zero_())  # as a snapshot from elsewhere: no count
+    capsys.readouterr()
+    weights_only, _, _ = train_standin(tmp_path / "weights", "--kimg", "0.008", "--resume", str(snapshot),
+                                       preset="stylegan2", aug="ada")
+    assert "Resuming weights only" in capsys.readouterr().out and int(weights_only.images_seen) == 8
 
 
 def test_training_options_name_our_classes_and_stay_json(tmp_path, recorded):

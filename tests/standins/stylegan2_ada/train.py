@@ -20,6 +20,7 @@ def setup_training_loop_kwargs(gpus=None, data=None, kimg=None, batch=None, aug=
         args.ada_target = 0.6 if target is None else target
         args.augment_kwargs = dnnlib.EasyDict(class_name="training.augment.AugmentPipe")
     args.resume_pkl = resume
+    args.ema_rampup = None if resume else 0.05  # upstream switches the ramp-up off when resuming
     if cl:  # InsGen's train.py swaps the loss class and adds the heads
         args.loss_kwargs.class_name = "training.contrastive_loss.StyleGAN2LossCL"
         args.DHead_kwargs = dnnlib.EasyDict(class_name="training.contrastive_head.CLHead", inplanes=16)

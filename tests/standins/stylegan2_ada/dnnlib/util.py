@@ -15,3 +15,7 @@ class EasyDict(dict):
 def construct_class_by_name(*args, class_name=None, **kwargs):
     module, name = class_name.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def open_url(url):
+    return open(url, "rb")  # local files only, here

@@ -43,8 +43,10 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment
     phases = [dnnlib.EasyDict(name=n, module=m, opt=torch.optim.Adam(m.parameters(), 1e-3, betas=[0.0, 0.99]), interval=i)
               for n, m, i in [("Gmain", G, 1), ("Dmain", D, 1), ("Dreg", D, 2)]]
     g = torch.Generator().manual_seed(100 + rank)
-    cur_nimg, batch_idx, cur_tick = 0, 0, 0
-    tick_start_nimg, tick_start_time = 0, time.perf_counter()
+    cur_nimg = 0  # three statements, as upstream's (the adapter's resumable loop rewrites each)
+    batch_idx = 0
+    cur_tick = 0
+    tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
     stats_jsonl = open(os.path.join(run_dir, "stats.jsonl"), "wt") if rank == 0 else None
     while cur_nimg < total_kimg * 1000:
         real = (torch.rand([batch_size // num_gpus, 3, resolution, resolution], generator=g) * 2 - 1).to(device).split(batch_gpu)
@@ -76,7 +78,8 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment
     if stats_jsonl is not None:
         stats_jsonl.close()
     if rank == 0:
-        snapshot = {name: copy.deepcopy(module).eval().requires_grad_(False).cpu() for name, module in [("G", G), ("D", D)]}
+        snapshot = {name: copy.deepcopy(module).eval().requires_grad_(False).cpu() if module is not None else None
+                    for name, module in [("G", G), ("D", D), ("augment_pipe", augment_pipe)]}
         with open(os.path.join(run_dir, f"network-snapshot-{cur_nimg // 1000:06d}.pkl"), "wb") as f:
             pickle.dump(snapshot, f)
     return D, loss

@@ -1,0 +1,7 @@
+import pickle
+
+
+def load_network_pkl(f):
+    data = pickle.load(f)
+    data.setdefault("augment_pipe", None)
+    return data
