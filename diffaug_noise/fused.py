@@ -17,7 +17,11 @@ two calls share a stream with probability ~n²/2⁶⁵ over ``n`` calls (a 31-bi
 ~55,000 calls; a long StyleGAN2 run makes millions).
 
 :class:`~diffaug_noise.DiffusionNoise` calls :func:`fused_forward` on CUDA by itself; everything
-else (CPU, float64, non-contiguous ``x``, no Triton) takes the unfused torch path. Importing this
+else (CPU, float64, non-contiguous ``x``, no Triton) takes the unfused torch path. Under
+``torch.compile`` the kernel is the registered operator ``torch.ops.diffaug_noise.diffuse``
+(:func:`diffuse`, with a fake implementation), so ``torch.compile(lambda x: D(*noise(x)),
+fullgraph=True)`` has no graph break; nothing in the forward reads back to the host, so a CUDA
+graph can capture it (each replay draws new uniforms, hence new ``t`` and ``eps``). Importing this
 module imports Triton; :func:`available` tells whether that works.
 
 Example (CUDA only, so not run as a doctest)::
@@ -115,24 +119,43 @@ def launch(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, se
     return y
 
 
-class _FusedNoise(torch.autograd.Function):
-    """``y = a_t x + b_t eps`` with ``dy/dx = a_t``; ``t`` and the table get no gradient."""
+@torch.library.custom_op("diffaug_noise::diffuse", mutates_args=())
+def diffuse(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, seed: torch.Tensor) -> torch.Tensor:
+    """The kernel as a ``torch.library`` operator: ``y = a_t x + b_t eps``, with ``dy/dx = a_t``.
 
-    @staticmethod
-    def forward(ctx, x, t, table, inner, seed):
-        ctx.save_for_backward(t, table)
-        ctx.x_shape = x.shape
-        return launch(x, t, table, inner, seed)
+    ``torch.compile`` keeps it as one node of its graph (its shape comes from the fake
+    implementation below, without running it), and autograd differentiates it in ``x`` only.
+    """
+    return launch(x, t, table, inner, seed)
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        t, table = ctx.saved_tensors
-        scale = table[0, t].to(grad_y.dtype).view(t.shape + (1,) * (len(ctx.x_shape) - t.ndim))
-        return grad_y * scale, None, None, None, None
+
+@diffuse.register_fake
+def _diffuse_fake(x, t, table, inner, seed):
+    return torch.empty_like(x)
+
+
+def _diffuse_setup_context(ctx, inputs, output):
+    x, t, table, _, _ = inputs
+    ctx.save_for_backward(t, table)
+    ctx.x_ndim = x.ndim
+
+
+def _diffuse_backward(ctx, grad_y):
+    t, table = ctx.saved_tensors
+    scale = table[0, t].to(grad_y.dtype).view(t.shape + (1,) * (ctx.x_ndim - t.ndim))
+    return grad_y * scale, None, None, None, None
+
+
+diffuse.register_autograd(_diffuse_backward, setup_context=_diffuse_setup_context)
 
 
 def fused_forward(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, seed: torch.Tensor) -> torch.Tensor:
-    """Noise ``x`` in one kernel; differentiable in ``x``. ``x`` must satisfy :func:`supports`."""
-    if x.requires_grad and torch.is_grad_enabled():
-        return _FusedNoise.apply(x, t.contiguous(), table, inner, seed)
-    return launch(x, t.contiguous(), table, inner, seed)  # skips autograd's bookkeeping (launch-bound sizes)
+    """Noise ``x`` in one kernel; differentiable in ``x``. ``x`` must satisfy :func:`supports`.
+
+    Traced by ``torch.compile`` or differentiated: through the operator :func:`diffuse`. Otherwise
+    the kernel is launched directly, since at launch-bound sizes the operator's dispatch costs time.
+    """
+    t = t.contiguous()
+    if torch.compiler.is_compiling() or (x.requires_grad and torch.is_grad_enabled()):
+        return diffuse(x, t, table, inner, seed)
+    return launch(x, t, table, inner, seed)

@@ -99,6 +99,49 @@ def test_64_bit_seeds_do_not_collide_where_31_bit_seeds_do():
     assert max(seeds) >= 2**62  # the high word is used
 
 
+OPERATOR = textwrap.dedent("""
+    import json, sys, torch
+    from diffaug_noise import fused, DiffusionNoise
+    noise = DiffusionNoise(t_min=10, t_max=200, p=0.7)
+    x = torch.randn(4, 3, 8, 8)
+    t = noise.sample_t(4)
+    seed = torch.tensor([0.25, 0.5], dtype=torch.float64)
+    args = (x, t, noise.coefficients32, x[0].numel(), seed)
+    checks = torch.library.opcheck(fused.diffuse, args)  # schema, fake tensors, autograd registration, AOT dispatch
+    D = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 1))
+    graphs = []
+
+    def recording(gm, example_inputs):  # a backend that keeps the graphs dynamo hands it
+        graphs.append(str(gm.graph))
+        return gm.forward
+
+    def d_of_noised(x):
+        return D(fused.fused_forward(x, t, noise.coefficients32, x[0].numel(), seed))
+
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager = d_of_noised(xe)
+    eager.sum().backward()
+    compiled = torch.compile(d_of_noised, backend=recording, fullgraph=True)(xc)  # fullgraph: a break would raise
+    compiled.sum().backward()
+    aot = torch.compile(d_of_noised, backend="aot_eager", fullgraph=True)(x)
+    print(json.dumps(dict(checks=checks, graphs=len(graphs), op_in_graph="diffaug_noise.diffuse" in graphs[0],
+                          same=torch.equal(eager, compiled) and torch.equal(eager, aot),
+                          same_grad=torch.equal(xe.grad, xc.grad))))
+""")
+
+
+def test_the_kernel_is_an_operator_that_compiles_without_a_graph_break():
+    """On the CPU through Triton's interpreter: opcheck passes, D(noise(x)) is one graph holding the operator,
+    and the compiled function gives the eager output and gradient."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", OPERATOR], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result["checks"].values()) == {"SUCCESS"}, result["checks"]
+    assert result["graphs"] == 1 and result["op_in_graph"]
+    assert result["same"] and result["same_grad"]
+
+
 @pytest.mark.parametrize("name", ["sample", "channel"])
 def test_kernel_gradient_is_sqrt_abar(interpreted, name):
     case = interpreted[name]
