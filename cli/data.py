@@ -47,7 +47,8 @@ def list_command(data_root):
 @click.option("--labels", type=click.Choice(["folders"]), default=None,
               help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image source.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
-              help="Keep only the first N images (source order). [default: the registry's, e.g. 200000 for lsun_bedroom]")
+              help="Read only the first N images of the source, counting corrupt ones and those the transform drops, as "
+                   "dataset_tool.py's --max-images does. [default: the registry's, e.g. 200000 for lsun_bedroom]")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
@@ -68,7 +69,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
     """
     tqdm = require("tqdm", "cli").tqdm
 
-    bar = tqdm(desc=f"prepare {name}", unit="img", leave=False)
+    bar = tqdm(desc=f"prepare {name}", unit="img", leave=False)  # counts source images read
 
     def progress(done, wanted):
         bar.total = wanted

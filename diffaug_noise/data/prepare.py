@@ -64,10 +64,10 @@ def prepare(
     transform: str | None = None,  # center-crop, center-crop-wide or pad (default: the registry's, else center-crop)
     height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
     labels: str | None = None,  # "folders": class labels from the top-level subfolders of an image folder or zip
-    max_images: int | None = None,  # stop after this many images (the first ones in source order)
+    max_images: int | None = None,  # read only the first this many source entries (corrupt or dropped ones count, as dataset_tool's)
     subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
     seed: int = 0,  # seed of the subset permutation
-    on_progress: Callable[[int, int], None] | None = None,  # called with (images done, images wanted)
+    on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
 ) -> PrepareReport:
     """Prepare ``source`` as dataset ``name``; see the module docstring for the layout.
 
@@ -128,17 +128,19 @@ def prepare(
     label_of = _folder_labels(reader) if labels == "folders" else getattr(reader, "label", None)
     skipped: list[str] = []
     keys = None  # all, in source order
-    wanted = len(reader) if max_images is None else min(max_images, len(reader))
     if subset is not None:
-        keys, wanted = _decodable_subset(reader, subset, seed, skipped), subset
+        keys = _decodable_subset(reader, subset, seed, skipped)
+    entries = len(reader) if keys is None else len(keys)  # source entries to read
+    if max_images is not None:
+        entries = min(entries, max_images)
     count = 0
 
     def write(tmp):
         nonlocal count
         written = []  # [file name, label or None] of every image written
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
-            for key, raw in reader.items(keys):
-                if count == wanted:
+            for position, (key, raw) in enumerate(reader.items(keys)):
+                if position == entries:
                     break
                 try:
                     png = _to_png(raw, resolution, transform, height)
@@ -153,7 +155,7 @@ def prepare(
                 written.append([fname, label_of(key) if label_of is not None else None])
                 count += 1
                 if on_progress is not None:
-                    on_progress(count, wanted)
+                    on_progress(position + 1, entries)
             if count == 0:
                 raise DatasetError(f"no image in {str(source)!r} could be decoded ({len(skipped)} tried)")
             if all(label is not None for _, label in written):

@@ -81,6 +81,16 @@ def test_rerun_is_a_noop_and_changed_settings_rebuild(lsun, tmp_path):
     assert len(zip_images(out)[0]) == 5
 
 
+def test_max_images_counts_source_entries_as_dataset_tool_does(lsun, tmp_path):
+    """dataset_tool.py --max-images=N reads the first N lmdb entries: a corrupt one among them is one image fewer."""
+    report = prepare("lsun_bedroom", lsun, out=tmp_path / "ten.zip", resolution=8, max_images=CORRUPT + 3)
+    assert report.images == CORRUPT + 2 and report.skipped == [f"{CORRUPT:040x} (UnidentifiedImageError)"]
+    _, images = zip_images(report.path)
+    reference = prepare("lsun_bedroom", lsun, out=tmp_path / "all.zip", resolution=8)
+    _, all_images = zip_images(reference.path)
+    assert all(np.array_equal(a, b) for a, b in zip(images, all_images[:CORRUPT + 2]))  # the same first images
+
+
 def test_subsets_are_deterministic_exact_in_size_and_in_source_order(lsun, tmp_path):
     def subset(seed, name):
         report = prepare("lsun_bedroom", lsun, out=tmp_path / name, resolution=8, subset=20, seed=seed)
