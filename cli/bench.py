@@ -10,6 +10,7 @@ from diffaug_noise.benchmark import DEFAULT_SHAPES, bench_noise
 from diffaug_noise.extras import require
 
 from .io import check_device, write_json
+from .upstream import settings_from_pairs
 
 
 def _shapes(ctx, param, value: str) -> list[tuple[int, ...]]:
@@ -70,14 +71,17 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
 @click.option("--outdir", default="bench-upstream", show_default=True, help="Where both runs write their run folders.")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs per run.")
 @click.option("--shims/--no-shims", default=True, show_default=True, help="The compatibility shims, in both runs.")
+@click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
+              help="An adapter setting for both runs, named as `diffaug-noise run ADAPTER --help` spells it without the "
+                   "dashes: preset=stylegan2, pretrained=false, ... Repeatable. [default: the adapter's defaults]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
 @click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
-def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, json_path, upstream_args):
+def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, option_pairs, json_path, upstream_args):
     """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
 
     Runs upstream's train.py twice in fresh processes with the same data, flags and seed: `baseline`
-    (only the compatibility shims) and `diffusion` (the adapter, default settings). Prints each run's
+    (only the compatibility shims) and `diffusion` (the adapter, its defaults or --option's settings). Prints each run's
     sec/kimg (upstream's own timing, median over the ticks after the warm-up tick 0), their ratio,
     and the share of the diffusion run spent in the noise forward. Give upstream enough --kimg for
     at least two ticks after tick 0.
@@ -92,10 +96,11 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
 
     if adapter not in ADAPTERS:
         raise click.BadParameter(f"unknown adapter {adapter!r}; choose one of {', '.join(ADAPTERS)}", param_hint="--adapter")
+    settings = settings_from_pairs(ADAPTERS[adapter], option_pairs)
     try:
         data_path = resolve_data(data, data_root)
         result = bench_upstream(adapter, repo, ["--data", str(data_path), "--gpus", str(gpus), *upstream_args], outdir,
-                                shims=shims)
+                                shims=shims, **settings)
     except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err))
     click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}")

@@ -49,6 +49,29 @@ def _option(field, presets: tuple) -> click.Option:
                         show_default=field.default is not None, help=help_text)
 
 
+def settings_from_pairs(adapter, pairs) -> dict:
+    """Adapter settings from ``NAME=VALUE`` strings, ``NAME`` spelt as ``run``'s flag without its dashes.
+
+    Each value is converted and checked by the very option ``diffaug-noise run NAME`` builds
+    (choices, ranges, on/off as true/false), so both commands accept the same values.
+    """
+    fields = {f.name: f for f in dataclasses.fields(adapter.options_class)}
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        key = name.strip().lstrip("-").replace("-", "_")
+        if not sep or key not in fields:
+            known = ", ".join(n.replace("_", "-") for n in fields)
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE with a setting of {adapter.name}; known: {known}",
+                                     param_hint="--option")
+        option = _option(fields[key], adapter.presets)
+        try:
+            settings[key] = option.type.convert(value, option, None)
+        except click.BadParameter as err:
+            raise click.BadParameter(f"{key.replace('_', '-')}={value!r}: {err.message}", param_hint="--option")
+    return settings
+
+
 def _run(adapter, repo, data, data_root, outdir, gpus, launcher, shims, trust_pickle, upstream_args, **options) -> None:
     """Resolve the dataset and hand everything to the adapter; setup errors become one-line CLI errors."""
     from diffaug_noise.data import DatasetError, resolve_data

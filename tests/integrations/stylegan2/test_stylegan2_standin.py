@@ -263,6 +263,30 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     assert short.exit_code == 1 and "logged only the warm-up tick; give upstream more --kimg" in short.output
     bad = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "biggan", "--data", str(data)])
     assert bad.exit_code == 2 and "unknown adapter 'biggan'" in bad.output
+    for pair, message in [("tdist=uniform", "is not NAME=VALUE with a setting of stylegan2; known: preset, target"),
+                          ("t-dist=cosine", "t-dist='cosine': 'cosine' is not one of"),
+                          ("resume-progress=maybe", "resume-progress='maybe': 'maybe' is not a valid boolean")]:
+        wrong = CliRunner().invoke(main, ["bench", "upstream", "--data", str(data), "--option", pair])
+        assert wrong.exit_code == 2 and message in wrong.output, wrong.output
+
+
+def test_bench_upstream_options_reach_the_diffusion_run(tmp_path):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "bench.json"
+    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+            "--option", "preset=stylegan2", "--option", "--t-dist=uniform", "--option", "resume_progress=false",
+            "--json", str(out), "--", "--kimg", "0.016", "--batch", "4"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    diffusion = json.loads(out.read_text())["runs"]["diffusion"]
+    options = json.loads((pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text())
+    assert options["D_kwargs"]["noise_kwargs"]["t_dist"] == "uniform"
+    assert options["D_kwargs"]["t_label"] == "raw"  # the fork preset's way of feeding t
 
 
 TORCHRUN = '''
