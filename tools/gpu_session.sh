@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Issue 13's GPU measurements, in two parts of under 10 minutes each (one device call each; both fit
+# one 15-minute lease on a warm machine). See docs/performance.md.
+#
+# On the GPU machine, from the repository root, with unmodified upstream checkouts in the ignored
+# folder .upstream/ (their files, e.g. `git -C ~/stylegan2-ada-pytorch archive HEAD | tar -x -C
+# .upstream/stylegan2-ada-pytorch`; likewise projected-gan) and wheels of what that machine lacks in
+# the ignored folder .whl/ (projected-gan imports dill):
+#
+#     OUT=out tools/gpu_session.sh kernel   # GPU tests, bench --device cuda, custom ops, stylegan2 --cfg cifar
+#     OUT=out tools/gpu_session.sh loops    # stylegan2 --cfg paper256, projectedgan fastgan at 256 px
+#
+# `kernel` runs the gpu-marked tests, `diffaug-noise bench --device cuda` at the issue's two shapes, a
+# check that stylegan2-ada's custom CUDA ops build and load with no fallback warning, and
+# `diffaug-noise bench upstream` for stylegan2 at 32 px; `loops` the 256 px loops. The data are
+# procedural images made here (speed does not depend on what they show). Everything lands in $OUT:
+# session-PART.log, gpu.txt, tests.txt, bench.json and upstream-*.json. Each step has its own time
+# limit, so one that hangs costs its limit, not the lease.
+#
+# DEVICE=cpu runs `kernel` on a CPU against the stylegan2 stand-in of the tests (upstream at 32 px
+# takes ~40 minutes a kimg on two cores): a check of the script, not a measurement; `loops` is for
+# GPUs only.
+set -uo pipefail
+PART=${1:?name a part: kernel or loops}
+OUT=${OUT:-gpu-session}
+DEVICE=${DEVICE:-cuda}
+UP=${UPSTREAM_DIR:-.upstream}
+SG=$UP/stylegan2-ada-pytorch
+[ "$DEVICE" = cuda ] || SG=tests/standins/stylegan2_ada
+DATA=/tmp/gpu-session-data
+mkdir -p "$OUT"
+exec > >(tee "$OUT/session-$PART.log") 2>&1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+step() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-session-site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/gpu-session-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! python3 -c "import diffaug_noise" 2>/dev/null; then
+    python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+fi
+{
+    date -u +%Y-%m-%dT%H:%MZ
+    python3 -c "import torch, triton; print('torch', torch.__version__, '| CUDA', torch.version.cuda, '| triton', triton.__version__)"
+    if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; fi
+} | tee "$OUT/gpu.txt"
+
+if [ "$DEVICE" = cuda ]; then  # ticks are 4 kimg: 12 kimg gives three after the warm-up tick
+    REPEATS=200 CIFAR=(--cfg cifar --batch 64 --kimg 12 --metrics none --snap 1000)
+else  # the stand-in's flags
+    REPEATS=5 CIFAR=(--batch 4 --kimg 0.032)
+fi
+
+procedural_zip() {  # side, count: smooth colour gradients with a random tilt, as upstream's zip
+    python3 - "$DATA" "$1" "$2" <<'EOF'
+import pathlib, sys, tempfile
+import numpy as np, PIL.Image
+from diffaug_noise.data import prepare
+
+root, side, count = pathlib.Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+out = root / f"procedural-{side}.zip"
+if not out.exists():
+    src = pathlib.Path(tempfile.mkdtemp()) / "src"
+    src.mkdir()
+    rng, grid = np.random.default_rng(side), np.linspace(0, 1, side)
+    for i in range(count):
+        a, b, c = rng.uniform(-1, 1, 3)
+        image = np.stack([np.outer(grid, np.ones(side)) * a + np.outer(np.ones(side), grid) * b + c * k
+                          for k in (0.2, 0.5, 0.8)], axis=-1)
+        image = (255 * (image - image.min()) / (np.ptp(image) + 1e-9)).astype(np.uint8)
+        PIL.Image.fromarray(image).save(src / f"{i:05d}.png")
+    prepare(f"procedural{side}", src, out=out, resolution=side)
+print(out)
+EOF
+}
+
+bench_upstream() {  # name, adapter, repo, data zip, limit (s), then adapter options, --, upstream args
+    local name=$1 adapter=$2 repo=$3 data=$4 limit=$5
+    shift 5
+    step "bench upstream: $name"
+    if [ ! -d "$repo" ]; then echo "skipped: no checkout at $repo"; return; fi
+    timeout "$limit" diffaug-noise bench upstream --adapter "$adapter" --repo "$repo" --data "$data" \
+        --outdir "/tmp/gpu-session-runs/$name" --json "$OUT/upstream-$name.json" "$@"
+}
+
+case $PART in
+kernel)
+    step "GPU tests (skipped on a CPU)"
+    timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.txt" | tail -30
+
+    step "Noise forward; goals: ours/randn <= 2.0 at 64x3x32x32, ours/copy <= 1.3 at 256x3x256x256"
+    timeout 120 diffaug-noise bench --device "$DEVICE" --no-d-step --repeats "$REPEATS" \
+        --shapes 64x3x32x32,256x3x256x256 --json "$OUT/bench.json"
+
+    step "stylegan2-ada's custom ops: built and loaded, with no fallback warning?"
+    timeout 180 python3 - "$SG" "$DEVICE" <<'EOF'
+import sys, warnings
+import torch
+from diffaug_noise.integrations import stylegan2_ada
+
+repo, device = sys.argv[1:]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with stylegan2_ada.ADAPTER.patched(repo, shims=True):
+        from torch_utils.ops import bias_act, upfirdn2d  # the adapter's shims are on inside this block
+        if device == "cuda":
+            x = torch.randn(8, 16, 32, 32, device="cuda")
+            bias_act.bias_act(x, torch.zeros(16, device="cuda"), act="lrelu")
+            upfirdn2d.upsample2d(x, upfirdn2d.setup_filter([1, 3, 3, 1], device=x.device))
+        print("bias_act plugin:", bias_act._plugin is not None, "| upfirdn2d plugin:", upfirdn2d._plugin is not None)
+print("warnings:", [str(w.message)[:200] for w in caught] or "none")
+EOF
+
+    step "Procedural data, 32 px"
+    procedural_zip 32 2000
+    bench_upstream cifar stylegan2 "$SG" "$DATA/procedural-32.zip" 300 -- "${CIFAR[@]}"
+    ;;
+loops)
+    [ "$DEVICE" = cuda ] || { echo "loops is for a GPU"; exit 2; }
+    step "Procedural data, 256 px"
+    procedural_zip 256 500
+    bench_upstream paper256 stylegan2 "$SG" "$DATA/procedural-256.zip" 300 \
+        -- --cfg paper256 --batch 64 --kimg 8 --metrics none --snap 1000
+    # No network there: a random backbone, which costs what the pretrained one does.
+    bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 240 \
+        --option pretrained=false -- --cfg fastgan --batch 64 --kimg 8 --tick 2 --metrics none --snap 1000
+    ;;
+*)
+    echo "unknown part $PART: kernel or loops"; exit 2 ;;
+esac
+step "done"
