@@ -105,3 +105,30 @@ def test_a_failing_build_is_tried_once_and_warned_once_in_one_line():
     assert len(attempts) == 1 and len(caught) == 1
     message = str(caught[0].message)
     assert "\n" not in message and "No module named 'upfirdn2d_plugin'" in message and "reference implementation" in message
+
+
+def test_plain_conv2d_computes_no_weight_gradient_in_the_r1_pass():
+    """Why the conv2d_gradfix fallback stays torch's F.conv2d: upstream's custom op existed to skip the weight
+    gradient while R1 differentiates w.r.t. the images (``no_weight_gradients``); torch's autograd already asks
+    ``convolution_backward`` for the input gradient alone there, so ``aten.convolution_backward`` in a shim would
+    save nothing. If a torch release stops doing so, this fails and the shim is worth writing."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OutputMasks(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                self.masks.append(list(args[-1]))  # [input, weight, bias] gradients asked for
+            return func(*args, **(kwargs or {}))
+
+    D = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(8, 1, 3))
+    x = torch.randn(4, 3, 12, 12, requires_grad=True)
+    with OutputMasks() as r1_pass:
+        (g,) = torch.autograd.grad(D(x).sum(), [x], create_graph=True)
+    assert r1_pass.masks == [[True, False, False]] * 2  # the first layer's input grad is needed too: x asks for it
+    with OutputMasks() as penalty_pass:
+        g.square().sum().backward()
+    assert [True, True, True] in penalty_pass.masks  # the weights do get the penalty's gradient
