@@ -49,13 +49,14 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
             for s in tqdm(shapes, desc="bench", unit="shape", leave=False)]
     cuda = device == "cuda"
     click.echo(f"{'shape':<18} {'ours ms':>9} {'randn ms':>9} {'ours/randn':>11} {'unfused/ours':>13} {'ours/copy':>10} "
-               f"{'ours/D step':>12}" + (f" {'torch/ours':>11} {'kernel/copy':>12}" if cuda else ""))
+               f"{'ours/D step':>12}" + (f" {'torch/ours':>11} {'kernel/copy':>12} {'graphed/randn':>14}" if cuda else ""))
     for r in rows:
         med, ratio = r["median_s"], r["ratios"]
         share = "-" if ratio["ours/D step"] is None else f"{ratio['ours/D step']:.2e}"
         click.echo(f"{'x'.join(map(str, r['shape'])):<18} {med['ours'] * 1e3:>9.3f} {med['randn'] * 1e3:>9.3f} "
                    f"{ratio['ours/randn']:>11.3f} {ratio['unfused/ours']:>13.3f} {ratio['ours/copy']:>10.2f} {share:>12}"
-                   + (f" {ratio['ours_torch/ours']:>11.3f} {ratio.get('kernel/copy', float('nan')):>12.2f}" if cuda else ""))
+                   + (f" {ratio['ours_torch/ours']:>11.3f} {ratio.get('kernel/copy', float('nan')):>12.2f}"
+                      f" {ratio['ours_graphed/randn']:>14.3f}" if cuda else ""))
     where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU thread(s)"
     click.echo(f"{where}, torch {torch.__version__}, medians of {repeats} interleaved calls (D step: a tenth as many)")
     if json_path is not None:

@@ -128,6 +128,20 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
+def _graphed(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` captured once in a CUDA graph (after warm-up calls on a side stream); returns its replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # Triton compiles, allocators settle: nothing of that may happen during capture
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
+
+
 def bench_noise(
     shapes=DEFAULT_SHAPES,  # input shapes [B, ...]
     device: str = "cpu",  # "cpu" or "cuda"
@@ -139,8 +153,10 @@ def bench_noise(
     """Median seconds per call of each method and the ratios, one dict per shape.
 
     Methods are interleaved call by call, so drift in machine load hits all of them alike. On
-    CUDA, ``ours`` is the fused path, ``ours_torch`` the same module with ``fused=False`` and
-    ``kernel`` the fused kernel alone (``t`` and seed drawn beforehand).
+    CUDA, ``ours`` is the fused path, ``ours_torch`` the same module with ``fused=False``,
+    ``kernel`` the fused kernel alone (``t`` and seed drawn beforehand) and ``ours_graphed`` the
+    fused forward replayed from a CUDA graph (new draws at every replay, no host work: what a
+    graph-captured training step pays).
 
     Example:
         >>> rows = bench_noise(shapes=[(4, 3, 8, 8)], repeats=3, warmup=1)
@@ -168,6 +184,7 @@ def bench_noise(
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
                 t, seed = noise.sample_t(shape[0], device), torch.rand(2, dtype=torch.float64, device=device)
                 methods["kernel"] = lambda: fused.launch(x, t, noise.coefficients32, x[0].numel(), seed)
+            methods["ours_graphed"] = _graphed(lambda: noise(x))
         step = _d_step(shape, device) if d_step else None
         times = {name: [] for name in methods}
         with torch.no_grad():
@@ -194,6 +211,7 @@ def bench_noise(
                 "ours/D step": med["ours"] / med["D step"] if "D step" in med else None,
                 **({"ours_torch/ours": med["ours_torch"] / med["ours"]} if "ours_torch" in med else {}),
                 **({"kernel/copy": med["kernel"] / med["copy"]} if "kernel" in med else {}),
+                **({"ours_graphed/randn": med["ours_graphed"] / med["randn"]} if "ours_graphed" in med else {}),
             },
         })
     return rows

@@ -134,3 +134,14 @@ def test_bench_reports_ratios_as_json(tmp_path):
     assert image["ratios"]["ours/D step"] == image["median_s"]["ours"] / image["median_s"]["D step"]
     assert flat["ratios"]["ours/D step"] is None and "D step" not in flat["median_s"]  # not an image shape
     assert "ours/randn" in result.output and "ours/D step" in result.output
+
+
+@pytest.mark.gpu
+def test_bench_on_cuda_adds_the_torch_path_the_kernel_alone_and_a_graphed_forward(tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("bench", "--device", "cuda", "--shapes", "64x3x32x32", "--repeats", "5", "--no-d-step", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    assert {"ours_torch/ours", "kernel/copy", "ours_graphed/randn"} <= set(row["ratios"])
+    assert row["ratios"]["ours_graphed/randn"] == row["median_s"]["ours_graphed"] / row["median_s"]["randn"]
+    assert "graphed/randn" in result.output
