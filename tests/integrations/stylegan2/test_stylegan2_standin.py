@@ -299,18 +299,18 @@ _update = dn.AdaptiveController.update
 def logged(self):
     adjusted = _update(self)
     if adjusted:
-        print(f"ADJUST rank={os.environ['RANK']} p={self.noise.p!r} T={self.noise.T}", flush=True)
+        print(f"ADJUST rank={os.environ['RANK']} step={self.step} p={self.noise.p!r} T={self.noise.T}", flush=True)
     return adjusted
 
 dn.AdaptiveController.update = logged
-repo, out = sys.argv[1:3]
-ADAPTERS["stylegan2"].run(["--outdir", out, "--data", "x", "--kimg", "0.064", "--batch", "4"], repo=repo,
-                          launcher="torchrun", aug="none", target=-1.0)
+repo, out, kimg, resume = sys.argv[1:5]
+ADAPTERS["stylegan2"].run(["--outdir", out, "--data", "x", "--kimg", kimg, "--batch", "4"]
+                          + (["--resume", resume] if resume != "-" else []),
+                          repo=repo, launcher="torchrun", aug="none", target=-1.0, trust_pickle=True)
 '''
 
 
-def test_torchrun_two_cpu_ranks_keep_p_identical_and_one_run_folder(tmp_path):
-    import re
+def _torchrun(tmp_path, kimg, resume="-"):
     import socket
     import subprocess
 
@@ -320,16 +320,36 @@ def test_torchrun_two_cpu_ranks_keep_p_identical_and_one_run_folder(tmp_path):
     script = tmp_path / "rank.py"
     script.write_text(TORCHRUN)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-                           "127.0.0.1", "--master-port", str(port), str(script), str(STANDIN), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                           "127.0.0.1", "--master-port", str(port), str(script), str(STANDIN), str(tmp_path / "out"),
+                           kimg, resume], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    adjustments = re.findall(r"ADJUST rank=(\d) p=(\S+) T=(\d+)", proc.stdout)
-    by_rank = {r: [(p, t) for rank, p, t in adjustments if rank == r] for r in "01"}
+    return proc.stdout
+
+
+def _adjustments_by_rank(stdout):
+    import re
+
+    adjustments = re.findall(r"ADJUST rank=(\d) step=(\d+) p=(\S+) T=(\d+)", stdout)
+    return {r: [(int(step), float(p), int(t)) for rank, step, p, t in adjustments if rank == r] for r in "01"}
+
+
+def test_torchrun_two_cpu_ranks_keep_p_identical_and_one_run_folder(tmp_path):
+    by_rank = _adjustments_by_rank(_torchrun(tmp_path, "0.064"))
     assert len(by_rank["0"]) == 4 and by_rank["0"] == by_rank["1"]  # 16 iterations, an adjustment every 4, all-reduced
-    assert float(by_rank["0"][-1][0]) > 0  # target -1: p went up
+    assert by_rank["0"][-1][1] > 0  # target -1: p went up
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["standin-diffusion-paper"]  # rank 0 alone made it
     options = json.loads((tmp_path / "out" / "standin-diffusion-paper" / "training_options.json").read_text())
     assert options["num_gpus"] == 2  # --gpus became the world size
+
+
+def test_torchrun_ranks_resume_at_the_same_image_count_p_and_controller_step(tmp_path, recorded):
+    D, _, _ = train_standin(tmp_path / "first", "--kimg", "0.064", preset="paper", aug="none", target=-1.0)
+    (snapshot,) = (tmp_path / "first").glob("*/network-snapshot-*.pkl")
+    by_rank = _adjustments_by_rank(_torchrun(tmp_path, "0.080", resume=str(snapshot)))
+    step = 4 * 4 / (100 * 1000)
+    # 16 iterations done before; 4 more: one adjustment, at the 20th step, from the snapshot's p, on both ranks.
+    assert by_rank["0"] == by_rank["1"] and [s for s, _, _ in by_rank["0"]] == [20]
+    assert by_rank["0"][0][1] == pytest.approx(D.noise.p + step)
 
 
 def test_torchrun_launcher_outside_torchrun_names_the_fix(tmp_path, monkeypatch):
