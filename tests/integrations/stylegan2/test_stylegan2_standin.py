@@ -92,11 +92,11 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
     assert torch.equal(resumed.noise.coefficients64, saved.noise.coefficients64)
 
 
-def _resave(snapshot, **changes):
+def _resave(snapshot, change):
+    """Apply ``change`` to the unpickled snapshot and write it back."""
     with open(snapshot, "rb") as f:
         data = pickle.load(f)
-    for change in changes.values():
-        change(data)
+    change(data)
     with open(snapshot, "wb") as f:
         pickle.dump(data, f)
 
@@ -105,7 +105,7 @@ def test_resume_goes_on_from_the_snapshots_kimg_tick_ada_p_and_controller_step(t
     D, _, _ = train_standin(tmp_path, "--kimg", "0.032", preset="stylegan2", aug="ada")
     assert int(D.images_seen) == 32  # 8 iterations of 4
     (snapshot,) = sorted(tmp_path.glob("*/network-snapshot-*.pkl"))
-    _resave(snapshot, ada=lambda data: data["augment_pipe"].p.fill_(0.25))
+    _resave(snapshot, lambda data: data["augment_pipe"].p.fill_(0.25))
     capsys.readouterr()
     resumed, loss, _ = train_standin(tmp_path / "resumed", "--kimg", "0.040", "--resume", str(snapshot),
                                      preset="stylegan2", aug="ada")
@@ -125,7 +125,7 @@ def test_resume_goes_on_from_the_snapshots_kimg_tick_ada_p_and_controller_step(t
     with pytest.raises(UpstreamError, match=r"kimg 0.032, not below --kimg 0.016; raise --kimg .* --no-resume-progress"):
         train_standin(tmp_path / "short", "--kimg", "0.016", "--resume", str(snapshot), preset="stylegan2", aug="ada")
 
-    _resave(snapshot, count=lambda data: data["D"].images_seen.zero_())  # as a snapshot from elsewhere: no count
+    _resave(snapshot, lambda data: data["D"].images_seen.zero_())  # as a snapshot from elsewhere: no count
     capsys.readouterr()
     weights_only, _, _ = train_standin(tmp_path / "weights", "--kimg", "0.008", "--resume", str(snapshot),
                                        preset="stylegan2", aug="ada")
