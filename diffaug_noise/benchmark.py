@@ -128,8 +128,12 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return run
 
 
-def _graphed(fn: Callable[[], object]) -> Callable[[], None]:
-    """``fn`` captured once in a CUDA graph (after warm-up calls on a side stream); returns its replay."""
+def capture_cuda_graph(fn: Callable[[], object]) -> tuple[Callable[[], None], object]:
+    """``fn`` captured once in a CUDA graph, after warm-up calls on a side stream.
+
+    Returns ``(replay, output)``: each ``replay()`` reruns the captured kernels and rewrites
+    ``output``, the tensors ``fn`` returned during the capture.
+    """
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -138,8 +142,8 @@ def _graphed(fn: Callable[[], object]) -> Callable[[], None]:
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        fn()
-    return graph.replay
+        output = fn()
+    return graph.replay, output
 
 
 def bench_noise(
@@ -184,7 +188,7 @@ def bench_noise(
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
                 t, seed = noise.sample_t(shape[0], device), torch.rand(2, dtype=torch.float64, device=device)
                 methods["kernel"] = lambda: fused.launch(x, t, noise.coefficients32, x[0].numel(), seed)
-            methods["ours_graphed"] = _graphed(lambda: noise(x))
+            methods["ours_graphed"] = capture_cuda_graph(lambda: noise(x))[0]
         step = _d_step(shape, device) if d_step else None
         times = {name: [] for name in methods}
         with torch.no_grad():

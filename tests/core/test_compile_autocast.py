@@ -4,6 +4,7 @@ import torch
 from scipy import stats
 
 import diffaug_noise as dn
+from diffaug_noise.benchmark import capture_cuda_graph
 
 
 def _model():
@@ -76,18 +77,10 @@ def test_cuda_fused_noise_then_D_compiles_as_one_graph_with_the_operator():
 def test_cuda_graph_replays_the_fused_noise_with_new_draws():
     noise = dn.DiffusionNoise(p=0.5).cuda()
     x = torch.randn(512, 3, 16, 16, device="cuda")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):  # warm-up: Triton compiles outside the capture
-            noise(x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        y, t = noise(x)
+    replay, (y, t) = capture_cuda_graph(lambda: noise(x))
     replays = []
     for _ in range(2):
-        graph.replay()
+        replay()
         replays.append((y.clone(), t.clone()))
     assert not torch.equal(replays[0][1], replays[1][1]) and not torch.equal(replays[0][0], replays[1][0])
     assert all(_law_of_eps_holds(noise, x, y_, t_) for y_, t_ in replays)
