@@ -44,7 +44,8 @@ from diffaug_noise.noise import DiffusionNoise
 from .adapter import Adapter
 from .options import DiffusionOptions, knob
 from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
-from .shims import cpu_patches, custom_op_fallback_patch, registered_extension_patch, sampler_signature_patch
+from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, registered_extension_patch,
+                    sampler_signature_patch)
 from .spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
@@ -209,7 +210,7 @@ class DiffusionProjectedGANLoss(WrappedLoss):
 
 
 def configure(c, options: FeatureDiffusionOptions) -> None:
-    """Point upstream's config ``c`` (built by its ``main``) at our classes; Adam betas as floats."""
+    """Point upstream's config ``c`` (built by its ``main``) at our classes."""
     easy = type(c.D_kwargs)
     if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
         raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
@@ -221,10 +222,6 @@ def configure(c, options: FeatureDiffusionOptions) -> None:
     c.loss_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedGANLoss", upstream_class=loss_kwargs.pop("class_name"),
                          diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
                                         controller=options.controller_kwargs()), **loss_kwargs)
-    # torch >= 2 rejects Adam betas mixing int and float ([0, 0.99] in upstream's train.py); the
-    # same numbers as floats mean the same on every torch, so this needs no --shims.
-    for opt in (c.G_opt_kwargs, c.D_opt_kwargs):
-        opt.betas = [float(b) for b in opt.betas]
 
 
 def _plain_conv2d(input) -> bool:
@@ -282,6 +279,8 @@ def compat_patches(backbone: dict | None = None) -> list:
     - ``pg_modules.projector`` downloads the backbone from timm's hub: :class:`BackboneTimm` takes
       a local file, or a random backbone, or explains the failure.
     - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)`` (rejected by torch >= 2.2).
+    - ``train.py``'s Adam ``betas=[0, 0.99]`` mixes an int and a float, which torch >= 2 rejects
+      (:func:`~.shims.float_adam_betas_patch`).
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
       on a machine without CUDA these become the CPU and no-ops.
     - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops, then fails to import them on
@@ -299,7 +298,8 @@ def compat_patches(backbone: dict | None = None) -> list:
     from training import training_loop
 
     backbone = backbone or {}
-    return (sampler_signature_patch() + cpu_patches(training_loop) + registered_extension_patch()
+    return (sampler_signature_patch() + cpu_patches(training_loop) + float_adam_betas_patch(training_loop)
+            + registered_extension_patch()
             + custom_op_fallback_patch([bias_act, upfirdn2d])
             + [(conv2d_gradfix, "_should_use_custom_op", _plain_conv2d)]
             + [(projector, "_make_efficientnet", _efficientnet_layers),

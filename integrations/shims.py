@@ -143,6 +143,26 @@ def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
     return [(gradfix_module, "grid_sample", GridSampleTwice.apply)]
 
 
+def float_adam_betas_patch(loop_module: types.ModuleType) -> list:
+    """Give ``loop_module.training_loop`` its Adam betas as floats.
+
+    projected-gan's ``train.py`` sets ``betas=[0, 0.99]``; torch >= 2 rejects an int beyond a float
+    ("betas must be either both floats or both Tensors"), so upstream as released stops when it builds
+    G's optimiser (D's betas become floats through its lazy-regularisation rescaling). Seen on an
+    H200 with torch 2.11. The same numbers as floats mean the same on every torch.
+    """
+    original = loop_module.training_loop
+
+    def training_loop(*args, **kwargs):
+        for name in ("G_opt_kwargs", "D_opt_kwargs"):
+            opt_kwargs = kwargs.get(name)
+            if opt_kwargs is not None and "betas" in opt_kwargs:
+                kwargs[name] = type(opt_kwargs)(opt_kwargs, betas=[float(b) for b in opt_kwargs["betas"]])
+        return original(*args, **kwargs)
+
+    return [(loop_module, "training_loop", training_loop)]
+
+
 def registered_extension_patch() -> list:
     """Register the module ``torch.utils.cpp_extension.load`` returns under its name, so it imports.
 

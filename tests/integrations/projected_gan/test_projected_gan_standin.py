@@ -87,10 +87,25 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
     assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.projected_gan.DiffusionProjectedDiscriminator"
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.ProjectedGANLoss"
     assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.25 and options["loss_kwargs"]["diffusion"]["rounds"] == 2
-    assert options["G_opt_kwargs"]["betas"] == [0.0, 0.99]
+    assert options["G_opt_kwargs"]["betas"] == [0, 0.99]  # upstream's config as it wrote it; the shim converts in the loop
     forget_upstream(STANDIN, UPSTREAM_MODULES)
     with pytest.raises(Exception, match="betas|act1|cuda|NVIDIA|argument"):  # upstream as released, on this machine
         train_standin(tmp_path / "raw", "--kimg", "0.004", shims=False)
+
+
+def test_bench_baseline_is_upstreams_own_gan_with_the_shims_alone(tmp_path, recorded):
+    """`bench upstream`'s baseline run: with only the compatibility shims upstream trains (Adam's int beta
+    included, which torch >= 2 rejects), with its own D and loss and no noise."""
+    from diffaug_noise.integrations.adapter import patched_upstream
+
+    adapter = projected_gan.ADAPTER
+    compat = adapter.compat_patches(adapter.settings(pretrained=False))
+    with patched_upstream(adapter.upstream, STANDIN, True, lambda modules: [], compat) as train:
+        train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4",
+                    "--kimg", "0.004"], standalone_mode=False)
+        D, loss = train.RESULTS[-1]
+    assert not isinstance(D, projected_gan.DiffusionProjectedDiscriminator) and recorded["noise"] == []
+    assert type(loss).__name__ == "ProjectedGANLoss"
 
 
 def test_backbone_weights_offline_say_what_to_do(tmp_path, recorded):
