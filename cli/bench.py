@@ -101,7 +101,7 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
     try:
         data_path = resolve_data(data, data_root)
         result = bench_upstream(adapter, repo, ["--data", str(data_path), "--gpus", str(gpus), *upstream_args], outdir,
-                                shims=shims, **settings)
+                                shims=shims, on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
     except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err))
     click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}")

@@ -11,12 +11,16 @@ added; the clock on a CPU) to give the noise's share of the training loop's time
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import os
 import pathlib
+import re
 import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 MODES = ("baseline", "diffusion")
 
@@ -90,8 +94,39 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
             "train_seconds": wall, "noise_seconds": noise, "run_dir": str(run_dir)}
 
 
-def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: bool = True, **options) -> dict:
-    """Run upstream with and without the adapter (fresh processes, same arguments); sec/kimg, ratio, noise share."""
+def _failure(lines: list) -> str:
+    """The exception a failed run ended with: the last output line that names one (warnings printed after a
+    traceback are noise), else the last line."""
+    lines = [line.strip() for line in lines if line.strip()]
+    named = [line for line in lines if re.match(r"[\w.]+(Error|Exception|Interrupt|Exit)\b", line)]
+    return (named or lines or ["no output"])[-1]
+
+
+def _run_child(payload: str, on_tick: Callable[[str], None] | None) -> tuple[int, list]:
+    """One mode in a fresh Python; its tick lines go to ``on_tick`` as upstream prints them (so a run that is
+    stopped early has shown its speed so far). Returns the exit code and every output line (stderr merged)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, payload], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if on_tick is not None and line.startswith("tick "):
+                on_tick(lines[-1])
+        return proc.wait(), lines
+    finally:
+        if proc.poll() is None:  # interrupted: do not leave upstream training on the GPU
+            proc.kill()
+            proc.wait()
+
+
+def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: bool = True,
+                   on_tick: Callable[[str, str], None] | None = None, **options) -> dict:
+    """Run upstream with and without the adapter (fresh processes, same arguments); sec/kimg, ratio, noise share.
+
+    ``on_tick(mode, line)`` receives each tick line upstream prints, while it runs.
+    """
     from . import ADAPTERS
 
     if adapter_name not in ADAPTERS:
@@ -101,12 +136,12 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
     for mode in MODES:
         args = ["--outdir", str(pathlib.Path(outdir) / mode), *[str(a) for a in upstream_args]]
         payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
-        proc = subprocess.run([sys.executable, "-c", _CHILD, payload], capture_output=True, text=True)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
-        if proc.returncode != 0 or not lines:
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise RuntimeError(f"the {mode} run of {adapter_name} failed: {tail}")
-        runs[mode] = json.loads(lines[-1][len("BENCH "):])
+        code, lines = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode))
+        results = [line for line in lines if line.startswith("BENCH ")]
+        if code != 0 or not results:
+            raise RuntimeError(f"the {mode} run of {adapter_name} failed: {_failure(lines)} "
+                               f"(upstream's log.txt is under {args[1]})")
+        runs[mode] = json.loads(results[-1][len("BENCH "):])
     for run in runs.values():
         after_warmup = run["sec_per_kimg_ticks"][1:]
         if not after_warmup:

@@ -254,6 +254,9 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     report = json.loads(out.read_text())
     baseline, diffusion = report["runs"]["baseline"], report["runs"]["diffusion"]
     assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5  # tick 0, then every 2 iterations
+    ticks = [line for line in result.output.splitlines() if " tick " in line]  # shown while upstream runs
+    assert [line.split()[0] for line in ticks] == ["baseline"] * 5 + ["diffusion"] * 5
+    assert all(" diffusion p " in line for line in ticks[5:]) and " diffusion p " not in ticks[0]
     assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
     assert baseline["noise_seconds"] == 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
     options = json.loads((pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text())
