@@ -109,6 +109,6 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
         click.echo(f"{mode:<10} {run['sec_per_kimg']:>10.3f} {len(run['sec_per_kimg_ticks']) - 1:>11d}")
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
     click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {100 * result['noise_share']:.2f} % of the "
-               f"diffusion run's training time ({adapter}, {where}, torch {torch.__version__})")
+               f"diffusion run's sec/kimg ({adapter}, {where}, torch {torch.__version__})")
     if json_path is not None:
         write_json(json_path, result)
