@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13's GPU measurements (docs/performance.md), as parts run in the order named:
 #
-#     OUT=out tools/gpu_session.sh ops cifar projectedgan kernel   # ~4 minutes on an H200
-#     OUT=out tools/gpu_session.sh paper256 tests                  # ~5 minutes
+#     OUT=out tools/gpu_session.sh ops cifar kernel tests   # 3.5 minutes on an H200 (2026-11-28)
+#     OUT=out tools/gpu_session.sh projectedgan             # over 3 minutes (did not end in 180 s)
+#     OUT=out tools/gpu_session.sh paper256                 # over 4 minutes (did not end in 240 s at 8 kimg)
 #
 #   ops           stylegan2-ada's custom CUDA ops build and load, with no fallback warning?
 #   cifar         `diffaug-noise bench upstream`, stylegan2 at 32 px (--cfg cifar --batch 64)
@@ -39,7 +40,7 @@ step() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
 if ls .whl/*.whl >/dev/null 2>&1; then
     for wheel in .whl/*.whl; do
         case $(basename "$wheel") in setuptools-*) site=/tmp/gpu-session-build ;; *) site=/tmp/gpu-session-site ;; esac
-        python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel" || exit 1
+        python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$wheel" || exit 1
     done
     export PYTHONPATH=/tmp/gpu-session-site${PYTHONPATH:+:$PYTHONPATH}
 fi
@@ -123,12 +124,12 @@ EOF
     projectedgan)
         step "Procedural data, 256 px"
         procedural_zip 256 500
-        bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 180 \
-            --option pretrained=false -- --cfg fastgan --batch 64 --kimg 8 --tick 2 --metrics none --snap 1000 ;;
+        bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 360 \
+            --option pretrained=false -- --cfg fastgan --batch 64 --kimg 6 --tick 2 --metrics none --snap 1000 ;;
     paper256)  # ticks are 4 kimg: tick 1 whole, tick 2 the last kimg
         step "Procedural data, 256 px"
         procedural_zip 256 500
-        bench_upstream paper256 stylegan2 "$SG" "$DATA/procedural-256.zip" 300 \
+        bench_upstream paper256 stylegan2 "$SG" "$DATA/procedural-256.zip" 420 \
             -- --cfg paper256 --batch 64 --kimg 5 --metrics none --snap 1000 ;;
     kernel)
         step "Noise forward; goals: ours/randn <= 2.0 at 64x3x32x32, ours/copy <= 1.3 at 256x3x256x256"
