@@ -82,10 +82,11 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
     """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
 
     Runs upstream's train.py twice in fresh processes with the same data, flags and seed: `baseline`
-    (only the compatibility shims) and `diffusion` (the adapter, its defaults or --option's settings). Prints each run's
-    sec/kimg (upstream's own timing, median over the ticks after the warm-up tick 0), their ratio,
-    and the share of the diffusion run spent in the noise forward. Give upstream enough --kimg for
-    at least two ticks after tick 0.
+    (only the compatibility shims) and `diffusion` (the adapter, its defaults or --option's settings). Shows
+    upstream's tick lines as they come, then each run's sec/kimg (upstream's own timing, median over
+    the ticks after the warm-up tick 0), their ratio, and the noise forward's time per kimg as a share
+    of the diffusion run's sec/kimg (its first call per input shape, which compiles, left out). Give
+    upstream enough --kimg for at least two ticks after tick 0.
 
     \b
     Example (one GPU, 32 px, custom ops built):
