@@ -105,9 +105,13 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
                                 shims=shims, on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
     except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err))
-    click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}")
+    click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}  upstream's CUDA ops")
     for mode, run in result["runs"].items():
-        click.echo(f"{mode:<10} {run['sec_per_kimg']:>10.3f} {len(run['sec_per_kimg_ticks']) - 1:>11d}")
+        ops = run["custom_ops"]
+        loaded = ", ".join(name for name, ok in ops.items() if ok) or "none"
+        failed = [name for name, ok in ops.items() if not ok]
+        click.echo(f"{mode:<10} {run['sec_per_kimg']:>10.3f} {len(run['sec_per_kimg_ticks']) - 1:>11d}  loaded: {loaded}"
+                   + (f"; failed (reference op used): {', '.join(failed)}" if failed else ""))
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
     click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {100 * result['noise_share']:.2f} % of the "
                f"diffusion run's sec/kimg ({adapter}, {where}, torch {torch.__version__})")

@@ -103,6 +103,21 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
             "run_dir": str(run_dir)}
 
 
+def _custom_ops(lines: list) -> dict:
+    """Upstream's CUDA ops this run set up, from its own log lines: ``{name: True (loaded) / False (failed)}``.
+
+    Upstream's ``get_plugin`` prints ``Setting up PyTorch plugin "bias_act_plugin"... Done.`` (or
+    ``Failed!``) once per process; a build's own output may come between the two halves.
+
+    Example:
+        >>> _custom_ops(['Setting up PyTorch plugin "bias_act_plugin"... Done.', 'tick 0'])
+        {'bias_act_plugin': True}
+    """
+    setup = r'Setting up PyTorch plugin "(\w+)"\.\.\.(?:(?!Setting up PyTorch plugin).)*?(Done\.|Failed!)'
+    found = re.findall(setup, "\n".join(lines), re.S)  # an outcome belongs to the nearest setup line before it
+    return {name: outcome == "Done." for name, outcome in found}
+
+
 def _failure(lines: list) -> str:
     """The exception a failed run ended with: the last output line that names one (warnings printed after a
     traceback are noise), else the last line."""
@@ -150,7 +165,7 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
         if code != 0 or not results:
             raise RuntimeError(f"the {mode} run of {adapter_name} failed: {_failure(lines)} "
                                f"(upstream's log.txt is under {args[1]})")
-        runs[mode] = json.loads(results[-1][len("BENCH "):])
+        runs[mode] = dict(json.loads(results[-1][len("BENCH "):]), custom_ops=_custom_ops(lines))
     for run in runs.values():
         after_warmup = run["sec_per_kimg_ticks"][1:]
         if not after_warmup:

@@ -34,3 +34,15 @@ def test_the_exception_line_wins_over_a_later_warning():
 def test_without_an_exception_line_the_last_line_or_a_plain_note():
     assert _failure(output("tick 0 kimg 0.0\n", "Killed\n")) == "Killed"
     assert _failure(output("", "")) == "no output"
+
+
+def test_custom_ops_are_read_from_upstreams_own_setup_lines():
+    from diffaug_noise.integrations.bench import _custom_ops
+
+    lines = ['Setting up PyTorch plugin "bias_act_plugin"... Done.',
+             'Setting up PyTorch plugin "upfirdn2d_plugin"... ',  # a build's own output can come between the halves
+             "ninja: no work to do.", "Failed!", "tick 0     kimg 0.0"]
+    assert _custom_ops(lines) == {"bias_act_plugin": True, "upfirdn2d_plugin": False}
+    assert _custom_ops(["tick 0     kimg 0.0"]) == {}  # the CPU, or an upstream that needs none (FastGAN)
+    crashed = ['Setting up PyTorch plugin "bias_act_plugin"... ', "Traceback", 'Setting up PyTorch plugin "x"... Done.']
+    assert _custom_ops(crashed) == {"x": True}  # no outcome of its own: bias_act_plugin is not counted as loaded

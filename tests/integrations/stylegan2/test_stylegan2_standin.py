@@ -260,6 +260,7 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
     assert baseline["noise_seconds"] == 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
     assert baseline["kimg"] == diffusion["kimg"] == 0.032
+    assert baseline["custom_ops"] == diffusion["custom_ops"] == {} and "loaded: none" in result.output
     assert report["noise_share"] == pytest.approx(diffusion["noise_seconds"] / 0.032 / diffusion["sec_per_kimg"])
     options = json.loads((pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text())
     assert options["D_kwargs"]["class_name"].endswith("DiffusionDiscriminator")
