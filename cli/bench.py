@@ -9,7 +9,7 @@ import torch
 from diffaug_noise.benchmark import DEFAULT_SHAPES, bench_noise
 from diffaug_noise.extras import require
 
-from .io import check_device, write_json
+from .io import DATA_ROOT_HELP, check_device, write_json
 from .upstream import settings_from_pairs
 
 
@@ -68,7 +68,7 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
 @click.option("--repo", default=None, metavar="PATH", help="Your upstream checkout. [default: the adapter's environment variable]")
 @click.option("--data", required=True, help="Dataset name or a zip/folder in upstream's layout.")
 @click.option("--data-root", default=None, type=click.Path(file_okay=False, path_type=pathlib.Path), metavar="DIR",
-              help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
+              help=DATA_ROOT_HELP)
 @click.option("--outdir", default="bench-upstream", show_default=True, help="Where both runs write their run folders.")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs per run.")
 @click.option("--shims/--no-shims", default=True, show_default=True, help="The compatibility shims, in both runs.")

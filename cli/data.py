@@ -5,11 +5,11 @@ import pathlib
 
 import click
 
-from diffaug_noise.data import DATASETS, ENV_VAR, DatasetError, prepare
+from diffaug_noise.data import DATASETS, DatasetError, prepare
 from diffaug_noise.data import data_root as resolve_root
 from diffaug_noise.extras import require
 
-_ROOT_HELP = f"Folder of prepared datasets. [default: ${ENV_VAR}, else ~/.cache/diffaug-noise/data]"
+from .io import DATA_ROOT_HELP
 
 
 @click.group("data")
@@ -18,7 +18,7 @@ def data_group():
 
 
 @data_group.command("list")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=_ROOT_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=DATA_ROOT_HELP)
 def list_command(data_root):
     """Show every registered name, its resolution, whether it is prepared, and where its source comes from."""
     root = resolve_root(data_root)
@@ -34,7 +34,7 @@ def list_command(data_root):
 @click.option("--source", default=None, type=click.Path(exists=True, path_type=pathlib.Path),
               help="The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip of images, "
                    "or cifar-10-python.tar.gz. Not needed for bundled datasets (digits).  [required otherwise]")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=_ROOT_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=DATA_ROOT_HELP)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
 @click.option("--resolution", type=click.IntRange(min=1), default=None,

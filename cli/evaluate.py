@@ -7,7 +7,7 @@ import click
 
 from diffaug_noise.protocols import METRICS, PROTOCOLS
 
-from .io import check_device, comma_list, write_json
+from .io import DATA_ROOT_HELP, check_device, comma_list, write_json
 
 
 @click.command("eval")
@@ -27,7 +27,7 @@ from .io import check_device, comma_list, write_json
 @click.option("--num-real", type=click.IntRange(min=2), default=None,
               help="Real images, overriding --num: a random subset drawn with --seed when smaller than the dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]")
+              help=DATA_ROOT_HELP)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
               help="Local InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline machines.")
 @click.option("--feature-extractor", default="inception-v3-compat", show_default=True,

@@ -6,6 +6,8 @@ import platform
 
 import torch
 
+from .io import write_json
+
 
 def span(stat: dict, fmt) -> str:
     """``median [min-max]`` of a summary entry, or the median alone when every seed agrees."""
@@ -16,8 +18,6 @@ def span(stat: dict, fmt) -> str:
 
 def write_metrics(out_dir, result: dict, keys, threads: int, device: str):
     """``out_dir/metrics.json``: the ``keys`` of a run's result plus :func:`environment`; returns its path."""
-    from .io import write_json
-
     path = out_dir / "metrics.json"
     write_json(path, {**{key: result[key] for key in keys}, "environment": environment(threads, device)})
     return path

@@ -12,6 +12,8 @@ import click
 
 from diffaug_noise.presets import preset_kwargs
 
+from .io import DATA_ROOT_HELP
+
 _KINDS = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
 
@@ -92,7 +94,7 @@ def adapter_command(adapter) -> click.Command:
         click.Option(["--repo"], default=None, metavar="PATH", help=f"Your checkout of {up.name} (not edited). [default: ${up.env_var}]"),
         click.Option(["--data"], required=True, help="Dataset name (`diffaug-noise data list`) or a zip/folder in upstream's layout."),
         click.Option(["--data-root"], default=None, type=click.Path(file_okay=False, path_type=pathlib.Path), metavar="DIR",
-                     help="Folder of prepared datasets. [default: $DIFFAUG_NOISE_DATA, else ~/.cache/diffaug-noise/data]"),
+                     help=DATA_ROOT_HELP),
         click.Option(["--outdir"], required=True, metavar="DIR", help="Where upstream writes its run folders."),
         click.Option(["--gpus"], type=click.IntRange(min=1), default=1, show_default=True,
                      help="GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all)."),
