@@ -173,27 +173,27 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         }
 
     def _one_step_gan_iteration(per_seed):
-            real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
-            z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
-            fake = G(z)
+        real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
+        z = torch.stack([z for _, z in per_seed])[seed_index].to(device)
+        fake = G(z)
 
-            # Real and fake through D in one batched call: the same loss as two calls, one pass fewer.
-            real_logits, fake_logits = discriminate(torch.cat([real, fake.detach()], dim=1)).split(B, dim=1)
-            loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            for k, ctrl in enumerate(controllers):
-                if ctrl is not None:
-                    ctrl.observe(real_logits[k])
-                    ctrl.update()
+        # Real and fake through D in one batched call: the same loss as two calls, one pass fewer.
+        real_logits, fake_logits = discriminate(torch.cat([real, fake.detach()], dim=1)).split(B, dim=1)
+        loss_d = (F.softplus(-real_logits).mean(dim=(1, 2)) + F.softplus(fake_logits).mean(dim=(1, 2))).sum()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        for k, ctrl in enumerate(controllers):
+            if ctrl is not None:
+                ctrl.observe(real_logits[k])
+                ctrl.update()
 
-            D.requires_grad_(False)  # the G step needs gradients through D, not D's own
-            loss_g = F.softplus(-discriminate(fake)).mean(dim=(1, 2)).sum()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
+        D.requires_grad_(False)  # the G step needs gradients through D, not D's own
+        loss_g = F.softplus(-discriminate(fake)).mean(dim=(1, 2)).sum()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        D.requires_grad_(True)
 
     first, wall_before = 1, 0.0
     if resume and os.path.exists(checkpoint):
