@@ -47,6 +47,7 @@ Example (no download: a feature extractor registered by the caller):
 """
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import pickle
 import zipfile
@@ -159,9 +160,6 @@ def real_cache_name(path: pathlib.Path, feature_extractor: str, count: int, seed
     (stored in the zip's directory); for a folder, every image's relative path, size and
     modification time. Any change of the data, the extractor or the count gives another key.
     """
-    import hashlib
-    import zipfile
-
     digest = hashlib.sha256()
     if path.is_file():
         with zipfile.ZipFile(path) as z:

@@ -146,7 +146,7 @@ def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
 def float_adam_betas_patch(loop_module: types.ModuleType) -> list:
     """Give ``loop_module.training_loop`` its Adam betas as floats.
 
-    projected-gan's ``train.py`` sets ``betas=[0, 0.99]``; torch >= 2 rejects an int beyond a float
+    projected-gan's ``train.py`` sets ``betas=[0, 0.99]``; torch >= 2 rejects an int beside a float
     ("betas must be either both floats or both Tensors"), so upstream as released stops when it builds
     G's optimiser (D's betas become floats through its lazy-regularisation rescaling). Seen on an
     H200 with torch 2.11. The same numbers as floats mean the same on every torch.
