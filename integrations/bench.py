@@ -156,23 +156,23 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
     if adapter_name not in ADAPTERS:
         raise ValueError(f"unknown adapter {adapter_name!r}; choose one of {', '.join(ADAPTERS)}")
     ADAPTERS[adapter_name].settings(**options)  # bad settings fail before anything runs
+    upstream_args = [str(a) for a in upstream_args]
     runs = {}
     for mode in MODES:
-        args = ["--outdir", str(pathlib.Path(outdir) / mode), *[str(a) for a in upstream_args]]
+        args = ["--outdir", str(pathlib.Path(outdir) / mode), *upstream_args]
         payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
         code, lines = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode))
         results = [line for line in lines if line.startswith("BENCH ")]
         if code != 0 or not results:
             raise RuntimeError(f"the {mode} run of {adapter_name} failed: {_failure(lines)} "
                                f"(upstream's log.txt is under {args[1]})")
-        runs[mode] = dict(json.loads(results[-1][len("BENCH "):]), custom_ops=_custom_ops(lines))
-    for run in runs.values():
+        run = dict(json.loads(results[-1][len("BENCH "):]), custom_ops=_custom_ops(lines))
         after_warmup = run["sec_per_kimg_ticks"][1:]
-        if not after_warmup:
-            raise RuntimeError(f"the {run['mode']} run logged only the warm-up tick; give upstream more --kimg "
+        if not after_warmup:  # checked before the next run: the same arguments would give it no tick either
+            raise RuntimeError(f"the {mode} run logged only the warm-up tick; give upstream more --kimg "
                                f"(at least two ticks)")
-        run["sec_per_kimg"] = statistics.median(after_warmup)
+        runs[mode] = dict(run, sec_per_kimg=statistics.median(after_warmup))
     diffusion = runs["diffusion"]
-    return {"adapter": adapter_name, "upstream_args": [str(a) for a in upstream_args], "runs": runs,
+    return {"adapter": adapter_name, "upstream_args": upstream_args, "runs": runs,
             "ratio": diffusion["sec_per_kimg"] / runs["baseline"]["sec_per_kimg"],
             "noise_share": diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"]}

@@ -267,6 +267,7 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     assert "Diffusion" not in (pathlib.Path(baseline["run_dir"]) / "training_options.json").read_text()
     short = CliRunner().invoke(main, args[:-5] + ["--", "--kimg", "0.004", "--batch", "4"])
     assert short.exit_code == 1 and "logged only the warm-up tick; give upstream more --kimg" in short.output
+    assert "the baseline run logged" in short.output and "diffusion  tick" not in short.output  # stopped before it
     bad = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "biggan", "--data", str(data)])
     assert bad.exit_code == 2 and "unknown adapter 'biggan'" in bad.output
     for pair, message in [("tdist=uniform", "is not NAME=VALUE with a setting of stylegan2; known: preset, target"),
