@@ -52,16 +52,16 @@ def _sg2(dataset, resolution, fid, cfg, gpus, kimg=25_000,
                   ("--cfg", cfg, "--kimg", str(kimg)), kimg, note)
 
 
-def _pg(dataset, resolution, fid, cfg, gpus,
+def _pg(dataset, resolution, fid, cfg, gpus, kimg=50_000,
         note="target, noise std, batch and kimg: the official CIFAR-10 command's (the README gives no other)"):
     return Recipe(f"projectedgan-{dataset.replace('_', '-')}", "Diffusion-ProjectedGAN", dataset, resolution, fid, "projectedgan",
                   gpus, ("--preset", "projected_gan", "--target", "0.45", "--sigma", "0.5", "--d-pos", "first"),
-                  ("--cfg", cfg, "--batch", "64", "--batch-gpu", "16", "--kimg", "50000"), 50_000, note)
+                  ("--cfg", cfg, "--batch", "64", "--batch-gpu", "16", "--kimg", str(kimg)), kimg, note)
 
 
-def _insgen(dataset, fid):
+def _insgen(dataset, fid, kimg=25_000):
     return Recipe(f"insgen-{dataset.replace('_', '-')}", "Diffusion-InsGen", dataset, 512, fid, "insgen", 8,
-                  ("--preset", "insgen"), ("--cfg", "paper512", "--kimg", "25000"), 25_000)
+                  ("--preset", "insgen"), ("--cfg", "paper512", "--kimg", str(kimg)), kimg)
 
 
 _SMALL_FASTGAN = ("the fork trained its FastGAN here; upstream projected-gan's FastGAN needs >= 128 px, so --cfg stylegan2 "
