@@ -2,8 +2,9 @@
 
 An adapter is one module that builds an :class:`Adapter` and one line in
 ``integrations/__init__.py`` that registers it. From the record alone, ``diffaug-noise run NAME``
-is generated (options, defaults and help included), and :meth:`Adapter.run` runs the
-pre-flight checks and upstream's own ``train.py``. What the module writes:
+is generated (options, defaults and help included), :meth:`Adapter.run` runs the
+pre-flight checks and upstream's own ``train.py``, and :meth:`Adapter.baseline` gives upstream with
+the shims alone (what ``bench upstream`` compares with). What the module writes:
 
 - an :class:`~.spec.Upstream` (where to get the code, its marker files, the names patched, the
   tested commits);
@@ -97,6 +98,13 @@ class Adapter:
         with patched_upstream(self.upstream, repo, shims, functools.partial(self.entry_patches, options=settings),
                               self.compat_patches(settings), launcher) as train:
             yield train
+
+    def baseline(self, repo=None, shims: bool = True, **options):
+        """Upstream as its users run it, with only the compatibility shims (which ``options`` may configure,
+        e.g. an offline backbone); yields upstream's ``train`` module. `bench upstream` times it against
+        :meth:`patched`."""
+        return patched_upstream(self.upstream, repo, shims, lambda modules: [],
+                                self.compat_patches(self.settings(**options)))
 
     def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, launcher: str = "spawn",
             **options) -> None:

@@ -77,14 +77,9 @@ def _timed_noise():
 def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool) -> dict:
     """One run of upstream's ``train.main`` in this process; returns its ticks' sec/kimg and the noise's seconds."""
     from . import ADAPTERS
-    from .adapter import patched_upstream
 
     adapter = ADAPTERS[adapter_name]
-    if mode == "baseline":
-        compat = adapter.compat_patches(adapter.settings(**options))
-        context = patched_upstream(adapter.upstream, repo, shims, lambda modules: [], compat)
-    else:
-        context = adapter.patched(repo, shims=shims, **options)
+    context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **options)
     outdir = pathlib.Path(upstream_args[upstream_args.index("--outdir") + 1])
     with _timed_noise() as noise_seconds, context as train:
         start = time.perf_counter()

@@ -96,11 +96,7 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
 def test_bench_baseline_is_upstreams_own_gan_with_the_shims_alone(tmp_path, recorded):
     """`bench upstream`'s baseline run: with only the compatibility shims upstream trains (Adam's int beta
     included, which torch >= 2 rejects), with its own D and loss and no noise."""
-    from diffaug_noise.integrations.adapter import patched_upstream
-
-    adapter = projected_gan.ADAPTER
-    compat = adapter.compat_patches(adapter.settings(pretrained=False))
-    with patched_upstream(adapter.upstream, STANDIN, True, lambda modules: [], compat) as train:
+    with projected_gan.ADAPTER.baseline(STANDIN, shims=True, pretrained=False) as train:
         train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4",
                     "--kimg", "0.004"], standalone_mode=False)
         D, loss = train.RESULTS[-1]
