@@ -53,7 +53,17 @@ def construct(class_name: str, **kwargs):
 
 @contextlib.contextmanager
 def patched_attributes(patches: list[tuple[object, str, object]]):
-    """Set ``obj.name = value`` for each patch, and restore (or delete) them on exit."""
+    """Set ``obj.name = value`` for each patch, and restore (or delete) them on exit.
+
+    Two patches of one attribute are refused: each value was made from the attribute as it was when
+    the list was built, so the one set last would silently drop the other (wrap one in the other instead).
+    """
+    targets = [(id(obj), name) for obj, name, _ in patches]
+    twice = sorted({f"{getattr(obj, '__name__', type(obj).__name__)}.{name}"
+                    for (obj, name, _), target in zip(patches, targets) if targets.count(target) > 1})
+    if twice:
+        raise ValueError(f"two patches set {', '.join(twice)}: the one set last would drop the other; "
+                         f"make one wrap the other")
     missing = object()
     saved = [(obj, name, obj.__dict__.get(name, missing) if isinstance(obj, type) else getattr(obj, name, missing))
              for obj, name, _ in patches]

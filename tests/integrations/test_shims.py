@@ -132,3 +132,18 @@ def test_plain_conv2d_computes_no_weight_gradient_in_the_r1_pass():
     with OutputMasks() as penalty_pass:
         g.square().sum().backward()
     assert [True, True, True] in penalty_pass.masks  # the weights do get the penalty's gradient
+
+
+def test_patches_are_undone_and_two_of_one_attribute_are_refused():
+    """Each patch's value was made from the attribute as it then was: of two, the one set last would drop the other
+    (float_adam_betas_patch and the resumable loop both wrap training_loop)."""
+    loop = types.ModuleType("training_loop")
+    loop.training_loop, loop.print = "upstream's", "builtin"
+    with patched_attributes([(loop, "training_loop", "wrapped"), (loop, "added", 1)]):
+        assert (loop.training_loop, loop.added) == ("wrapped", 1)
+    assert loop.training_loop == "upstream's" and not hasattr(loop, "added")
+    twice = [(loop, "training_loop", "float betas"), (loop, "print", "tick line"), (loop, "training_loop", "resumable")]
+    with pytest.raises(ValueError, match=r"^two patches set training_loop.training_loop: .*make one wrap the other$"):
+        with patched_attributes(twice):
+            pass
+    assert loop.training_loop == "upstream's"
