@@ -85,11 +85,9 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
     if report.up_to_date:
         click.echo(f"{report.path} is up to date ({report.images} images); nothing to do")
         return
-    dropped = [s for s in report.skipped if "(too small for" in s]
-    for what, keys in (("corrupt image(s)", [s for s in report.skipped if s not in dropped]),
-                       ("image(s) too small for the transform", dropped)):
+    for what, keys in (("corrupt image(s)", report.skipped), ("image(s) too small for the transform", report.dropped)):
         if keys:
             shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
             click.echo(f"warning: skipped {len(keys)} {what}: {shown}", err=True)
     click.echo(f"wrote {report.path}: {report.images} images at {report.resolution}x{report.resolution}"
-               f", {len(report.skipped)} skipped")
+               f", {len(report.skipped) + len(report.dropped)} skipped")

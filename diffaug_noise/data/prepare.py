@@ -50,7 +50,8 @@ class PrepareReport:
 
     path: str  # the prepared zip
     images: int  # images written
-    skipped: list  # keys of images that failed to decode
+    skipped: list  # "key (error)" of each image that failed to decode
+    dropped: list  # "key (why)" of each image too small for the transform (as dataset_tool.py drops them)
     up_to_date: bool  # True: the zip already matched source and settings; nothing was written
     resolution: int  # side of the written images
 
@@ -123,10 +124,12 @@ def prepare(
     }
     existing = _read_manifest(out)
     if existing is not None and existing.get("settings") == manifest:
-        return PrepareReport(str(out), existing["images"], existing["skipped"], True, resolution)
+        return PrepareReport(str(out), existing["images"], existing["skipped"],
+                             existing.get("dropped", []), True, resolution)  # zips made before 'dropped' listed them in 'skipped'
 
     label_of = _folder_labels(reader) if labels == "folders" else getattr(reader, "label", None)
     skipped: list[str] = []
+    dropped: list[str] = []
     keys = None  # all, in source order
     if subset is not None:
         keys = _decodable_subset(reader, subset, seed, skipped)
@@ -148,7 +151,7 @@ def prepare(
                     skipped.append(f"{key} ({type(err).__name__})")
                     continue
                 if png is None:
-                    skipped.append(f"{key} (too small for {transform} {resolution}x{height})")
+                    dropped.append(f"{key} (too small for {transform} {resolution}x{height})")
                     continue
                 fname = f"{count // 1000:05d}/img{count:08d}.png"
                 z.writestr(fname, png)
@@ -157,13 +160,15 @@ def prepare(
                 if on_progress is not None:
                     on_progress(position + 1, entries)
             if count == 0:
-                raise DatasetError(f"no image in {str(source)!r} could be decoded ({len(skipped)} tried)")
+                raise DatasetError(f"no image in {str(source)!r} could be used ({len(skipped)} failed to decode, "
+                                   f"{len(dropped)} too small for {transform} {resolution}x{height})")
             if all(label is not None for _, label in written):
                 z.writestr("dataset.json", json.dumps({"labels": written}))
-            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped}, indent=1))
+            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped, "dropped": dropped},
+                                            indent=1))
 
     write_atomic(out, write)
-    return PrepareReport(str(out), count, skipped, False, resolution)
+    return PrepareReport(str(out), count, skipped, dropped, False, resolution)
 
 
 def _folder_labels(reader):

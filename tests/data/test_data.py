@@ -161,7 +161,7 @@ def test_nothing_decodable_leaves_no_file(tmp_path):
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "x.png").write_bytes(b"nope")
-    with pytest.raises(DatasetError, match="could be decoded"):
+    with pytest.raises(DatasetError, match=r"no image in .* could be used \(1 failed to decode, 0 too small for"):
         prepare("mine", folder, out=tmp_path / "bad.zip", resolution=4)
     assert not (tmp_path / "bad.zip").exists() and list(tmp_path.glob(".bad.zip*")) == []
 
@@ -241,7 +241,12 @@ def test_center_crop_wide_drops_landscape_images_as_the_forks_church_set_does(tm
     for name, size in [("portrait", (20, 30)), ("landscape", (30, 20)), ("square", (24, 24))]:
         Image.new("RGB", size, (200, 10, 10)).save(src / f"{name}.png")
     report = prepare("church", src, out=tmp_path / "c.zip", resolution=16, transform="center-crop-wide")
-    assert report.images == 2 and report.skipped == ["landscape.png (too small for center-crop-wide 16x16)"]
+    assert report.images == 2 and report.dropped == ["landscape.png (too small for center-crop-wide 16x16)"]
+    assert report.skipped == []  # nothing was corrupt
+    shown = CliRunner().invoke(main, ["data", "prepare", "church", "--source", str(src), "--out", str(tmp_path / "cli.zip"),
+                                      "--resolution", "16", "--transform", "center-crop-wide"])
+    assert shown.exit_code == 0 and "skipped 1 image(s) too small for the transform: landscape.png" in shown.output
+    assert "corrupt" not in shown.output and "2 images at 16x16, 1 skipped" in shown.output
     padded = prepare("church", src, out=tmp_path / "p.zip", resolution=16, transform="pad")
     assert padded.images == 3
     _, images = zip_images(padded.path)
@@ -274,7 +279,7 @@ def test_the_registry_lsun_sets_are_the_forks_200k_sets_with_their_transforms(tm
     for i, size in enumerate([(20, 30), (30, 20), (24, 24)]):
         Image.new("RGB", size, (10 * i, 0, 0)).save(src / f"{i}.png")
     report = prepare("lsun_church", src, out=tmp_path / "c.zip", resolution=16)  # the registry's transform and cap
-    assert report.images == 2 and "1.png" in report.skipped[0]  # the landscape one, as dataset_tool.py drops it
+    assert report.images == 2 and "1.png" in report.dropped[0]  # the landscape one, as dataset_tool.py drops it
     with zipfile.ZipFile(report.path) as z:
         settings = json.loads(z.read("diffaug_noise.json"))["settings"]
     assert settings["max_images"] == 200_000 and settings["transform"] == "center-crop-wide"
