@@ -72,13 +72,17 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
 @click.option("--outdir", default="bench-upstream", show_default=True, help="Where both runs write their run folders.")
 @click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True, help="GPUs per run.")
 @click.option("--shims/--no-shims", default=True, show_default=True, help="The compatibility shims, in both runs.")
+@click.option("--seconds-per-run", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Stop each run after this many seconds (startup included) and measure it on the ticks it logged, so "
+                   "the pair fits a known time. [default: no limit; each run trains its --kimg]")
 @click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
               help="An adapter setting for both runs, named as `diffaug-noise run ADAPTER --help` spells it without the "
                    "dashes: preset=stylegan2, pretrained=false, ... Repeatable. [default: the adapter's defaults]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
 @click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
-def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, option_pairs, json_path, upstream_args):
+def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, seconds_per_run, option_pairs, json_path,
+                           upstream_args):
     """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
 
     Runs upstream's train.py twice in fresh processes with the same data, flags and seed: `baseline`
@@ -86,11 +90,13 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
     upstream's tick lines as they come, then each run's sec/kimg (upstream's own timing, median over
     the ticks after the warm-up tick 0), their ratio, and the noise forward's time per kimg as a share
     of the diffusion run's sec/kimg (its first call per input shape, which compiles, left out). Give
-    upstream enough --kimg for at least two ticks after tick 0.
+    upstream enough --kimg, or --seconds-per-run, for at least two ticks after tick 0.
 
     \b
     Example (one GPU, 32 px, custom ops built):
       diffaug-noise bench upstream --repo ~/stylegan2-ada-pytorch --data cifar10 -- --cfg cifar --batch 64 --kimg 12
+    Example (a pair that ends within ten minutes, whatever its speed):
+      diffaug-noise bench upstream --seconds-per-run 300 --repo ~/stylegan2-ada-pytorch --data ffhq256 -- --cfg paper256 --batch 64
     """
     from diffaug_noise.data import DatasetError, resolve_data
     from diffaug_noise.integrations import ADAPTERS, UpstreamError
@@ -102,7 +108,8 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
     try:
         data_path = resolve_data(data, data_root)
         result = bench_upstream(adapter, repo, ["--data", str(data_path), "--gpus", str(gpus), *upstream_args], outdir,
-                                shims=shims, on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
+                                shims=shims, on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"),
+                                seconds_per_run=seconds_per_run, **settings)
     except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err))
     click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}  upstream's CUDA ops")
@@ -111,7 +118,8 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
         loaded = ", ".join(name for name, ok in ops.items() if ok) or "none"
         failed = [name for name, ok in ops.items() if not ok]
         click.echo(f"{mode:<10} {run['sec_per_kimg']:>10.3f} {len(run['sec_per_kimg_ticks']) - 1:>11d}  loaded: {loaded}"
-                   + (f"; failed (reference op used): {', '.join(failed)}" if failed else ""))
+                   + (f"; failed (reference op used): {', '.join(failed)}" if failed else "")
+                   + (f"  (stopped at {run['kimg']:g} kimg by --seconds-per-run)" if run["stopped"] else ""))
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
     click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {100 * result['noise_share']:.2f} % of the "
                f"diffusion run's sec/kimg ({adapter}, {where}, torch {torch.__version__})")

@@ -4,68 +4,79 @@
 process: ``baseline``, upstream with only the compatibility shims (what a user runs without this
 library), and ``diffusion``, the same run through the adapter. Each run's speed is upstream's own
 ``Timing/sec_per_kimg`` from its ``stats.jsonl``, the median over the ticks after the first (tick 0
-is one batch of warm-up: compilation, cuDNN autotuning, custom-op builds). Inside the diffusion run
-every :class:`~diffaug_noise.DiffusionNoise` forward is timed (CUDA events on a GPU, so no sync is
-added; the clock on a CPU), but the first per input shape and dtype, which compiles the kernel. The
-noise's share is that time per kimg over the run's sec/kimg. Where the loop waits on the host
-(small images on a fast GPU), an event pair also counts the GPU's idle wait for the forward's
-launches: that is the cost the forward adds there, and more than its kernels' time.
+is one batch of warm-up: compilation, cuDNN autotuning, custom-op builds). With ``seconds_per_run``
+each run is stopped after that many seconds (startup included) and measured on the ticks it logged,
+so a pair of runs fits a known time whatever upstream's speed.
+
+Inside the diffusion run every :class:`~diffaug_noise.DiffusionNoise` forward is timed (CUDA events
+on a GPU, so no sync is added; the clock on a CPU), but the first per input shape and dtype, which
+compiles the kernel. The noise's share is that time, up to the last tick logged, per kimg over the
+run's sec/kimg. Where the loop waits on the host (small images on a fast GPU), an event pair also
+counts the GPU's idle wait for the forward's launches: that is the cost the forward adds there, and
+more than its kernels' time.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import json
 import os
 import pathlib
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
 MODES = ("baseline", "diffusion")
 
 _CHILD = """
-import json, sys
+import json, os, sys
 from diffaug_noise.integrations.bench import run_mode
-print("BENCH " + json.dumps(run_mode(*json.loads(sys.argv[1]))))
+print("BENCH " + json.dumps(run_mode(*json.loads(sys.argv[1]))), flush=True)
+os._exit(0)  # a run stopped mid-tick may leave data-loader workers that would hold a normal exit
 """
 
 
 @contextlib.contextmanager
 def _timed_noise():
     """Time every DiffusionNoise forward but the first per input shape and dtype (which compiles the kernel);
-    yields a function returning the total seconds so far."""
+    yields ``total(until=None)``: the seconds so far, of the forwards begun before the ``time.time()`` ``until``."""
     import torch
 
     from diffaug_noise.noise import DiffusionNoise
 
     original = DiffusionNoise.forward
-    cpu_seconds, events, seen = [0.0], [], set()
+    cpu_seconds, events, seen = [], [], set()  # (began at, seconds) and (began at, start event, end event)
 
     def forward(self, x, generator=None):
         signature = (tuple(x.shape), x.dtype, x.device)
         if signature not in seen:
             seen.add(signature)
             return original(self, x, generator)
+        began = time.time()
         if x.is_cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             out = original(self, x, generator)
             end.record()
-            events.append((start, end))
+            events.append((began, start, end))
             return out
-        began = time.perf_counter()
+        clock = time.perf_counter()
         out = original(self, x, generator)
-        cpu_seconds[0] += time.perf_counter() - began
+        cpu_seconds.append((began, time.perf_counter() - clock))
         return out
 
-    def total() -> float:
+    def total(until: float | None = None) -> float:
         if events:
             torch.cuda.synchronize()
-        return cpu_seconds[0] + sum(s.elapsed_time(e) for s, e in events) / 1000
+        kept = lambda began: until is None or began <= until  # noqa: E731
+        return (sum(seconds for began, seconds in cpu_seconds if kept(began))
+                + sum(s.elapsed_time(e) for began, s, e in events if kept(began)) / 1000)
 
     DiffusionNoise.forward = forward
     try:
@@ -74,28 +85,64 @@ def _timed_noise():
         DiffusionNoise.forward = original
 
 
-def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool) -> dict:
-    """One run of upstream's ``train.main`` in this process; returns its ticks' sec/kimg and the noise's seconds."""
+@contextlib.contextmanager
+def _time_limit(seconds: float | None, spent: threading.Event):
+    """Interrupt this process's main thread after ``seconds`` (None: never), setting ``spent`` first, so that
+    the KeyboardInterrupt of the limit can be told from a user's Ctrl-C."""
+    def stop():
+        spent.set()
+        _thread.interrupt_main()
+
+    timer = None if seconds is None else threading.Timer(seconds, stop)
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _ticks(outdir: pathlib.Path, since: float) -> tuple[str | None, list]:
+    """The run folder under ``outdir`` whose ``stats.jsonl`` upstream wrote last, at ``since`` (a ``time.time()``) or
+    later, and its records: a folder of an earlier bench there is never this run's, however this one ended."""
+    logs = [p / "stats.jsonl" for p in outdir.iterdir()] if outdir.is_dir() else []
+    logs = [log for log in logs if log.is_file() and log.stat().st_mtime >= since]
+    if not logs:
+        return None, []
+    log = max(logs, key=lambda log: log.stat().st_mtime)
+    lines = log.read_text().splitlines()
+    return str(log.parent), [json.loads(line) for line in lines if line.endswith("}")]  # a stop mid-write leaves half a line
+
+
+def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool,
+             seconds_per_run: float | None = None) -> dict:
+    """One run of upstream's ``train.main`` in this process, stopped after ``seconds_per_run`` if given;
+    returns its ticks' sec/kimg and the noise's seconds up to the last tick."""
     from . import ADAPTERS
 
     adapter = ADAPTERS[adapter_name]
     context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **options)
     outdir = pathlib.Path(upstream_args[upstream_args.index("--outdir") + 1])
-    with _timed_noise() as noise_seconds, context as train:
-        start = time.perf_counter()
+    stopped, began, start = threading.Event(), time.time(), time.perf_counter()
+    with _timed_noise() as noise_seconds:
         try:
-            train.main(args=list(upstream_args), standalone_mode=False)
-        except SystemExit as exit:  # projected-gan exits 3 ("restart") when a run ends short of whole kimg
-            if exit.code not in (0, 3, None):
+            with _time_limit(seconds_per_run, stopped), context as train:
+                try:
+                    train.main(args=list(upstream_args), standalone_mode=False)
+                except SystemExit as exit:  # projected-gan exits 3 ("restart") when a run ends short of whole kimg
+                    if exit.code not in (0, 3, None):
+                        raise
+        except BaseException:  # the limit's KeyboardInterrupt, or what upstream made of it (click makes it Abort)
+            if not stopped.is_set():
                 raise
         wall = time.perf_counter() - start
-        noise = noise_seconds()
-    run_dir = max((p for p in outdir.iterdir() if (p / "stats.jsonl").is_file()),
-                  key=lambda p: (p / "stats.jsonl").stat().st_mtime)  # the run just made (upstream numbers them)
-    ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+        run_dir, ticks = _ticks(outdir, since=began)
+        noise = noise_seconds(ticks[-1].get("timestamp") if ticks else None)
     return {"mode": mode, "sec_per_kimg_ticks": [t["Timing/sec_per_kimg"]["mean"] for t in ticks],
-            "kimg": ticks[-1]["Progress/kimg"]["mean"], "train_seconds": wall, "noise_seconds": noise,
-            "run_dir": str(run_dir)}
+            "kimg": ticks[-1]["Progress/kimg"]["mean"] if ticks else 0.0, "train_seconds": wall, "noise_seconds": noise,
+            "stopped": stopped.is_set(), "run_dir": run_dir}
 
 
 def _custom_ops(lines: list) -> dict:
@@ -126,7 +173,7 @@ def _run_child(payload: str, on_tick: Callable[[str], None] | None) -> tuple[int
     stopped early has shown its speed so far). Returns the exit code and every output line (stderr merged)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, payload], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+                            text=True, env=env, start_new_session=True)
     lines = []
     try:
         for line in proc.stdout:
@@ -135,27 +182,34 @@ def _run_child(payload: str, on_tick: Callable[[str], None] | None) -> tuple[int
                 on_tick(lines[-1])
         return proc.wait(), lines
     finally:
-        if proc.poll() is None:  # interrupted: do not leave upstream training on the GPU
-            proc.kill()
-            proc.wait()
+        # Its whole process group: what is left of it (ranks spawned by upstream, data-loader workers of a run
+        # stopped at its time limit, all of it if this process was interrupted) must not hold the GPU.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: bool = True,
-                   on_tick: Callable[[str, str], None] | None = None, **options) -> dict:
+                   on_tick: Callable[[str, str], None] | None = None, seconds_per_run: float | None = None,
+                   **options) -> dict:
     """Run upstream with and without the adapter (fresh processes, same arguments); sec/kimg, ratio, noise share.
 
-    ``on_tick(mode, line)`` receives each tick line upstream prints, while it runs.
+    ``on_tick(mode, line)`` receives each tick line upstream prints, while it runs. ``seconds_per_run``
+    stops each run after that many seconds, startup included (None: each runs its ``--kimg``).
     """
     from . import ADAPTERS
 
     if adapter_name not in ADAPTERS:
         raise ValueError(f"unknown adapter {adapter_name!r}; choose one of {', '.join(ADAPTERS)}")
+    if seconds_per_run is not None and not seconds_per_run > 0:
+        raise ValueError(f"seconds_per_run must be positive (or None for no limit); got {seconds_per_run!r}")
     ADAPTERS[adapter_name].settings(**options)  # bad settings fail before anything runs
     upstream_args = [str(a) for a in upstream_args]
     runs = {}
     for mode in MODES:
         args = ["--outdir", str(pathlib.Path(outdir) / mode), *upstream_args]
-        payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
+        payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims,
+                              seconds_per_run])
         code, lines = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode))
         results = [line for line in lines if line.startswith("BENCH ")]
         if code != 0 or not results:
@@ -163,9 +217,12 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
                                f"(upstream's log.txt is under {args[1]})")
         run = dict(json.loads(results[-1][len("BENCH "):]), custom_ops=_custom_ops(lines))
         after_warmup = run["sec_per_kimg_ticks"][1:]
-        if not after_warmup:  # checked before the next run: the same arguments would give it no tick either
-            raise RuntimeError(f"the {mode} run logged only the warm-up tick; give upstream more --kimg "
-                               f"(at least two ticks)")
+        if not after_warmup:  # checked before the next run: the same arguments would give it no more ticks
+            logged = "only the warm-up tick" if run["sec_per_kimg_ticks"] else "no tick"
+            if run["stopped"]:
+                raise RuntimeError(f"the {mode} run was stopped at its {seconds_per_run:g} s limit after logging {logged}; "
+                                   f"give it more seconds per run, or smaller ticks (two at least)")
+            raise RuntimeError(f"the {mode} run logged {logged}; give upstream more --kimg (at least two ticks)")
         runs[mode] = dict(run, sec_per_kimg=statistics.median(after_warmup))
     diffusion = runs["diffusion"]
     return {"adapter": adapter_name, "upstream_args": upstream_args, "runs": runs,

@@ -2,13 +2,13 @@
 # Issue 13's GPU measurements (docs/performance.md), as parts run in the order named:
 #
 #     OUT=out tools/gpu_session.sh ops cifar kernel tests   # 3.5 minutes on an H200 (2026-11-28)
-#     OUT=out tools/gpu_session.sh projectedgan             # over 3 minutes (did not end in 180 s)
-#     OUT=out tools/gpu_session.sh paper256                 # over 4 minutes (did not end in 240 s at 8 kimg)
+#     OUT=out tools/gpu_session.sh projectedgan             # at most 5.5 minutes (2 runs of 150 s, and the data)
+#     OUT=out tools/gpu_session.sh paper256                 # at most 7 minutes (2 runs of 200 s, and the data)
 #
 #   ops           stylegan2-ada's custom CUDA ops build and load, with no fallback warning?
-#   cifar         `diffaug-noise bench upstream`, stylegan2 at 32 px (--cfg cifar --batch 64)
-#   projectedgan  the same for projectedgan, FastGAN at 256 px (random backbone: no network there)
-#   paper256      the same for stylegan2 at 256 px (--cfg paper256 --batch 64)
+#   cifar         `diffaug-noise bench upstream`, stylegan2 at 32 px (--cfg cifar --batch 64), 12 kimg a run
+#   projectedgan  the same for projectedgan, FastGAN at 256 px (random backbone: no network there), 150 s a run
+#   paper256      the same for stylegan2 at 256 px (--cfg paper256 --batch 64), 200 s a run
 #   kernel        `diffaug-noise bench --device cuda` at the issue's two shapes
 #   tests         the gpu-marked tests
 #
@@ -83,7 +83,7 @@ print(out)
 EOF
 }
 
-bench_upstream() {  # name, adapter, repo, data zip, limit (s), then adapter options, --, upstream args
+bench_upstream() {  # name, adapter, repo, data zip, limit (s) of the pair, then bench options, --, upstream args
     local name=$1 adapter=$2 repo=$3 data=$4 limit=$5
     shift 5
     step "bench upstream: $name"
@@ -124,13 +124,15 @@ EOF
     projectedgan)
         step "Procedural data, 256 px"
         procedural_zip 256 500
-        bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 360 \
-            --option pretrained=false -- --cfg fastgan --batch 64 --kimg 6 --tick 2 --metrics none --snap 1000 ;;
-    paper256)  # ticks are 4 kimg: tick 1 whole, tick 2 the last kimg
+        # Each run stops at its limit (its --kimg is out of reach), measured on the 1-kimg ticks it logged.
+        bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 320 \
+            --seconds-per-run 150 --option pretrained=false \
+            -- --cfg fastgan --batch 64 --kimg 1000 --tick 1 --metrics none --snap 1000 ;;
+    paper256)  # stylegan2-ada's ticks are 4 kimg (it has no --tick); in a fresh lease the first run builds the custom ops
         step "Procedural data, 256 px"
         procedural_zip 256 500
         bench_upstream paper256 stylegan2 "$SG" "$DATA/procedural-256.zip" 420 \
-            -- --cfg paper256 --batch 64 --kimg 5 --metrics none --snap 1000 ;;
+            --seconds-per-run 200 -- --cfg paper256 --batch 64 --kimg 1000 --metrics none --snap 1000 ;;
     kernel)
         step "Noise forward; goals: ours/randn <= 2.0 at 64x3x32x32, ours/copy <= 1.3 at 256x3x256x256"
         timeout 90 diffaug-noise bench --device "$DEVICE" --no-d-step --repeats "$REPEATS" \

@@ -1,4 +1,6 @@
 """`bench upstream`'s parts that need no upstream: the noise timer and the message of a failed run."""
+import time
+
 import torch
 
 import diffaug_noise as dn
@@ -16,6 +18,9 @@ def test_the_noise_timer_leaves_out_the_first_forward_of_each_input_shape():
         assert timed > 0
         noise(torch.randn(2, 3, 8, 8))  # a new shape: its first call is not timed either
         assert seconds() == timed
+        last_tick = time.time()
+        noise(torch.randn(2, 3, 8, 8))  # after the run's last tick: left out of its noise time
+        assert seconds(until=last_tick) == timed < seconds()
     assert dn.DiffusionNoise.forward is original
 
 

@@ -277,6 +277,38 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
         assert wrong.exit_code == 2 and message in wrong.output, wrong.output
 
 
+def test_bench_upstream_stops_each_run_at_its_time_limit_and_measures_the_ticks_it_logged(tmp_path):
+    """--seconds-per-run makes a pair of runs fit a known time (a GPU lease) whatever upstream's speed."""
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "bench.json"
+    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+            "--json", str(out), "--seconds-per-run", "6", "--", "--kimg", "1000", "--batch", "4"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    for mode, run in report["runs"].items():
+        assert run["stopped"] and 0 < run["kimg"] < 1000, mode  # --kimg 1000 takes hours here
+        assert len(run["sec_per_kimg_ticks"]) >= 3 and 6 <= run["train_seconds"] < 12, (mode, run["train_seconds"])
+        assert f"(stopped at {run['kimg']:g} kimg by --seconds-per-run)" in result.output
+        records = (pathlib.Path(run["run_dir"]) / "stats.jsonl").read_text().splitlines()
+        assert [json.loads(r)["Timing/sec_per_kimg"]["mean"] for r in records] == run["sec_per_kimg_ticks"]
+    diffusion = report["runs"]["diffusion"]
+    assert report["noise_share"] == pytest.approx(diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"])
+    assert 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
+
+    early = CliRunner().invoke(main, args[:-7] + ["--seconds-per-run", "0.001", "--", "--kimg", "1000", "--batch", "4"])
+    assert early.exit_code == 1 and "the baseline run was stopped at its 0.001 s limit after logging no tick" in early.output
+    assert "diffusion  tick" not in early.output
+    for wrong in ("0", "-3", "soon"):
+        bad = CliRunner().invoke(main, args[:-7] + ["--seconds-per-run", wrong])
+        assert bad.exit_code == 2 and "--seconds-per-run" in bad.output, bad.output
+
+
 def test_bench_upstream_options_reach_the_diffusion_run(tmp_path):
     from click.testing import CliRunner
 

@@ -73,7 +73,8 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, loss_kwargs={}, augment
         if rank == 0:
             print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1000:<8.3f} sec/kimg {sec_per_kimg:<7.2f}")
             stats_jsonl.write(json.dumps({"Progress/kimg": {"mean": cur_nimg / 1e3},
-                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg}}) + "\n")
+                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg}, "timestamp": time.time()}) + "\n")
+            stats_jsonl.flush()
         cur_tick += 1
         tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
     if stats_jsonl is not None:
