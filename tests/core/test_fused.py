@@ -24,9 +24,13 @@ INTERPRETED = textwrap.dedent("""
     from diffaug_noise import fused, DiffusionNoise
     out, = sys.argv[1:]
     results = {}
+    # Programs take 2048 elements: below that many per t each spans several t; "wide" and "wide channel" have
+    # programs within one t (coefficients read once) and programs across two.
     for name, shape, per_channel, dtype in [("sample", (6, 3, 20, 20), False, torch.float32),
                                             ("channel", (4, 5, 7, 9), True, torch.float32),
-                                            ("half", (5, 2, 33, 7), False, torch.float16)]:
+                                            ("half", (5, 2, 33, 7), False, torch.float16),
+                                            ("wide", (3, 3, 40, 40), False, torch.float32),
+                                            ("wide channel", (2, 3, 50, 50), True, torch.bfloat16)]:
         noise = DiffusionNoise(t_min=10, t_max=200, p=0.7, sigma=0.5, per_channel=per_channel)
         x = torch.randn(shape).to(dtype)
         t = noise.sample_t(shape[:2] if per_channel else shape[:1])
@@ -39,8 +43,13 @@ INTERPRETED = textwrap.dedent("""
         low_bits = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.25, 0.5 + 2**-30], dtype=torch.float64))
         xg = x.float().requires_grad_()
         fused.fused_forward(xg, t, noise.coefficients32, inner, seed).sum().backward()
+        # R1 differentiates twice: d/dx sum(d/dx sum(y^2)) = d/dx sum(2 a y) = 2 a^2 per element.
+        x2 = x.float().requires_grad_()
+        g, = torch.autograd.grad(fused.fused_forward(x2, t, noise.coefficients32, inner, seed).square().sum(), x2,
+                                 create_graph=True)
+        second, = torch.autograd.grad(g.sum(), x2)
         results[name] = dict(x=x, t=t, eps=eps, y=y, again=again, other=other, low_bits=low_bits, grad=xg.grad,
-                             table=noise.coefficients64, per_channel=per_channel)
+                             second=second, table=noise.coefficients64, per_channel=per_channel)
     torch.save(results, out)
 """)
 
@@ -60,18 +69,21 @@ def _coefficients(case):
     return table[0, t].view(view), table[1, t].view(view)
 
 
-@pytest.mark.parametrize("name", ["sample", "channel", "half"])
+CASES = ["sample", "channel", "half", "wide", "wide channel"]
+
+
+@pytest.mark.parametrize("name", CASES)
 def test_kernel_output_is_the_transform_of_its_own_eps(interpreted, name):
     case = interpreted[name]
     a, b = _coefficients(case)
     reference = a * case["x"].double() + b * case["eps"].double()  # float64, independent of the kernel
     assert not torch.isnan(case["eps"]).any()
-    tol = 1e-6 if case["x"].dtype == torch.float32 else 1e-3
+    tol = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}[case["x"].dtype]  # one rounding to x's dtype
     assert torch.allclose(case["y"].double(), reference, rtol=tol, atol=tol)
     assert case["y"].dtype == case["x"].dtype
 
 
-@pytest.mark.parametrize("name", ["sample", "channel", "half"])
+@pytest.mark.parametrize("name", CASES)
 def test_kernel_eps_is_standard_normal_and_seeded(interpreted, name):
     case = interpreted[name]
     eps = case["eps"].flatten().double().numpy()
@@ -142,11 +154,12 @@ def test_the_kernel_is_an_operator_that_compiles_without_a_graph_break():
     assert result["same"] and result["same_grad"]
 
 
-@pytest.mark.parametrize("name", ["sample", "channel"])
-def test_kernel_gradient_is_sqrt_abar(interpreted, name):
+@pytest.mark.parametrize("name", ["sample", "channel", "wide"])
+def test_kernel_gradient_is_sqrt_abar_and_differentiates_twice(interpreted, name):
     case = interpreted[name]
     a, _ = _coefficients(case)
     assert torch.allclose(case["grad"].double(), a.expand_as(case["grad"]), rtol=1e-6)
+    assert torch.allclose(case["second"].double(), 2 * a.square().expand_as(case["second"]), rtol=1e-5)
 
 
 def test_cpu_never_takes_the_fused_path():
