@@ -38,7 +38,8 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
     and a discriminator step; `bench upstream` times a whole upstream training loop instead.
 
     On CUDA `ours` is the fused Triton kernel; `torch/ours` compares the unfused torch path of the
-    same module. `ours/copy` near 1 means one read and one write of x, the fused kernel's floor.
+    same module, `grad/ours` the forward of an x that needs a gradient (a G step's fakes). `ours/copy`
+    near 1 means one read and one write of x, the fused kernel's floor.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -49,13 +50,15 @@ def bench_command(ctx, device, shapes, repeats, d_step, json_path):
             for s in tqdm(shapes, desc="bench", unit="shape", leave=False)]
     cuda = device == "cuda"
     click.echo(f"{'shape':<18} {'ours ms':>9} {'randn ms':>9} {'ours/randn':>11} {'unfused/ours':>13} {'ours/copy':>10} "
-               f"{'ours/D step':>12}" + (f" {'torch/ours':>11} {'kernel/copy':>12} {'graphed/randn':>14}" if cuda else ""))
+               f"{'ours/D step':>12}" + (f" {'torch/ours':>11} {'grad/ours':>10} {'kernel/copy':>12} {'graphed/randn':>14}"
+                                         if cuda else ""))
     for r in rows:
         med, ratio = r["median_s"], r["ratios"]
         share = "-" if ratio["ours/D step"] is None else f"{ratio['ours/D step']:.2e}"
         click.echo(f"{'x'.join(map(str, r['shape'])):<18} {med['ours'] * 1e3:>9.3f} {med['randn'] * 1e3:>9.3f} "
                    f"{ratio['ours/randn']:>11.3f} {ratio['unfused/ours']:>13.3f} {ratio['ours/copy']:>10.2f} {share:>12}"
-                   + (f" {ratio['ours_torch/ours']:>11.3f} {ratio.get('kernel/copy', float('nan')):>12.2f}"
+                   + (f" {ratio['ours_torch/ours']:>11.3f} {ratio['ours_grad/ours']:>10.3f}"
+                      f" {ratio.get('kernel/copy', float('nan')):>12.2f}"
                       f" {ratio['ours_graphed/randn']:>14.3f}" if cuda else ""))
     where = torch.cuda.get_device_name() if cuda else f"{torch.get_num_threads()} CPU thread(s)"
     click.echo(f"{where}, torch {torch.__version__}, medians of {repeats} interleaved calls (D step: a tenth as many)")

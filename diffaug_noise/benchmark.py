@@ -157,7 +157,8 @@ def bench_noise(
     """Median seconds per call of each method and the ratios, one dict per shape.
 
     Methods are interleaved call by call, so drift in machine load hits all of them alike. On
-    CUDA, ``ours`` is the fused path, ``ours_torch`` the same module with ``fused=False``,
+    CUDA, ``ours`` is the fused path, ``ours_grad`` the same on an ``x`` that needs a gradient (as
+    the G phase's fakes and R1's reals do), ``ours_torch`` the same module with ``fused=False``,
     ``kernel`` the fused kernel alone (``t`` and seed drawn beforehand) and ``ours_graphed`` the
     fused forward replayed from a CUDA graph (new draws at every replay, no host work: what a
     graph-captured training step pays).
@@ -184,6 +185,8 @@ def bench_noise(
         if device.type == "cuda":
             from . import fused  # imports Triton: only for CUDA runs
 
+            x_grad, noise_with_grad = x.detach().requires_grad_(), torch.enable_grad()(noise)  # the loop runs under no_grad
+            methods["ours_grad"] = lambda: noise_with_grad(x_grad)
             methods["ours_torch"] = lambda: torch_path(x)
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's
                 t, seed = noise.sample_t(shape[0], device), torch.rand(2, dtype=torch.float64, device=device)
@@ -214,6 +217,7 @@ def bench_noise(
                 "unfused/ours": med["unfused"] / med["ours"],
                 "ours/D step": med["ours"] / med["D step"] if "D step" in med else None,
                 **({"ours_torch/ours": med["ours_torch"] / med["ours"]} if "ours_torch" in med else {}),
+                **({"ours_grad/ours": med["ours_grad"] / med["ours"]} if "ours_grad" in med else {}),
                 **({"kernel/copy": med["kernel"] / med["copy"]} if "kernel" in med else {}),
                 **({"ours_graphed/randn": med["ours_graphed"] / med["randn"]} if "ours_graphed" in med else {}),
             },

@@ -137,11 +137,11 @@ def test_bench_reports_ratios_as_json(tmp_path):
 
 
 @pytest.mark.gpu
-def test_bench_on_cuda_adds_the_torch_path_the_kernel_alone_and_a_graphed_forward(tmp_path):
+def test_bench_on_cuda_adds_the_torch_path_the_grad_path_the_kernel_alone_and_a_graphed_forward(tmp_path):
     out = tmp_path / "bench.json"
     result = invoke("bench", "--device", "cuda", "--shapes", "64x3x32x32", "--repeats", "5", "--no-d-step", "--json", str(out))
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())
-    assert {"ours_torch/ours", "kernel/copy", "ours_graphed/randn"} <= set(row["ratios"])
+    assert {"ours_torch/ours", "ours_grad/ours", "kernel/copy", "ours_graphed/randn"} <= set(row["ratios"])
     assert row["ratios"]["ours_graphed/randn"] == row["median_s"]["ours_graphed"] / row["median_s"]["randn"]
-    assert "graphed/randn" in result.output
+    assert "graphed/randn" in result.output and "grad/ours" in result.output
