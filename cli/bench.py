@@ -124,7 +124,8 @@ def bench_upstream_command(adapter, repo, data, data_root, outdir, gpus, shims, 
                    + (f"; failed (reference op used): {', '.join(failed)}" if failed else "")
                    + (f"  (stopped at {run['kimg']:g} kimg by --seconds-per-run)" if run["stopped"] else ""))
     where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} thread(s)"
-    click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {100 * result['noise_share']:.2f} % of the "
-               f"diffusion run's sec/kimg ({adapter}, {where}, torch {torch.__version__})")
+    share = ("not measured with --gpus > 1 (the ranks are processes of their own)" if result["noise_share"] is None
+             else f"{100 * result['noise_share']:.2f} % of the diffusion run's sec/kimg")
+    click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {share} ({adapter}, {where}, torch {torch.__version__})")
     if json_path is not None:
         write_json(json_path, result)

@@ -225,6 +225,9 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
             raise RuntimeError(f"the {mode} run logged {logged}; give upstream more --kimg (at least two ticks)")
         runs[mode] = dict(run, sec_per_kimg=statistics.median(after_warmup))
     diffusion = runs["diffusion"]
+    # With several GPUs upstream trains in spawned ranks, which the noise timer (patched in this run's own
+    # process) never reaches: there is no share to report, rather than a share of zero.
+    one_process = "--gpus" not in upstream_args or int(upstream_args[upstream_args.index("--gpus") + 1]) == 1
     return {"adapter": adapter_name, "upstream_args": upstream_args, "runs": runs,
             "ratio": diffusion["sec_per_kimg"] / runs["baseline"]["sec_per_kimg"],
-            "noise_share": diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"]}
+            "noise_share": diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"] if one_process else None}

@@ -51,3 +51,27 @@ def test_custom_ops_are_read_from_upstreams_own_setup_lines():
     assert _custom_ops(["tick 0     kimg 0.0"]) == {}  # the CPU, or an upstream that needs none (FastGAN)
     crashed = ['Setting up PyTorch plugin "bias_act_plugin"... ', "Traceback", 'Setting up PyTorch plugin "x"... Done.']
     assert _custom_ops(crashed) == {"x": True}  # no outcome of its own: bias_act_plugin is not counted as loaded
+
+
+def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_path, monkeypatch):
+    """The noise timer lives in the run's own process; with --gpus 2 the ranks are others, so no share (not 0 %)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+    from diffaug_noise.integrations import bench
+
+    def child(payload, on_tick):  # upstream's run, as its child process reports it
+        mode = json.loads(payload)[0]
+        run = {"mode": mode, "sec_per_kimg_ticks": [9.0, 2.0, 2.0, 2.0], "kimg": 2.0, "train_seconds": 20.0,
+               "noise_seconds": 0.5 if mode == "diffusion" else 0.0, "stopped": False, "run_dir": str(tmp_path)}
+        return 0, ["tick 0", "BENCH " + json.dumps(run)]
+
+    monkeypatch.setattr(bench, "_run_child", child)
+    for gpus, share in (("1", "noise forward 12.50 % of the diffusion run's sec/kimg"),
+                        ("2", "noise forward not measured with --gpus > 1 (the ranks are processes of their own)")):
+        out = tmp_path / f"bench-{gpus}.json"
+        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--gpus", gpus, "--json", str(out)])
+        assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output
+        assert json.loads(out.read_text())["noise_share"] == (0.125 if gpus == "1" else None)
