@@ -84,3 +84,18 @@ def test_cuda_graph_replays_the_fused_noise_with_new_draws():
         replays.append((y.clone(), t.clone()))
     assert not torch.equal(replays[0][1], replays[1][1]) and not torch.equal(replays[0][0], replays[1][0])
     assert all(_law_of_eps_holds(noise, x, y_, t_) for y_, t_ in replays)
+
+
+@pytest.mark.gpu
+def test_reduce_overhead_compile_replays_the_fused_noise_with_new_draws():
+    """What a user reaches for at launch-bound sizes: torch.compile's CUDA graphs (cudagraph trees) around the
+    forward, the kernel inside as the operator. Every call must still draw new t and eps."""
+    noise = dn.DiffusionNoise(p=0.5).cuda()
+    x = torch.randn(512, 3, 16, 16, device="cuda")
+    forward = torch.compile(noise, mode="reduce-overhead", fullgraph=True)
+    draws = []
+    for _ in range(5):  # warm-up, recording, then replays of the captured graph (which rewrite their outputs)
+        y, t = forward(x)
+        draws.append((y.clone(), t.clone()))
+    assert all(not torch.equal(a[1], b[1]) and not torch.equal(a[0], b[0]) for a, b in zip(draws, draws[1:]))
+    assert all(_law_of_eps_holds(noise, x, y, t) for y, t in draws)
