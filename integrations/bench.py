@@ -104,11 +104,19 @@ def _time_limit(seconds: float | None, spent: threading.Event):
             timer.cancel()
 
 
-def _ticks(outdir: pathlib.Path, since: float) -> tuple[str | None, list]:
-    """The run folder under ``outdir`` whose ``stats.jsonl`` upstream wrote last, at ``since`` (a ``time.time()``) or
-    later, and its records: a folder of an earlier bench there is never this run's, however this one ended."""
-    logs = [p / "stats.jsonl" for p in outdir.iterdir()] if outdir.is_dir() else []
-    logs = [log for log in logs if log.is_file() and log.stat().st_mtime >= since]
+def _folders(outdir: pathlib.Path) -> set:
+    return set(outdir.iterdir()) if outdir.is_dir() else set()
+
+
+def _ticks(outdir: pathlib.Path, earlier: set, since: float) -> tuple[str | None, list]:
+    """The run folder this run wrote under ``outdir`` and its ``stats.jsonl`` records; none of an earlier bench.
+
+    It is a folder not in ``earlier`` (upstream numbers its runs; a clock skew between this machine and
+    a network file system cannot hide it) or one reused by name whose ``stats.jsonl`` was written at
+    ``since`` (a ``time.time()``) or later.
+    """
+    logs = [p / "stats.jsonl" for p in _folders(outdir)]
+    logs = [log for log in logs if log.is_file() and (log.parent not in earlier or log.stat().st_mtime >= since)]
     if not logs:
         return None, []
     log = max(logs, key=lambda log: log.stat().st_mtime)
@@ -125,7 +133,8 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
     adapter = ADAPTERS[adapter_name]
     context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **options)
     outdir = pathlib.Path(upstream_args[upstream_args.index("--outdir") + 1])
-    stopped, began, start = threading.Event(), time.time(), time.perf_counter()
+    earlier, began, start = _folders(outdir), time.time(), time.perf_counter()
+    stopped = threading.Event()
     with _timed_noise() as noise_seconds:
         try:
             with _time_limit(seconds_per_run, stopped), context as train:
@@ -138,7 +147,7 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
             if not stopped.is_set():
                 raise
         wall = time.perf_counter() - start
-        run_dir, ticks = _ticks(outdir, since=began)
+        run_dir, ticks = _ticks(outdir, earlier, since=began)
         noise = noise_seconds(ticks[-1].get("timestamp") if ticks else None)
     return {"mode": mode, "sec_per_kimg_ticks": [t["Timing/sec_per_kimg"]["mean"] for t in ticks],
             "kimg": ticks[-1]["Progress/kimg"]["mean"] if ticks else 0.0, "train_seconds": wall, "noise_seconds": noise,

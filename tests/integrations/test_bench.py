@@ -75,3 +75,29 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
         result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--gpus", gpus, "--json", str(out)])
         assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output
         assert json.loads(out.read_text())["noise_share"] == (0.125 if gpus == "1" else None)
+
+
+def test_a_run_reads_only_the_folder_it_wrote_whatever_the_file_clock(tmp_path):
+    """Upstream numbers its run folders; an earlier bench's folders in the same --outdir are never this run's,
+    and a new folder counts even when a network file system's clock puts its files in the past."""
+    import json
+    import os
+
+    from diffaug_noise.integrations.bench import _folders, _ticks
+
+    def write(name, *sec_per_kimg, when=None):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        log = folder / "stats.jsonl"
+        log.write_text("".join(json.dumps({"Timing/sec_per_kimg": {"mean": s}}) + "\n" for s in sec_per_kimg))
+        if when is not None:
+            os.utime(log, (when, when))
+
+    write("00000-old", 1.0, 2.0)
+    earlier, began = _folders(tmp_path), time.time()
+    assert _ticks(tmp_path, earlier, began) == (None, [])  # nothing of this run yet
+    write("00001-new", 3.0, 4.0, when=began - 3600)  # a skewed clock
+    run_dir, ticks = _ticks(tmp_path, earlier, began)
+    assert run_dir == str(tmp_path / "00001-new") and [t["Timing/sec_per_kimg"]["mean"] for t in ticks] == [3.0, 4.0]
+    write("00000-old", 5.0)  # a folder reused by name (the stand-ins do), written during this run
+    assert _ticks(tmp_path, earlier, began)[0] == str(tmp_path / "00000-old")
