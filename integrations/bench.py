@@ -85,23 +85,45 @@ def _timed_noise():
         DiffusionNoise.forward = original
 
 
+class _TimeUp(BaseException):
+    """Raised in the main thread when a run's time limit is spent (a BaseException, as KeyboardInterrupt is, so
+    that upstream's ``except Exception`` clauses let it through)."""
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float | None, spent: threading.Event):
-    """Interrupt this process's main thread after ``seconds`` (None: never), setting ``spent`` first, so that
-    the KeyboardInterrupt of the limit can be told from a user's Ctrl-C."""
+    """Raise :class:`_TimeUp` in this process's main thread after ``seconds`` (None: never), setting ``spent``.
+
+    A timer thread signals the main thread through SIGINT, under a handler of this block's own: a
+    process started with SIGINT ignored (a background job, nohup) would otherwise never see it, and a
+    real SIGINT still does what it did before.
+    """
+    if seconds is None:
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        if spent.is_set():
+            raise _TimeUp
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
     def stop():
         spent.set()
-        _thread.interrupt_main()
+        _thread.interrupt_main(signal.SIGINT)
 
-    timer = None if seconds is None else threading.Timer(seconds, stop)
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
+    signal.signal(signal.SIGINT, on_sigint)
+    timer = threading.Timer(seconds, stop)
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        if timer is not None:
-            timer.cancel()
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
 
 
 def _folders(outdir: pathlib.Path) -> set:
@@ -143,7 +165,7 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
                 except SystemExit as exit:  # projected-gan exits 3 ("restart") when a run ends short of whole kimg
                     if exit.code not in (0, 3, None):
                         raise
-        except BaseException:  # the limit's KeyboardInterrupt, or what upstream made of it (click makes it Abort)
+        except BaseException:  # _TimeUp, or whatever upstream made of it on its way out
             if not stopped.is_set():
                 raise
         wall = time.perf_counter() - start
@@ -177,24 +199,48 @@ def _failure(lines: list) -> str:
     return (named or lines or ["no output"])[-1]
 
 
-def _run_child(payload: str, on_tick: Callable[[str], None] | None) -> tuple[int, list]:
+_GRACE_SECONDS = 60  # past its time limit, a run that has not stopped (stuck in a C call, say) is killed
+
+
+def _run_child(payload: str, on_tick: Callable[[str], None] | None, kill_after: float | None = None) -> tuple[int, list]:
     """One mode in a fresh Python; its tick lines go to ``on_tick`` as upstream prints them (so a run that is
-    stopped early has shown its speed so far). Returns the exit code and every output line (stderr merged)."""
+    stopped early has shown its speed so far). Returns the exit code and every output line (stderr merged);
+    a run still going after ``kill_after`` seconds is killed, and its last line says so."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, payload], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env, start_new_session=True)
+
+    def kill_group():
+        # Its whole process group: what is left of it (ranks spawned by upstream, data-loader workers of a run
+        # stopped at its time limit, all of it if this process was interrupted) must not hold the GPU.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    killed = threading.Event()
+
+    def kill_late():
+        killed.set()
+        kill_group()
+
+    backstop = None if kill_after is None else threading.Timer(kill_after, kill_late)
+    if backstop is not None:
+        backstop.daemon = True
+        backstop.start()
     lines = []
     try:
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
             if on_tick is not None and line.startswith("tick "):
                 on_tick(lines[-1])
-        return proc.wait(), lines
+        code = proc.wait()
+        if killed.is_set():
+            lines.append(f"TimeoutError: still running {kill_after:g} s after it began, {_GRACE_SECONDS} s past its "
+                         f"time limit; killed")
+        return code, lines
     finally:
-        # Its whole process group: what is left of it (ranks spawned by upstream, data-loader workers of a run
-        # stopped at its time limit, all of it if this process was interrupted) must not hold the GPU.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if backstop is not None:
+            backstop.cancel()
+        kill_group()
         proc.wait()
 
 
@@ -219,7 +265,8 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
         args = ["--outdir", str(pathlib.Path(outdir) / mode), *upstream_args]
         payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims,
                               seconds_per_run])
-        code, lines = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode))
+        code, lines = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode),
+                                 kill_after=None if seconds_per_run is None else seconds_per_run + _GRACE_SECONDS)
         results = [line for line in lines if line.startswith("BENCH ")]
         if code != 0 or not results:
             raise RuntimeError(f"the {mode} run of {adapter_name} failed: {_failure(lines)} "

@@ -62,7 +62,7 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
     from diffaug_noise.cli.main import main
     from diffaug_noise.integrations import bench
 
-    def child(payload, on_tick):  # upstream's run, as its child process reports it
+    def child(payload, on_tick, kill_after=None):  # upstream's run, as its child process reports it
         mode = json.loads(payload)[0]
         run = {"mode": mode, "sec_per_kimg_ticks": [9.0, 2.0, 2.0, 2.0], "kimg": 2.0, "train_seconds": 20.0,
                "noise_seconds": 0.5 if mode == "diffusion" else 0.0, "stopped": False, "run_dir": str(tmp_path)}
@@ -101,3 +101,16 @@ def test_a_run_reads_only_the_folder_it_wrote_whatever_the_file_clock(tmp_path):
     assert run_dir == str(tmp_path / "00001-new") and [t["Timing/sec_per_kimg"]["mean"] for t in ticks] == [3.0, 4.0]
     write("00000-old", 5.0)  # a folder reused by name (the stand-ins do), written during this run
     assert _ticks(tmp_path, earlier, began)[0] == str(tmp_path / "00000-old")
+
+
+def test_a_run_that_outlives_its_time_limit_is_killed_and_says_so(monkeypatch):
+    """The backstop behind --seconds-per-run: a run that does not stop (stuck in a C call) is killed, with its
+    process group, and the bench names why."""
+    from diffaug_noise.integrations import bench
+
+    monkeypatch.setattr(bench, "_CHILD", "import sys, time; print('tick 0', flush=True); time.sleep(120)")
+    ticks, began = [], time.perf_counter()
+    code, lines = bench._run_child("[]", ticks.append, kill_after=1.0)
+    assert time.perf_counter() - began < 30 and code != 0 and ticks == ["tick 0"]
+    assert bench._failure(lines) == (f"TimeoutError: still running 1 s after it began, {bench._GRACE_SECONDS} s past its "
+                                     "time limit; killed")

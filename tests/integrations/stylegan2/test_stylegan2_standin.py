@@ -10,6 +10,7 @@ import os
 import pathlib
 import pickle
 import shutil
+import signal
 import sys
 
 import pytest
@@ -288,7 +289,11 @@ def test_bench_upstream_stops_each_run_at_its_time_limit_and_measures_the_ticks_
     out = tmp_path / "bench.json"
     args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
             "--json", str(out), "--seconds-per-run", "6", "--", "--kimg", "1000", "--batch", "4"]
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: the runs inherit it
+    try:
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     for mode, run in report["runs"].items():
