@@ -32,6 +32,8 @@ import threading
 import time
 from typing import Callable
 
+from .preflight import flag_value
+
 MODES = ("baseline", "diffusion")
 
 _CHILD = """
@@ -154,7 +156,7 @@ def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, optio
 
     adapter = ADAPTERS[adapter_name]
     context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **options)
-    outdir = pathlib.Path(upstream_args[upstream_args.index("--outdir") + 1])
+    outdir = pathlib.Path(flag_value(upstream_args, "--outdir"))  # the last one given, as upstream's click takes it
     earlier, began, start = _folders(outdir), time.time(), time.perf_counter()
     stopped = threading.Event()
     with _timed_noise() as noise_seconds:
@@ -283,7 +285,7 @@ def bench_upstream(adapter_name: str, repo, upstream_args: list, outdir, shims: 
     diffusion = runs["diffusion"]
     # With several GPUs upstream trains in spawned ranks, which the noise timer (patched in this run's own
     # process) never reaches: there is no share to report, rather than a share of zero.
-    one_process = "--gpus" not in upstream_args or int(upstream_args[upstream_args.index("--gpus") + 1]) == 1
+    one_process = int(flag_value(upstream_args, "--gpus") or 1) == 1
     return {"adapter": adapter_name, "upstream_args": upstream_args, "runs": runs,
             "ratio": diffusion["sec_per_kimg"] / runs["baseline"]["sec_per_kimg"],
             "noise_share": diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"] if one_process else None}

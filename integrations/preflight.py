@@ -14,7 +14,7 @@ import torch
 from .spec import UpstreamError
 
 
-def _value_of(args: list, flag: str) -> str | None:
+def flag_value(args: list, flag: str) -> str | None:
     """The value of ``flag`` in an argument list (``--flag V`` or ``--flag=V``), the last one winning."""
     value = None
     for i, arg in enumerate(args):
@@ -27,7 +27,7 @@ def _value_of(args: list, flag: str) -> str | None:
 
 def check_gpus(upstream_args: list, shims: bool) -> None:
     """``--gpus N`` must not ask for more CUDA devices than there are; without CUDA only the CPU shims run."""
-    value = _value_of(upstream_args, "--gpus")
+    value = flag_value(upstream_args, "--gpus")
     try:
         gpus = 1 if value is None else int(value)
     except ValueError:
@@ -51,7 +51,7 @@ def check_resume(upstream_args: list, trust_pickle: bool) -> None:
     calling anything, so a truncated or garbage file is refused before upstream unpickles it.
     Names and URLs upstream resolves itself (``ffhq256``, ``https://...``) are passed through.
     """
-    value = _value_of(upstream_args, "--resume")
+    value = flag_value(upstream_args, "--resume")
     if value is None or value == "noresume":
         return
     if not trust_pickle:

@@ -69,12 +69,14 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
         return 0, ["tick 0", "BENCH " + json.dumps(run)]
 
     monkeypatch.setattr(bench, "_run_child", child)
-    for gpus, share in (("1", "noise forward 12.50 % of the diffusion run's sec/kimg"),
-                        ("2", "noise forward not measured with --gpus > 1 (the ranks are processes of their own)")):
-        out = tmp_path / f"bench-{gpus}.json"
-        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--gpus", gpus, "--json", str(out)])
+    measured, unmeasured = ("noise forward 12.50 % of the diffusion run's sec/kimg",
+                            "noise forward not measured with --gpus > 1 (the ranks are processes of their own)")
+    for name, gpus, share in (("one", ["--gpus", "1"], measured), ("two", ["--gpus", "2"], unmeasured),
+                              ("upstream's", ["--", "--gpus=2"], unmeasured)):  # the last --gpus is upstream's
+        out = tmp_path / f"bench-{name}.json"
+        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--json", str(out), *gpus])
         assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output
-        assert json.loads(out.read_text())["noise_share"] == (0.125 if gpus == "1" else None)
+        assert json.loads(out.read_text())["noise_share"] == (0.125 if share == measured else None)
 
 
 def test_a_run_reads_only_the_folder_it_wrote_whatever_the_file_clock(tmp_path):
