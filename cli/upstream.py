@@ -89,6 +89,8 @@ def _run(adapter, repo, data, data_root, outdir, gpus, launcher, shims, trust_pi
 
 def adapter_command(adapter) -> click.Command:
     """``diffaug-noise run NAME`` for one :class:`~diffaug_noise.integrations.Adapter`."""
+    from diffaug_noise.integrations.launch import LAUNCHERS
+
     up = adapter.upstream
     shared = [
         click.Option(["--repo"], default=None, metavar="PATH", help=f"Your checkout of {up.name} (not edited). [default: ${up.env_var}]"),
@@ -98,7 +100,7 @@ def adapter_command(adapter) -> click.Command:
         click.Option(["--outdir"], required=True, metavar="DIR", help="Where upstream writes its run folders."),
         click.Option(["--gpus"], type=click.IntRange(min=1), default=1, show_default=True,
                      help="GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all)."),
-        click.Option(["--launcher"], type=click.Choice(["spawn", "torchrun"]), default="spawn", show_default=True,
+        click.Option(["--launcher"], type=click.Choice(LAUNCHERS), default="spawn", show_default=True,
                      help="spawn: upstream starts --gpus processes on this machine; torchrun: this process is one rank "
                           "of a torchrun job (several nodes; --gpus becomes the world size; docs/integrations.md)."),
         click.Option(["--shims/--no-shims"], default=True, show_default=True,
