@@ -87,6 +87,14 @@ def _timed_noise():
         DiffusionNoise.forward = original
 
 
+def _daemon_timer(seconds: float, fn: Callable[[], None]) -> threading.Timer:
+    """A started timer calling ``fn`` after ``seconds``, which never keeps the process alive."""
+    timer = threading.Timer(seconds, fn)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class _TimeUp(BaseException):
     """Raised in the main thread when a run's time limit is spent (a BaseException, as KeyboardInterrupt is, so
     that upstream's ``except Exception`` clauses let it through)."""
@@ -118,9 +126,7 @@ def _time_limit(seconds: float | None, spent: threading.Event):
         _thread.interrupt_main(signal.SIGINT)
 
     signal.signal(signal.SIGINT, on_sigint)
-    timer = threading.Timer(seconds, stop)
-    timer.daemon = True
-    timer.start()
+    timer = _daemon_timer(seconds, stop)
     try:
         yield
     finally:
@@ -224,10 +230,7 @@ def _run_child(payload: str, on_tick: Callable[[str], None] | None, kill_after: 
         killed.set()
         kill_group()
 
-    backstop = None if kill_after is None else threading.Timer(kill_after, kill_late)
-    if backstop is not None:
-        backstop.daemon = True
-        backstop.start()
+    backstop = None if kill_after is None else _daemon_timer(kill_after, kill_late)
     lines = []
     try:
         for line in proc.stdout:
