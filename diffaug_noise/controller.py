@@ -96,6 +96,8 @@ class AdaptiveController:
         """Accumulate ``sum(sign(real_logits))``, their count and NaN count, on the logits' device."""
         if not isinstance(real_logits, torch.Tensor):
             raise TypeError(f"real_logits must be a torch.Tensor; got {type(real_logits).__name__}")
+        if not real_logits.is_floating_point():
+            raise TypeError(f"real_logits must be D's floating-point outputs; got dtype {real_logits.dtype}")
         if self._sums.device != real_logits.device:  # once, when training moves to its device
             self._sums = self._sums.to(real_logits.device)
         logits = real_logits.detach()
@@ -133,17 +135,39 @@ class AdaptiveController:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` saved (the noise's p, T and tables included)."""
+        """Restore what :meth:`state_dict` saved (the noise's p, T and tables included), all or nothing.
+
+        Everything is checked before anything changes (the noise's state with
+        :meth:`DiffusionNoise.checked_state`); a rejected state raises ``ValueError`` and leaves the
+        controller and its noise as they were.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"controller state must be a dict from AdaptiveController.state_dict(); got {type(state).__name__}")
         missing = {"step", "skipped_updates", "r_d", "sums", "noise"} - set(state)
         if missing:
             raise ValueError(f"controller state is missing {sorted(missing)}; was it saved by AdaptiveController.state_dict()?")
-        sums = torch.as_tensor(state["sums"], dtype=torch.float64)
-        if sums.shape != (3,):
-            raise ValueError(f"controller state 'sums' must have shape (3,); got {tuple(sums.shape)}")
-        self.noise.load_state_dict(state["noise"])
-        self.step = int(state["step"])
-        self.skipped_updates = int(state["skipped_updates"])
-        self.r_d = float(state["r_d"])
+        counts = {}
+        for name in ("step", "skipped_updates"):
+            value = state[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"controller state {name!r} must be an int >= 0; got {value!r}")
+            counts[name] = value
+        r_d = state["r_d"]
+        if isinstance(r_d, bool) or not isinstance(r_d, Real) or not (math.isnan(r_d) or -1.0 <= r_d <= 1.0):
+            raise ValueError(f"controller state 'r_d' must be a mean of signs in [-1, 1] (or NaN before any adjustment); "
+                             f"got {r_d!r}")
+        sums = state["sums"]
+        if not isinstance(sums, torch.Tensor) or sums.shape != (3,) or sums.dtype != torch.float64:
+            got = f"{sums.dtype} {tuple(sums.shape)}" if isinstance(sums, torch.Tensor) else type(sums).__name__
+            raise ValueError(f"controller state 'sums' must be a float64 tensor of shape (3,); got {got}")
+        sign_sum, count, nans = sums.tolist()
+        if not all(math.isfinite(v) for v in (sign_sum, count, nans)) or count < 0 or nans < 0 or abs(sign_sum) > count \
+                or count != int(count) or nans != int(nans):
+            raise ValueError(f"controller state 'sums' must hold a finite sum of signs within ±count, a whole count "
+                             f"and a whole NaN count; got {sums.tolist()}")
+        values = self.noise.checked_state(state["noise"])
+        self.noise._assign(values)
+        self.step, self.skipped_updates, self.r_d = counts["step"], counts["skipped_updates"], float(r_d)
         self._sums = sums.to(self._sums.device).clone()
 
     def __repr__(self) -> str:

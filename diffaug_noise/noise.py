@@ -206,26 +206,34 @@ class DiffusionNoise(nn.Module):
 
     def current_clean_prob(self, p: float | None = None) -> float:
         """``P(t = 0)`` at strength ``p`` (default: the current one)."""
-        p = self.p if p is None else p
+        p = self.p if p is None else _check_unit_interval("p", p, "Pass a strength in [0, 1].")
         return projected_gan_clean_prob(p) if self.clean_rule == "projected_gan" else self.clean_prob
 
     def _T_for(self, p: float) -> int:
         return self.t_min + round(p * (self.t_max - self.t_min))
 
-    def _rebuild(self, p: float) -> None:
+    def _tables_for(self, p: float) -> dict:
+        """Every buffer's value at strength ``p`` (on the CPU), computed without touching the module."""
         T = self._T_for(p)
         sqrt_abar, sqrt_one_minus_abar = diffusion_tables(beta_schedule(self.schedule, T, self.beta_start, self.beta_end))
         cdf = torch.cumsum(timestep_law(T, self.t_dist, self.current_clean_prob(p), self.priority_offset), dim=0)
         cdf[-1] = 1.0  # so a uniform draw u < 1 never lands past T, whatever the rounding
         pad = self.t_max - T  # entries past T are never drawn; they repeat the last value
+        sqrt_abar = torch.cat([sqrt_abar, sqrt_abar[-1:].expand(pad)])
+        sqrt_one_minus_abar = torch.cat([sqrt_one_minus_abar, sqrt_one_minus_abar[-1:].expand(pad)])
+        coefficients64 = torch.stack([sqrt_abar, sqrt_one_minus_abar * self.sigma])
+        return {"p_value": torch.tensor(p, dtype=torch.float64), "T_value": torch.tensor(T, dtype=torch.int64),
+                "sqrt_abar": sqrt_abar, "sqrt_one_minus_abar": sqrt_one_minus_abar,
+                "t_cdf": torch.cat([cdf, cdf.new_ones(pad)]),
+                "coefficients32": coefficients64.float(), "coefficients64": coefficients64}
+
+    def _rebuild(self, p: float) -> None:
+        self._assign(self._tables_for(p))
+
+    def _assign(self, values: dict) -> None:
         with torch.no_grad():
-            self.p_value.fill_(p)
-            self.T_value.fill_(T)
-            self.sqrt_abar.copy_(torch.cat([sqrt_abar, sqrt_abar[-1:].expand(pad)]))
-            self.sqrt_one_minus_abar.copy_(torch.cat([sqrt_one_minus_abar, sqrt_one_minus_abar[-1:].expand(pad)]))
-            self.t_cdf.copy_(torch.cat([cdf, cdf.new_ones(pad)]))
-            self.coefficients64.copy_(torch.stack([self.sqrt_abar, self.sqrt_one_minus_abar * self.sigma]))
-            self.coefficients32.copy_(self.coefficients64)
+            for name, value in values.items():
+                getattr(self, name).copy_(value)
 
     def t_distribution(self) -> torch.Tensor:
         """The exact float64 law of ``t`` over ``0..T`` under the current settings (on the CPU).
@@ -254,12 +262,63 @@ class DiffusionNoise(nn.Module):
         return {"config": self.config()}
 
     def set_extra_state(self, state: dict) -> None:
-        saved, mine = state.get("config", {}), self.config()
+        self._check_config(state)  # reached only through _load_from_state_dict, after every check passed
+
+    def _check_config(self, extra) -> None:
+        saved = extra.get("config", {}) if isinstance(extra, dict) else {}
+        mine = self.config()
         diff = {k: (saved.get(k), mine.get(k)) for k in set(saved) | set(mine) if saved.get(k) != mine.get(k)}
         if diff:
             details = ", ".join(f"{k}: saved {s!r} vs this module {m!r}" for k, (s, m) in sorted(diff.items()))
             raise ValueError(f"state_dict was saved from a DiffusionNoise with other settings ({details}); "
                              f"construct the module with the saved settings before loading")
+
+    def checked_state(self, state: dict, prefix: str = "") -> dict:
+        """The buffers ``state`` (a :meth:`state_dict`) would load, after checking all of it; raises ``ValueError``.
+
+        Checked before anything changes: the settings it was saved with equal this module's, every
+        buffer is there with its shape and dtype, ``p`` is finite and in [0, 1], ``T`` is the one ``p``
+        gives, and the tables and the law of ``t`` are finite and the ones ``p`` gives (to rounding).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from DiffusionNoise.state_dict(); got {type(state).__name__}")
+        names = list(self._BUFFER_DTYPES) + ["T_value"]
+        missing = [prefix + n for n in names + ["_extra_state"] if prefix + n not in state]
+        if missing:
+            raise ValueError(f"DiffusionNoise state is missing {missing}; was it saved by DiffusionNoise.state_dict()?")
+        self._check_config(state[prefix + "_extra_state"])
+        values = {}
+        for name in names:
+            value, mine = state[prefix + name], getattr(self, name)
+            if not isinstance(value, torch.Tensor) or value.shape != mine.shape or value.dtype != mine.dtype:
+                got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ValueError(f"DiffusionNoise state {name!r} must be a {mine.dtype} tensor of shape "
+                                 f"{tuple(mine.shape)}; got {got}")
+            values[name] = value.detach().cpu()
+        p = float(values["p_value"])
+        if not (0.0 <= p <= 1.0):  # also NaN
+            raise ValueError(f"DiffusionNoise state holds p = {p!r}, outside [0, 1]; the file is damaged or not one of ours")
+        expected = self._tables_for(p)
+        if int(values["T_value"]) != int(expected["T_value"]):
+            raise ValueError(f"DiffusionNoise state holds T = {int(values['T_value'])}, but its p = {p!r} gives "
+                             f"T = {int(expected['T_value'])}; the file is damaged or was edited")
+        for name in ("sqrt_abar", "sqrt_one_minus_abar", "t_cdf", "coefficients32", "coefficients64"):
+            if not bool(torch.isfinite(values[name]).all()) or not torch.allclose(
+                    values[name].double(), expected[name].double(), rtol=1e-6, atol=1e-9):
+                raise ValueError(f"DiffusionNoise state's {name!r} is not the table its p = {p!r} gives (non-finite or "
+                                 f"other values); the file is damaged or was edited")
+        return values
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # All or nothing: torch's default copies the buffers one by one and calls set_extra_state last,
+        # so a rejected state would leave another run's p behind. Everything is checked first here.
+        values = self.checked_state(state_dict, prefix)
+        self._assign(values)
+        known = {prefix + n for n in values} | {prefix + "_extra_state"}
+        if strict:
+            unexpected_keys.extend(k for k in state_dict if k.startswith(prefix) and k not in known
+                                   and "." not in k[len(prefix):])
 
     # ------------------------------------------------------------------ sampling and applying
 
@@ -289,7 +348,11 @@ class DiffusionNoise(nn.Module):
 
         Inverse-CDF sampling on the device: ``t = #{k : cdf_k <= u}``, ``u ~ U[0, 1)``; no host sync.
         """
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        shape = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+        if not isinstance(shape, (tuple, list, torch.Size)) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ValueError(f"shape must be a batch size or a tuple of sizes, each an int >= 0; got {shape!r}")
+        shape = tuple(shape)
         device = self.t_cdf.device if device is None else torch.device(device)
         return self._t_from_uniform(torch.rand(shape, dtype=torch.float64, device=device, generator=generator))
 

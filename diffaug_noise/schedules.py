@@ -84,5 +84,7 @@ def diffusion_tables(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     betas = betas.to(torch.float64)
     if betas.ndim != 1 or betas.numel() < 1:
         raise ValueError(f"betas must be a non-empty 1-D tensor; got shape {tuple(betas.shape)}")
+    if not bool(((betas >= 0) & (betas <= 1)).all()):  # also NaN
+        raise ValueError(f"betas must lie in [0, 1]; got values from {float(betas.min())} to {float(betas.max())}")
     abar = torch.cat([betas.new_ones(1), torch.cumprod(1.0 - betas, dim=0)])
     return abar.sqrt(), (1.0 - abar).clamp_min(0.0).sqrt()

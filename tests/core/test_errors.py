@@ -96,3 +96,21 @@ def test_unknown_preset_and_override():
         dn.DiffusionNoise.preset("stylegan3")
     with pytest.raises(TypeError, match=r"unknown override\(s\) \['noise_sd'\]"):
         dn.DiffusionNoise.preset("stylegan2", noise_sd=0.1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda n, c: n.sample_t(-3), "each an int >= 0; got (-3,)"),
+    (lambda n, c: n.sample_t((2, "a")), "each an int >= 0; got (2, 'a')"),
+    (lambda n, c: n.current_clean_prob(1.5), "p must lie in [0, 1]; got 1.5"),
+    (lambda n, c: c.observe(torch.ones(3, dtype=torch.bool)), "floating-point outputs; got dtype torch.bool"),
+    (lambda n, c: dn.diffusion_tables(torch.tensor([0.1, float("nan")])), "betas must lie in [0, 1]"),
+    (lambda n, c: dn.diffusion_tables(torch.tensor([0.1, 1.5])), "betas must lie in [0, 1]"),
+])
+def test_every_public_method_names_a_bad_argument(call, message):
+    noise = dn.DiffusionNoise()
+    ctrl = dn.AdaptiveController(noise, batch_size=4)
+    before = noise.state_dict()
+    with pytest.raises((ValueError, TypeError)) as err:
+        call(noise, ctrl)
+    assert message in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in noise.state_dict().items() if isinstance(v, torch.Tensor))

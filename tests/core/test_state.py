@@ -3,6 +3,8 @@ import io
 import pickle
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 
 import diffaug_noise as dn
@@ -85,3 +87,114 @@ def test_half_precision_cast_keeps_float64_tables_and_exact_p():
     assert module[0].weight.dtype == torch.float16
     assert noise.t_cdf.dtype == torch.float64 and torch.equal(noise.t_cdf, cdf)
     assert noise.p == 0.123456789
+
+
+def _snapshot(obj):
+    """Every tensor and number of ``obj``'s state, for a bitwise comparison (NaN equal to NaN)."""
+    state = obj.state_dict()
+    flat = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        elif isinstance(value, torch.Tensor):
+            flat[prefix] = value.detach().cpu().clone()
+        else:
+            flat[prefix] = repr(value)
+    walk("", state)
+    return flat
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k]
+                                        for k in a)
+
+
+def _damaged_noise_states(good, other_settings):
+    """(what is wrong, a state_dict with that one thing wrong) for a DiffusionNoise state."""
+    def edit(name, value):
+        state = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in good.items()}
+        state[name] = value
+        return state
+
+    nan_table = good["t_cdf"].clone()
+    nan_table[3] = float("nan")
+    shifted = good["sqrt_abar"].clone()
+    shifted[5] *= 1.01
+    missing = dict(good)
+    del missing["coefficients32"]
+    return [
+        ("p is NaN", edit("p_value", torch.tensor(float("nan"), dtype=torch.float64))),
+        ("p is 5", edit("p_value", torch.tensor(5.0, dtype=torch.float64))),
+        ("T does not match p", edit("T_value", good["T_value"] + 1)),
+        ("a NaN in the law of t", edit("t_cdf", nan_table)),
+        ("a table of another p", edit("sqrt_abar", shifted)),
+        ("p of float32", edit("p_value", good["p_value"].float())),
+        ("a table of another length", edit("t_cdf", good["t_cdf"][:-1])),
+        ("a missing buffer", missing),
+        ("other settings", other_settings),
+        ("not a tensor", edit("T_value", 7)),
+    ]
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_a_rejected_noise_state_leaves_the_module_bitwise_as_it_was(case):
+    noise = dn.DiffusionNoise(t_min=10, t_max=300, p=0.25)
+    donor = dn.DiffusionNoise(t_min=10, t_max=300, p=0.6)
+    other = dn.DiffusionNoise(t_min=10, t_max=300, sigma=0.5, p=0.6).state_dict()
+    what, state = _damaged_noise_states(donor.state_dict(), other)[case]
+    before = _snapshot(noise)
+    with pytest.raises((ValueError, TypeError)):
+        noise.load_state_dict(state)
+    assert _same(before, _snapshot(noise)), what
+    assert noise.p == 0.25  # not the donor's 0.6, which torch's default loading would have copied before failing
+
+
+def test_a_rejected_state_inside_a_parent_module_leaves_the_noise_as_it_was():
+    parent = torch.nn.Sequential(torch.nn.Linear(2, 2), dn.DiffusionNoise(p=0.1))
+    state = torch.nn.Sequential(torch.nn.Linear(2, 2), dn.DiffusionNoise(p=0.7, sigma=0.2)).state_dict()
+    with pytest.raises(ValueError, match="sigma: saved 0.2 vs this module 0.05"):
+        parent.load_state_dict(state)
+    assert parent[1].p == 0.1 and parent[1].T == dn.DiffusionNoise(p=0.1).T
+
+
+def test_a_state_with_unknown_keys_is_refused_by_a_strict_load_and_accepted_otherwise():
+    state = dict(dn.DiffusionNoise(p=0.3).state_dict(), stray=torch.zeros(1))
+    noise = dn.DiffusionNoise()
+    with pytest.raises(RuntimeError, match="stray"):
+        noise.load_state_dict(state)
+    noise.load_state_dict(state, strict=False)
+    assert noise.p == 0.3
+
+
+@given(p=st.floats(0, 1), garbage=st.sampled_from(["nan", "inf", "-1", "2", "T", "sums-nan", "step", "r_d", "count"]))
+@settings(max_examples=60, deadline=None)
+def test_a_rejected_controller_state_leaves_controller_and_noise_bitwise_as_they_were(p, garbage):
+    def make(p0):
+        return dn.AdaptiveController(dn.DiffusionNoise(t_min=10, t_max=100, p=p0), interval=3, batch_size=8)
+
+    ctrl = make(0.5)
+    ctrl.observe(torch.tensor([1.0, -1.0, 1.0]))
+    ctrl.update()
+    donor = make(p)
+    donor.observe(torch.tensor([1.0, 1.0]))
+    state = donor.state_dict()
+    value = {"nan": float("nan"), "inf": float("inf"), "-1": -1.0, "2": 2.0}.get(garbage)
+    if value is not None:
+        state["noise"]["p_value"] = torch.tensor(value, dtype=torch.float64)
+    elif garbage == "T":
+        state["noise"]["T_value"] = state["noise"]["T_value"] + 3
+    elif garbage == "sums-nan":
+        state["sums"] = torch.tensor([float("nan"), 2.0, 0.0], dtype=torch.float64)
+    elif garbage == "step":
+        state["step"] = -4
+    elif garbage == "r_d":
+        state["r_d"] = 1.5
+    else:
+        state["sums"] = torch.tensor([5.0, 2.0, 0.0], dtype=torch.float64)  # more signs than logits
+    before = _snapshot(ctrl)
+    steps = (ctrl.step, ctrl.skipped_updates, ctrl.r_d)
+    with pytest.raises(ValueError):
+        ctrl.load_state_dict(state)
+    assert _same(before, _snapshot(ctrl)) and (ctrl.step, ctrl.skipped_updates, ctrl.r_d) == steps
