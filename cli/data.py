@@ -6,6 +6,7 @@ import pathlib
 import click
 
 from diffaug_noise.data import DATASETS, DatasetError, prepare
+from diffaug_noise.data.sources import Limits
 from diffaug_noise.data import data_root as resolve_root
 from diffaug_noise.extras import require
 
@@ -52,14 +53,24 @@ def list_command(data_root):
 @click.option("--subset", type=click.IntRange(min=1), default=None,
               help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
-def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed):
+@click.option("--max-image-bytes", type=click.IntRange(min=1), default=Limits.max_image_bytes, show_default=True,
+              help="Skip a source image whose declared size (zip header, file size, lmdb value) is larger, unread.")
+@click.option("--max-image-pixels", type=click.IntRange(min=1), default=Limits.max_image_pixels, show_default=True,
+              help="Skip a source image whose header declares more pixels (width x height), undecoded: a "
+                   "decompression bomb cannot exhaust memory.")
+@click.option("--force", is_flag=True, help="Rebuild the zip even if it is up to date with the source and settings.")
+def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed,
+                    max_image_bytes, max_image_pixels, force):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
     Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
     PNGs named 00000/img00000000.png in a stable order,
     plus dataset.json labels where the source has them (CIFAR-10). Corrupt images are skipped and
-    listed. The zip appears only when complete (temp file + rename); rerunning with the same
-    source and settings does nothing.
+    listed, as are images over the size limits (skipped before they are read or decoded) and
+    symlinks that point out of a source folder (not followed). The zip appears only when complete
+    (temp file + rename); rerunning with the same source and settings does nothing (any edited
+    image changes the source's signature); a second prepare of the same zip at the same time
+    stops at once, naming the first. NAME is a name, not a path: --out writes elsewhere.
 
     \b
     Example:
@@ -68,26 +79,35 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
       diffaug-noise data prepare digits                  # scikit-learn's bundled copy
     """
     tqdm = require("tqdm", "cli").tqdm
-
-    bar = tqdm(desc=f"prepare {name}", unit="img", leave=False)  # counts source images read
+    bars = []  # made at the first image, so an error before any work shows no empty bar
 
     def progress(done, wanted):
-        bar.total = wanted
-        bar.update(done - bar.n)
+        if not bars:
+            bars.append(tqdm(desc=f"prepare {name}", unit="img", leave=False, total=wanted))  # source images read
+        bars[0].update(done - bars[0].n)
 
     try:
-        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform, height=height, labels=labels,
-                         max_images=max_images, subset=subset, seed=seed, on_progress=progress)
+        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform,
+                         height=height, labels=labels, max_images=max_images, subset=subset, seed=seed,
+                         on_progress=progress, limits=Limits(max_image_bytes, max_image_pixels), force=force)
     except DatasetError as err:
         raise click.ClickException(str(err))
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
+    if report.outside:
+        click.echo(f"warning: did not follow {len(report.outside)} symlink(s) pointing out of the source: "
+                   f"{_shown(report.outside)}", err=True)
     if report.up_to_date:
-        click.echo(f"{report.path} is up to date ({report.images} images); nothing to do")
+        click.echo(f"{report.path} is up to date ({report.images} images); nothing to do (--force rebuilds it)")
         return
-    for what, keys in (("corrupt image(s)", report.skipped), ("image(s) too small for the transform", report.dropped)):
+    for what, keys in (("corrupt image(s)", report.skipped), ("image(s) too small for the transform", report.dropped),
+                       ("image(s) over the size limits", report.oversized)):
         if keys:
-            shown = ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
-            click.echo(f"warning: skipped {len(keys)} {what}: {shown}", err=True)
-    click.echo(f"wrote {report.path}: {report.images} images at {report.resolution}x{report.resolution}"
-               f", {len(report.skipped) + len(report.dropped)} skipped")
+            click.echo(f"warning: skipped {len(keys)} {what}: {_shown(keys)}", err=True)
+    skipped = len(report.skipped) + len(report.dropped) + len(report.oversized)
+    click.echo(f"wrote {report.path}: {report.images} images at {report.resolution}x{report.resolution}, {skipped} skipped")
+
+
+def _shown(keys: list) -> str:
+    return ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")

@@ -1,6 +1,8 @@
 """Entry point of the `diffaug-noise` console script."""
 from __future__ import annotations
 
+import errno
+import os
 import warnings
 
 import click
@@ -22,7 +24,42 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+def one_line(err: OSError) -> str:
+    """What an ``OSError`` that reached the top means, in one line, with the path when it has one.
+
+    Our own writes raise :class:`~diffaug_noise.checkpoint.StorageError`, which already names the
+    path and the fix; anything else (upstream's writes, a source that cannot be read) is described here.
+    """
+    from diffaug_noise.checkpoint import StorageError
+
+    if isinstance(err, StorageError):
+        return str(err)
+    where = f" ({err.filename})" if err.filename else ""
+    name = errno.errorcode.get(err.errno, type(err).__name__) if err.errno else type(err).__name__
+    return (f"{err.strerror or err}{where} [{name}]; check free space and permissions of the folders this command "
+            f"reads and writes (DIFFAUG_NOISE_TRACEBACK=1 shows where it happened)")
+
+
+class Main(click.Group):
+    """The top group: a missing extra, a full or read-only disk or a denied path end the command in one line.
+
+    ``DIFFAUG_NOISE_TRACEBACK=1`` lets the exception through, traceback and all.
+    """
+
+    def invoke(self, ctx):
+        from diffaug_noise.extras import MissingExtraError
+
+        try:
+            return super().invoke(ctx)
+        except MissingExtraError as err:
+            raise click.ClickException(str(err)) from None
+        except OSError as err:
+            if os.environ.get("DIFFAUG_NOISE_TRACEBACK"):
+                raise
+            raise click.ClickException(one_line(err)) from None
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="diffaug-noise")
 def main():
     """Diffusion-GAN as one composable layer: adaptive diffusion noise before the discriminator.

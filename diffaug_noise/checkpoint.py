@@ -19,6 +19,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import pathlib
 import pickle
@@ -40,13 +42,43 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, truncated, unsafe to load or from other settings."""
 
 
+class StorageError(OSError):
+    """Writing failed for a reason of the machine (disk full, read-only, permissions); the message names the path and the fix."""
+
+
+_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space there, or write elsewhere",
+    errno.EDQUOT: "your disk quota is used up: free some space, or write elsewhere",
+    errno.EROFS: "that file system is read-only: write to a writable folder",
+    errno.EACCES: "you may not write there: choose a folder you own, or fix its permissions",
+    errno.EPERM: "you may not write there: choose a folder you own, or fix its permissions",
+}
+
+
+def storage_error(err: OSError, path) -> StorageError:
+    """The one-line :class:`StorageError` for ``err``, raised while writing ``path``."""
+    name = errno.errorcode.get(err.errno, "error")
+    fix = _FIXES.get(err.errno, "check that the folder exists and is writable")
+    return StorageError(err.errno, f"cannot write {str(path)!r}: {err.strerror or err} ({name}); {fix}")
+
+
+def _is_write_failure(err: OSError, *paths) -> bool:
+    """An error of writing one of ``paths`` (or of an open file, which has no name), not of reading another file."""
+    return err.filename is None or str(err.filename) in {str(p) for p in paths}
+
+
 def write_atomic(path, write) -> None:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, flush it to disk, rename it into place.
 
-    The file gets the mode a plain ``open()`` would give it; on any error the target is untouched.
+    The file gets the mode a plain ``open()`` would give it; on any error the target is untouched
+    and the temporary file removed. A failure to write (disk full, read-only, permissions) raises
+    :class:`StorageError` naming ``path`` and the fix.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise storage_error(err, path) from None
     os.close(fd)
     try:
         os.chmod(tmp, default_file_mode())  # mkstemp's 0600 would make the output private
@@ -54,14 +86,39 @@ def write_atomic(path, write) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        if isinstance(err, StorageError) or not _is_write_failure(err, tmp, path):
+            raise
+        raise storage_error(err, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
+def remove_stale_temps(path) -> list:
+    """Remove the temporary files of :func:`write_atomic` that killed writers of ``path`` left; returns them.
+
+    Only for a caller that knows no other writer of ``path`` is at work (it holds a lock, or owns the folder).
+    """
+    path = pathlib.Path(path)
+    stale = sorted(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    for tmp in stale:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return stale
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters quoted."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def save_checkpoint(state, path) -> None:
     """Write ``state`` with ``torch.save`` atomically (see :func:`write_atomic`)."""
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: a full disk is an OSError, not torch's inline_container error
+            torch.save(state, f)
+    write_atomic(path, write)
 
 
 def load_checkpoint(path, trust_pickle: bool = False, map_location="cpu"):

@@ -40,3 +40,34 @@ def noise_calls(monkeypatch):
 
 
 collect_ignore = ["standins"]  # stand-ins of upstream code, imported by the integration tests only
+
+
+def _mount_tmpfs(path, options):
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}); the injected-OSError tests "
+                    f"cover the same messages")
+    return path
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A folder on a 64 KiB tmpfs: the first sizeable write fills it (ENOSPC for real). Skipped where mount is not allowed."""
+    import subprocess
+
+    path = _mount_tmpfs(tmp_path / "full", "size=64k")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder on a read-only tmpfs (EROFS, even for root). Skipped where mount is not allowed."""
+    import subprocess
+
+    path = _mount_tmpfs(tmp_path / "ro", "ro,size=64k")
+    yield path
+    subprocess.run(["umount", "-l", str(path)], check=False)

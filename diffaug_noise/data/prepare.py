@@ -20,7 +20,16 @@ With ``subset=N`` the N images are the first N decodable ones of a permutation o
 by ``seed``, written in source order: the same seed gives the same subset on every machine.
 
 The zip is written to a temporary file beside the target and renamed at the end: an interrupted
-run leaves no partial dataset behind and a rerun starts over.
+run leaves no partial dataset behind and a rerun starts over (removing the temporary files that
+killed runs left). One prepare at a time writes a given zip: a second one fails at once, naming the
+first (``<zip>.lock``, held with ``flock``, so a killed run holds nothing). "Up to date" is decided
+from the settings and the source's signature: every image's name, size and modification time (a
+folder), CRC-32 (a zip), the lmdb files' sizes and times, or a hash of the bundled digits, so an
+edited image of equal size is seen; ``force=True`` rebuilds anyway.
+
+Sources are read as untrusted: the name is one path component (:func:`~.registry.check_name`), a
+symlink out of a source folder is not followed, and images over :class:`~.sources.Limits` are
+skipped before they are read or decoded (listed in the report, as corrupt ones are).
 """
 from __future__ import annotations
 
@@ -34,14 +43,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..checkpoint import write_atomic
+from ..checkpoint import remove_stale_temps, write_atomic
 from ..extras import require
-from .registry import DATASETS, DatasetError, data_root
-from .sources import SklearnDigits, open_source
+from .lock import exclusive
+from .registry import DATASETS, DatasetError, check_name, data_root
+from .sources import ImageTooLarge, Limits, Oversized, SklearnDigits, decode, open_source
 
 MANIFEST = "diffaug_noise.json"
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: source signatures by content (names, sizes, times or CRCs), not by count and total size
 
 
 @dataclasses.dataclass
@@ -54,6 +64,8 @@ class PrepareReport:
     dropped: list  # "key (why)" of each image too small for the transform (as dataset_tool.py drops them)
     up_to_date: bool  # True: the zip already matched source and settings; nothing was written
     resolution: int  # side of the written images
+    oversized: list = dataclasses.field(default_factory=list)  # "key (why)" of each image over the limits, not decoded
+    outside: list = dataclasses.field(default_factory=list)  # symlinks in the source folder pointing out of it, not followed
 
 
 def prepare(
@@ -69,6 +81,8 @@ def prepare(
     subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
     seed: int = 0,  # seed of the subset permutation
     on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
+    limits: Limits = Limits(),  # the largest image accepted (declared bytes, header pixels); larger ones are skipped
+    force: bool = False,  # rebuild even when the zip is up to date
 ) -> PrepareReport:
     """Prepare ``source`` as dataset ``name``; see the module docstring for the layout.
 
@@ -82,6 +96,7 @@ def prepare(
         (3, [], ['00000/img00000000.png', '00000/img00000001.png'])
     """
     require("PIL.Image", "data")  # here, not in the per-image decode, where a failure reads as a corrupt image
+    check_name(name)
     spec = DATASETS.get(name)
     if spec is None and resolution is None:
         raise DatasetError(f"{name!r} is not a registered dataset ({', '.join(DATASETS)}); "
@@ -114,25 +129,35 @@ def prepare(
             raise DatasetError(f"dataset {name!r} needs its downloaded source: pass --source PATH")
         reader, source_name = SklearnDigits(), "sklearn.datasets.load_digits"
     else:
-        reader, source_name = open_source(source), str(pathlib.Path(source).expanduser().resolve())
+        reader, source_name = open_source(source, limits), str(pathlib.Path(source).expanduser().resolve())
     manifest = {
         "format_version": FORMAT_VERSION, "name": name, "source": source_name,
         "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,
         "max_images": max_images, "subset": subset, "seed": seed if subset is not None else None,
         **({"transform": transform, "height": height} if transform != "center-crop" else {}),
         **({"labels": labels} if labels is not None else {}),
+        **({"limits": dataclasses.asdict(limits)} if limits != Limits() else {}),
     }
-    existing = _read_manifest(out)
-    if existing is not None and existing.get("settings") == manifest:
-        return PrepareReport(str(out), existing["images"], existing["skipped"],
-                             existing.get("dropped", []), True, resolution)  # zips made before 'dropped' listed them in 'skipped'
+    with exclusive(out.with_name(out.name + ".lock"), what=f"data prepare of {out.name}"):
+        existing = _read_manifest(out)
+        remove_stale_temps(out)  # left by killed runs; no other writer can be at work while we hold the lock
+        if existing is not None and existing.get("settings") == manifest and not force:
+            return PrepareReport(str(out), existing["images"], existing["skipped"], existing.get("dropped", []), True,
+                                 resolution, existing.get("oversized", []), getattr(reader, "outside", []))
+        return _write(reader, out, manifest, source, resolution, transform, height, labels, max_images, subset, seed,
+                      on_progress, limits)
 
+
+def _write(reader, out, manifest, source, resolution, transform, height, labels, max_images, subset, seed, on_progress,
+           limits) -> PrepareReport:
+    """Write the zip (see :func:`prepare`, whose checks have passed and whose lock is held)."""
     label_of = _folder_labels(reader) if labels == "folders" else getattr(reader, "label", None)
     skipped: list[str] = []
     dropped: list[str] = []
+    oversized: list[str] = []
     keys = None  # all, in source order
     if subset is not None:
-        keys = _decodable_subset(reader, subset, seed, skipped)
+        keys = _decodable_subset(reader, subset, seed, skipped, oversized, limits)
     entries = len(reader) if keys is None else len(keys)  # source entries to read
     if max_images is not None:
         entries = min(entries, max_images)
@@ -145,8 +170,14 @@ def prepare(
             for position, (key, raw) in enumerate(reader.items(keys)):
                 if position == entries:
                     break
+                if isinstance(raw, Oversized):
+                    oversized.append(f"{key} ({raw.reason})")
+                    continue
                 try:
-                    png = _to_png(raw, resolution, transform, height)
+                    png = _to_png(raw, resolution, transform, height, limits)
+                except ImageTooLarge as err:
+                    oversized.append(f"{key} ({err})")
+                    continue
                 except Exception as err:  # any decoder failure means a corrupt image: reported, not fatal
                     skipped.append(f"{key} ({type(err).__name__})")
                     continue
@@ -161,14 +192,15 @@ def prepare(
                     on_progress(position + 1, entries)
             if count == 0:
                 raise DatasetError(f"no image in {str(source)!r} could be used ({len(skipped)} failed to decode, "
-                                   f"{len(dropped)} too small for {transform} {resolution}x{height})")
+                                   f"{len(dropped)} too small for {transform} {resolution}x{height}, {len(oversized)} "
+                                   f"over the size limits)")
             if all(label is not None for _, label in written):
                 z.writestr("dataset.json", json.dumps({"labels": written}))
-            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped, "dropped": dropped},
-                                            indent=1))
+            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped, "dropped": dropped,
+                                             "oversized": oversized}, indent=1))
 
     write_atomic(out, write)
-    return PrepareReport(str(out), count, skipped, dropped, False, resolution)
+    return PrepareReport(str(out), count, skipped, dropped, False, resolution, oversized, getattr(reader, "outside", []))
 
 
 def _folder_labels(reader):
@@ -184,7 +216,7 @@ def _folder_labels(reader):
     return lambda key: classes.index(tops[key][0])
 
 
-def _decodable_subset(reader, subset: int, seed: int, skipped: list) -> list:
+def _decodable_subset(reader, subset: int, seed: int, skipped: list, oversized: list, limits: Limits) -> list:
     """The first ``subset`` decodable keys of the ``seed`` permutation, in source order."""
     keys = reader.keys()
     if subset > len(keys):
@@ -193,8 +225,14 @@ def _decodable_subset(reader, subset: int, seed: int, skipped: list) -> list:
     chosen = []
     permuted = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))]
     for key, (name, raw) in zip(permuted, reader.items(permuted)):
+        if isinstance(raw, Oversized):
+            oversized.append(f"{name} ({raw.reason})")
+            continue
         try:
-            _decode(raw)
+            decode(raw, limits)
+        except ImageTooLarge as err:
+            oversized.append(f"{name} ({err})")
+            continue
         except Exception as err:  # corrupt: reported, and the next one of the permutation is taken
             skipped.append(f"{name} ({type(err).__name__})")
             continue
@@ -212,14 +250,6 @@ def _read_manifest(path: pathlib.Path) -> dict | None:
             return json.loads(z.read(MANIFEST))
     except (zipfile.BadZipFile, KeyError, ValueError, OSError):
         return None  # not ours or damaged: rebuild it
-
-
-def _decode(raw):
-    """A fully decoded PIL image (errors surface here, not at the first pixel access)."""
-    Image = require("PIL.Image", "data")
-    image = Image.fromarray(raw) if isinstance(raw, np.ndarray) else Image.open(io.BytesIO(raw))
-    image.load()
-    return image
 
 
 def transform_image(image, resolution: int, transform: str = "center-crop", height: int | None = None):
@@ -246,9 +276,10 @@ def transform_image(image, resolution: int, transform: str = "center-crop", heig
     return canvas
 
 
-def _to_png(raw, resolution: int, transform: str = "center-crop", height: int | None = None) -> bytes | None:
+def _to_png(raw, resolution: int, transform: str = "center-crop", height: int | None = None,
+            limits: Limits = Limits()) -> bytes | None:
     """Decode, RGB, :func:`transform_image`, encode as PNG; None if the transform drops the image."""
-    image = transform_image(_decode(raw).convert("RGB"), resolution, transform, height)
+    image = transform_image(decode(raw, limits).convert("RGB"), resolution, transform, height)
     if image is None:
         return None
     buffer = io.BytesIO()

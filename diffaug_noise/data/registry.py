@@ -21,9 +21,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 
 ENV_VAR = "DIFFAUG_NOISE_DATA"
 DEFAULT_ROOT = "~/.cache/diffaug-noise/data"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one path component, no leading dot or dash
 
 
 class DatasetError(ValueError):
@@ -91,6 +93,27 @@ def data_root(data_root: str | os.PathLike | None = None) -> pathlib.Path:
     return pathlib.Path(data_root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
 
 
+def check_name(name) -> str:
+    """``name`` if it is a dataset name: 1-64 letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit.
+
+    A name becomes a file name under the data root, so it must never be a path (``../x``, ``/abs``),
+    empty, or hidden.
+
+    Example:
+        >>> check_name("ffhq_2k")
+        'ffhq_2k'
+        >>> check_name("../escaped")
+        Traceback (most recent call last):
+        ...
+        diffaug_noise.data.registry.DatasetError: dataset name '../escaped' is not a name: ...
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise DatasetError(f"dataset name {name!r} is not a name: use 1-64 letters, digits, '.', '_' or '-', starting "
+                           f"with a letter or digit (it becomes a file name under the data root; to write elsewhere "
+                           f"pass --out PATH)")
+    return name
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The registered dataset ``name``, or a :class:`DatasetError` listing the names."""
     if name not in DATASETS:
@@ -129,8 +152,9 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
             raise DatasetError(f"dataset {data!r} is prepared at several resolutions ({', '.join(p.name for p in others)}) "
                                f"but not at {spec.resolution}; pass --data with the path of the one you want")
         source = "--source PATH_TO_FFHQ_IMAGES" if spec.parent else "" if spec.bundled else "--source PATH"
+        fetch = "It is bundled with scikit-learn; run: " if spec.bundled else f"Download {spec.download}, then run: "
         raise DatasetError(
-            f"dataset {data!r} is not prepared: {str(prepared)!r} does not exist. Download {spec.download}, then run: "
+            f"dataset {data!r} is not prepared: {str(prepared)!r} does not exist. {fetch}"
             f"diffaug-noise data prepare {data} {source}{' ' if source else ''}--data-root {str(root)!r} "
             f"(or point --data-root / ${ENV_VAR} at the folder that holds {spec.filename})")
     if any(sep in str(data) for sep in ("/", os.sep)) or path.suffix:

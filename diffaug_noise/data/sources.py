@@ -8,9 +8,19 @@
 
 :func:`open_source` picks the reader from what the path holds. :class:`ImageDataset` reads a
 prepared zip or folder back as uint8 ``[3, H, W]`` tensors (for evaluation).
+
+Hostile or damaged sources (a shared data root may hold anything) are bounded by :class:`Limits`:
+an entry whose *declared* size (a zip member's header, a file's size, an lmdb value's length)
+exceeds ``max_image_bytes`` comes back as :class:`Oversized` without being read, and an image whose
+header declares more than ``max_image_pixels`` pixels is refused before it is decoded
+(:func:`decode`). A symlink inside a source folder that points out of it is not followed
+(:attr:`ImageFiles.outside` lists it); a truncated lmdb is refused when opened, not met as a
+SIGBUS when its missing pages are read.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import os
 import pathlib
@@ -28,19 +38,70 @@ from .registry import DatasetError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff", ".gif")
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How large one source image may be; larger ones are skipped before they are read or decoded."""
+
+    max_image_bytes: int = 256 * 2**20  # declared size of one encoded image (FFHQ's 1024 px PNGs are ~1.5 MB)
+    max_image_pixels: int = 8192 * 8192  # width x height from the image header (a 12000 x 12000 PNG bomb is 144 M)
+
+    def __post_init__(self):
+        for name in ("max_image_bytes", "max_image_pixels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DatasetError(f"{name} must be a positive int; got {value!r}")
+
+
+class Oversized:
+    """An entry left unread because its declared size exceeds the limit; ``reason`` says by how much."""
+
+    def __init__(self, size: int, limit: int):
+        self.reason = f"declares {size:,} bytes, over the {limit:,}-byte limit (--max-image-bytes)"
+
+
+def decode(raw, limits: Limits = Limits()):
+    """A fully decoded PIL image from encoded bytes or a uint8 array; refuses oversized headers before decoding.
+
+    Raises :class:`ImageTooLarge` when the header declares more than ``limits.max_image_pixels``
+    pixels, and the decoder's own error for a corrupt image (surfacing here, not at the first pixel).
+    """
+    Image = require("PIL.Image", "data")
+    if isinstance(raw, np.ndarray):
+        return Image.fromarray(raw)
+    image = Image.open(io.BytesIO(raw))  # reads the header only
+    width, height = image.size
+    if width * height > limits.max_image_pixels:
+        raise ImageTooLarge(f"{width}x{height} = {width * height:,} pixels, over the {limits.max_image_pixels:,}-pixel "
+                            f"limit (--max-image-pixels)")
+    image.load()
+    return image
+
+
+class ImageTooLarge(DatasetError):
+    """An image whose header declares more pixels than the limit (a decompression bomb, or a huge scan)."""
+
+
 class LsunLmdb:
     """An LSUN lmdb (a folder with ``data.mdb``, or the ``.mdb`` file); keys in lmdb order."""
 
     format = "lsun_lmdb"
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, limits: Limits = Limits()):
         lmdb = require("lmdb", "data")  # only needed for LSUN
 
-        self.path = path
+        self.path, self.limits, self._error = path, limits, lmdb.Error
         try:
             self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir(), max_readers=8)
         except lmdb.Error as err:
             raise DatasetError(f"cannot open lmdb {str(path)!r}: {err}; pass the folder that holds data.mdb") from err
+        # lmdb maps the file and trusts its meta page: pages past the end of a truncated file are only
+        # found when read, as a SIGBUS that kills the process. The meta page says how many pages there are.
+        data = path / "data.mdb" if path.is_dir() else path
+        needed = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        if data.stat().st_size < needed:
+            self.env.close()
+            raise DatasetError(f"lmdb {str(data)!r} is truncated: {data.stat().st_size:,} bytes where its own index needs "
+                               f"{needed:,}; download or copy it again")
 
     def __len__(self) -> int:
         return self.env.stat()["entries"]
@@ -49,17 +110,22 @@ class LsunLmdb:
         with self.env.begin() as txn:
             return list(txn.cursor().iternext(keys=True, values=False))
 
-    def items(self, keys: list[bytes] | None = None) -> Iterator[tuple[str, bytes]]:
-        with self.env.begin() as txn:
-            if keys is None:
-                for key, value in txn.cursor():
-                    yield key.decode(errors="replace"), bytes(value)
-            else:
-                for key in keys:
-                    yield key.decode(errors="replace"), bytes(txn.get(key))
+    def items(self, keys: list[bytes] | None = None) -> Iterator[tuple[str, bytes | Oversized]]:
+        try:
+            with self.env.begin(buffers=True) as txn:  # values as views of the map: sized before they are copied
+                pairs = txn.cursor() if keys is None else ((key, txn.get(key)) for key in keys)
+                for key, value in pairs:
+                    key = bytes(key).decode(errors="replace")
+                    if len(value) > self.limits.max_image_bytes:
+                        yield key, Oversized(len(value), self.limits.max_image_bytes)
+                    else:
+                        yield key, bytes(value)
+        except self._error as err:
+            raise DatasetError(f"lmdb {str(self.path)!r} is damaged ({type(err).__name__}: {err}); download or copy it "
+                               f"again") from err
 
     def signature(self) -> list:
-        return [os.stat(f).st_size for f in sorted(_mdb_files(self.path))] + [len(self)]
+        return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(_mdb_files(self.path))] + [len(self)]
 
 
 def _mdb_files(path: pathlib.Path) -> list[pathlib.Path]:
@@ -67,20 +133,46 @@ def _mdb_files(path: pathlib.Path) -> list[pathlib.Path]:
 
 
 class ImageFiles:
-    """Image files in a folder tree or a zip, in sorted path order."""
+    """Image files in a folder tree or a zip, in sorted path order.
+
+    In a folder, a symlink (to a file or a folder) whose target lies outside the folder is not
+    followed: a source is what is inside it. Those left out are listed in :attr:`outside`.
+    """
 
     format = "image_folder"
 
-    def __init__(self, path: pathlib.Path):
-        self.path = path
+    def __init__(self, path: pathlib.Path, limits: Limits = Limits()):
+        self.path, self.limits, self.outside = path, limits, []
         if path.is_dir():
-            self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            self.names = sorted(self._folder_names(path))
         else:
             with zipfile.ZipFile(path) as z:
                 self.names = sorted(n for n in z.namelist() if pathlib.PurePath(n).suffix.lower() in IMAGE_SUFFIXES)
         if not self.names:
             raise DatasetError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(path)!r}")
+
+    def _folder_names(self, root: pathlib.Path) -> list[str]:
+        real_root, names, visited = root.resolve(), [], set()
+        for folder, subfolders, files in os.walk(root, followlinks=True):
+            folder = pathlib.Path(folder)
+            real = folder.resolve()
+            if not real.is_relative_to(real_root):  # reached through a symlinked folder
+                self.outside.append(str(folder.relative_to(root)))
+                subfolders.clear()
+                continue
+            if real in visited:  # a symlink back to a folder already read (a loop)
+                subfolders.clear()
+                continue
+            visited.add(real)
+            for name in files:
+                file = folder / name
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                if not file.resolve().is_relative_to(real_root):
+                    self.outside.append(str(file.relative_to(root)))
+                elif file.is_file():
+                    names.append(str(file.relative_to(root)))
+        return names
 
     def __len__(self) -> int:
         return len(self.names)
@@ -88,20 +180,26 @@ class ImageFiles:
     def keys(self) -> list[str]:
         return list(self.names)
 
-    def items(self, keys: list[str] | None = None) -> Iterator[tuple[str, bytes]]:
+    def items(self, keys: list[str] | None = None) -> Iterator[tuple[str, bytes | Oversized]]:
         keys = self.names if keys is None else keys
+        limit = self.limits.max_image_bytes
         if self.path.is_dir():
             for name in keys:
-                yield name, (self.path / name).read_bytes()
+                size = (self.path / name).stat().st_size
+                yield name, Oversized(size, limit) if size > limit else (self.path / name).read_bytes()
         else:
             with zipfile.ZipFile(self.path) as z:
                 for name in keys:
-                    yield name, z.read(name)
+                    size = z.getinfo(name).file_size  # the member's declared size: a zip bomb is not inflated
+                    yield name, Oversized(size, limit) if size > limit else z.read(name)
 
     def signature(self) -> list:
+        """Each image's name, size and modification time (a folder) or CRC-32 (a zip): any edit changes it."""
         if self.path.is_dir():
-            return [len(self.names), sum((self.path / n).stat().st_size for n in self.names)]
-        return [len(self.names), self.path.stat().st_size]
+            stats = [(n, (self.path / n).stat()) for n in self.names]
+            return [[n, st.st_size, st.st_mtime_ns] for n, st in stats]
+        with zipfile.ZipFile(self.path) as z:
+            return [[n, z.getinfo(n).file_size, z.getinfo(n).CRC] for n in self.names]
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -167,7 +265,8 @@ class Cifar10Python(LabelledArrays):
             return [tar.extractfile(members[b]).read() for b in self.BATCHES]
 
     def signature(self) -> list:
-        return [len(self.images), self.path.stat().st_size if self.path.is_file() else 0]
+        files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*_batch*"))
+        return [len(self.images)] + [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 class SklearnDigits(LabelledArrays):
@@ -183,20 +282,20 @@ class SklearnDigits(LabelledArrays):
         self.labels = labels.tolist()
 
     def signature(self) -> list:
-        return [len(self.images), int(self.images.sum())]
+        return [len(self.images), hashlib.sha256(np.ascontiguousarray(self.images).tobytes()).hexdigest()]
 
 
-def open_source(path: str | os.PathLike):
+def open_source(path: str | os.PathLike, limits: Limits = Limits()):
     """The reader for ``path``: lmdb if it holds ``*.mdb``, CIFAR-10 batches, else image files."""
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"source {str(path)!r} does not exist; pass the downloaded dataset with --source")
     if path.suffix == ".mdb" or (path.is_dir() and any(path.glob("*.mdb"))):
-        return LsunLmdb(path)
+        return LsunLmdb(path, limits)
     if (path.is_dir() and any(path.rglob("data_batch_1"))) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return Cifar10Python(path)
     if path.is_dir() or zipfile.is_zipfile(path):
-        return ImageFiles(path)
+        return ImageFiles(path, limits)
     raise DatasetError(f"cannot read {str(path)!r}: expected an LSUN lmdb folder, a folder or zip of images, "
                        f"or cifar-10-python.tar.gz")
 
@@ -212,24 +311,32 @@ class ImageDataset(torch.utils.data.Dataset):
         [255, 0, 0]
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.files = ImageFiles(pathlib.Path(path))
+    def __init__(self, path: str | os.PathLike, limits: Limits = Limits()):
+        self.files = ImageFiles(pathlib.Path(path), limits)
         self._zip = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        Image = require("PIL.Image", "data")
         name = self.files.names[i]
         if self.files.path.is_dir():
-            raw = (self.files.path / name).read_bytes()
+            raw = next(self.files.items([name]))[1]
         else:
             if self._zip is None:  # opened lazily, per worker process
                 self._zip = zipfile.ZipFile(self.files.path)
-            raw = self._zip.read(name)
-        image = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-        return torch.from_numpy(image.copy()).permute(2, 0, 1)
+            size, limit = self._zip.getinfo(name).file_size, self.files.limits.max_image_bytes
+            raw = Oversized(size, limit) if size > limit else self._zip.read(name)
+        where = f"{name!r} in {str(self.files.path)!r}"
+        if isinstance(raw, Oversized):
+            raise DatasetError(f"image {where} {raw.reason}; remove it, or raise the limit")
+        try:
+            image = decode(raw, self.files.limits).convert("RGB")
+        except ImageTooLarge as err:
+            raise DatasetError(f"image {where} is {err}; remove it, or raise the limit") from None
+        except Exception as err:  # any decoder failure: name the file, not the decoder's internals
+            raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace it") from None
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}
