@@ -31,12 +31,14 @@ from .io import DATA_ROOT_HELP, check_device, comma_list, write_json
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
               help="Local InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline machines.")
 @click.option("--feature-extractor", default="inception-v3-compat", show_default=True,
-              help="A torch-fidelity feature extractor name; 'digits-classifier' scores digits with FD_digits, "
-                   "the number `diffaug-noise run digits` reports (no download).")
+              help="inception-v3-compat (FID), or 'digits-classifier': FD_digits, the number `diffaug-noise run digits` "
+                   "reports (no download). torch-fidelity's vgg16, clip-* and dinov2-* unpickle their weights: they "
+                   "need --trust-pickle.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where to run.")
 @click.option("--trust-pickle", is_flag=True,
-              help="Allow loading a pickled generator. Unpickling runs code named in the file: only for files you trust.")
+              help="Allow loading a pickled generator (or an extractor's pickled weights). Unpickling runs code named "
+                   "in the file: only for files you trust.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator's latents and KID subsets.")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Reuse the real set's features from an earlier run (cached under the data root, keyed by the data's "
@@ -52,8 +54,10 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     (the error message names the folder).
     """
     from diffaug_noise.data import DatasetError
+    from diffaug_noise.digits import fidelity
     from diffaug_noise.evaluation import EvaluationError, evaluate
 
+    fidelity.register()
     check_device(device)
     try:
         result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,

@@ -18,6 +18,15 @@ Offline machines: the InceptionV3 weights (``weights-inception-2015-12-05-672682
 come from torch-fidelity's GitHub release into torch's hub cache on first use. Copy the file into
 ``<torch hub dir>/checkpoints/`` (see :func:`inception_weights_cache`) or pass ``weights=PATH``.
 
+Nothing read from a file runs code (a shared data root may hold anything). torch-fidelity's own
+cache unpickles its files (``torch.load(weights_only=False)``), so it is never used: the real set's
+features are cached here as ``.npz`` under ``<data root>/fidelity-cache/`` and read with pickling
+refused, and the InceptionV3 weights (``weights=`` or torch's hub cache) are read with
+``weights_only=True`` and handed to torch-fidelity as a private copy. torch-fidelity's other
+built-in extractors (``vgg16``, ``clip-*``, ``dinov2-*``) unpickle their weights or load TorchScript,
+so they need ``trust_pickle=True``. A generated image that cannot be read stops the evaluation,
+naming the file.
+
 Example (no download: a feature extractor registered by the caller):
     >>> import tempfile, pathlib, PIL.Image, numpy as np, torch_fidelity
     >>> from torch_fidelity.feature_extractor_base import FeatureExtractorBase
@@ -36,7 +45,7 @@ Example (no download: a feature extractor registered by the caller):
     ...     def forward(self, x):
     ...         x = x.float()
     ...         return (torch.cat([x.mean((2, 3)), x.std((2, 3))], 1),)
-    >>> torch_fidelity.register_feature_extractor("doc-means", Means)
+    >>> register_feature_extractor("doc-means", Means)
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> rng = np.random.default_rng(0)
     >>> for i in range(40):
@@ -47,28 +56,39 @@ Example (no download: a feature extractor registered by the caller):
 """
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import pathlib
-import pickle
+import tempfile
+import urllib.error
+import warnings
 import zipfile
+from typing import Callable
 
+import numpy as np
 import torch
 
 from .extras import require
 
 torch_fidelity = require("torch_fidelity", "eval")
+from torch_fidelity import metric_fid, metric_kid, metric_prc, utils as fidelity_utils  # noqa: E402
 from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E402
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
-from .checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from .data.registry import DatasetError, resolve_data  # noqa: E402
+from .checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error, write_atomic  # noqa: E402
+from .data import prepare  # noqa: E402
+from .data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
 from .data.registry import data_root as data_root_of  # noqa: E402
 from .data.sources import ImageDataset  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
-from .digits import fidelity as _digits_fidelity  # noqa: E402,F401  (registers the "digits-classifier" extractor)
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 GENERATOR_SUFFIXES = (".pkl", ".pt", ".pth")
+CACHE_FORMAT = 2  # 2: .npz written by us (1 was torch-fidelity's unpickled .pt files, never read again)
+_FIDELITY_METRIC = {"fid": "fid", "kid": "kid", "precision": "prc", "recall": "prc"}
 
 
 class EvaluationError(RuntimeError):
@@ -80,6 +100,97 @@ def inception_weights_cache() -> pathlib.Path:
     return pathlib.Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureExtractorSpec:
+    """A feature extractor :func:`evaluate` can use: its torch-fidelity class and how to build it safely."""
+
+    cls: type  # a torch-fidelity FeatureExtractorBase subclass (it names the feature layer of each metric)
+    build: Callable  # (name, features_list, weights, cache_dir, trust_pickle) -> an instance of cls
+
+
+FEATURE_EXTRACTORS: dict[str, FeatureExtractorSpec] = {}
+
+
+def _plain(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
+    return _spec(name).cls(name, list(features_list))
+
+
+def register_feature_extractor(name: str, cls: type, build: Callable | None = None) -> None:
+    """Make ``name`` a choice of :func:`evaluate` and ``eval --feature-extractor``; a name is registered once.
+
+    ``cls`` is a torch-fidelity ``FeatureExtractorBase`` subclass; ``build(name, features_list,
+    weights=None, cache_dir=None, trust_pickle=False)`` makes one (default: ``cls(name,
+    features_list)``). ``cache_dir`` is the data root, the one place it may cache what it needs.
+    """
+    spec = FeatureExtractorSpec(cls, build or _plain)
+    if name in FEATURE_EXTRACTORS and FEATURE_EXTRACTORS[name] != spec:
+        raise ValueError(f"a feature extractor named {name!r} is already registered")
+    FEATURE_EXTRACTORS[name] = spec
+
+
+def _inception(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
+    """torch-fidelity's InceptionV3 from weights read with ``weights_only=True`` (handed over as a private copy)."""
+    path = pathlib.Path(weights).expanduser() if weights is not None else _downloaded_inception_weights()
+    state = _safe_state_dict(path, "--weights" if weights is not None else "the InceptionV3 weights")
+    with tempfile.TemporaryDirectory(prefix="diffaug-noise-weights-") as private:  # 0700: only this user reads it
+        copy = pathlib.Path(private) / INCEPTION_FILE
+        torch.save(state, copy)
+        return FEATURE_EXTRACTORS_REGISTRY[INCEPTION](name, list(features_list), feature_extractor_weights_path=str(copy))
+
+
+def _downloaded_inception_weights() -> pathlib.Path:
+    path = inception_weights_cache()
+    if path.is_file():
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(INCEPTION_URL, str(path), progress=False)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
+        raise EvaluationError(_weights_help(f"downloading the InceptionV3 weights failed ({err})")) from err
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+            raise storage_error(err, path) from None
+        raise EvaluationError(_weights_help(f"downloading the InceptionV3 weights failed ({err})")) from err
+    return path
+
+
+def _safe_state_dict(path: pathlib.Path, what: str) -> dict:
+    """A state dict of tensors read with ``weights_only=True`` (nothing in the file can run code)."""
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as err:
+        raise EvaluationError(f"{what}: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EvaluationError(f"{what}: {str(path)!r} is not a state dict of tensors")
+    return state
+
+
+def _unpickling(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
+    """torch-fidelity's other built-in extractors unpickle their weights (or load TorchScript): trusted only."""
+    if not trust_pickle:
+        raise EvaluationError(f"feature extractor {name!r} loads its weights by unpickling (which runs code named in the "
+                              f"file); pass --trust-pickle (Python: trust_pickle=True) if you trust your torch hub cache, "
+                              f"or use {INCEPTION!r}")
+    kwargs = {} if weights is None else {"feature_extractor_weights_path": str(weights)}
+    return FEATURE_EXTRACTORS_REGISTRY[name](name, list(features_list), **kwargs)
+
+
+register_feature_extractor(INCEPTION, FEATURE_EXTRACTORS_REGISTRY[INCEPTION], _inception)
+for _name, _cls in list(FEATURE_EXTRACTORS_REGISTRY.items()):
+    if _name != INCEPTION:
+        register_feature_extractor(_name, _cls, _unpickling)
+
+
+def _spec(name: str) -> FeatureExtractorSpec:
+    """The extractor ``name``: registered here, or in torch-fidelity by the caller's own code."""
+    if name in FEATURE_EXTRACTORS:
+        return FEATURE_EXTRACTORS[name]
+    if name in FEATURE_EXTRACTORS_REGISTRY:
+        return FeatureExtractorSpec(FEATURE_EXTRACTORS_REGISTRY[name], _plain)
+    raise EvaluationError(f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(FEATURE_EXTRACTORS))} "
+                          f"(or register one with diffaug_noise.evaluation.register_feature_extractor)")
+
+
 def evaluate(
     real,  # dataset name, or path to a zip / image folder
     fake,  # path to a zip / image folder of generated images, or a generator file
@@ -89,12 +200,12 @@ def evaluate(
     num_real: int | None = None,  # real images, overriding num: a random subset drawn with `seed` when smaller than the set
     protocol: str | None = None,  # a name of PROTOCOLS: its metrics and counts (num_fake/num_real given here win)
     cache: bool = True,  # reuse the real set's features from an earlier call (see real_cache_name)
-    data_root=None,  # where registered datasets are prepared (see diffaug_noise.data)
-    feature_extractor: str = INCEPTION,  # a torch-fidelity feature extractor name
+    data_root=None,  # where registered datasets are prepared and the real features cached (see diffaug_noise.data)
+    feature_extractor: str = INCEPTION,  # a name of FEATURE_EXTRACTORS (or registered in torch-fidelity by the caller)
     weights=None,  # local file of the feature extractor's weights (offline machines)
     batch_size: int = 64,  # images per feature-extractor batch
     device: str = "cpu",  # "cpu" or "cuda"
-    trust_pickle: bool = False,  # allow unpickling a generator file (runs code named in it)
+    trust_pickle: bool = False,  # allow unpickling a generator file, or an extractor's weights (runs code named in them)
     seed: int = 0,  # seed of the generator's latents and of KID's subsets
     verbose: bool = False,  # torch-fidelity's progress output
 ) -> dict:
@@ -113,7 +224,9 @@ def evaluate(
     for label, value in (("num", num), ("num_fake", num_fake), ("num_real", num_real)):
         if value is not None and value < 2:
             raise EvaluationError(f"{label} must be >= 2 (FID needs a covariance); got {value}")
-    real_path = resolve_data(real, data_root)
+    spec = _spec(feature_extractor)
+    root = data_root_of(data_root)
+    real_path = _real_path(real, data_root)
     real_set = ImageDataset(real_path)
     num_real = num_real if num_real is not None else num
     if num_real is not None and num_real < len(real_set):  # a seeded draw, not the first N in source order
@@ -121,34 +234,41 @@ def evaluate(
         real_set = torch.utils.data.Subset(real_set, sorted(chosen.tolist()))
     n_real = len(real_set)
     fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
-    _check_weights(weights)
 
-    kwargs = dict(
-        input1=fake_input, input2=real_set, cuda=device == "cuda", batch_size=batch_size,
-        fid="fid" in metrics, kid="kid" in metrics, prc=bool({"precision", "recall"} & set(metrics)),
-        feature_extractor=feature_extractor, feature_extractor_weights_path=None if weights is None else str(weights),
-        cache=False, verbose=verbose, rng_seed=seed, save_cpu_ram=True,
-    )
-    cache_root = data_root_of(data_root) / "fidelity-cache"
-    if cache:
-        kwargs.update(cache=True, cache_root=str(cache_root),
-                      input2_cache_name=real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None))
-    if "kid" in metrics:
-        kwargs["kid_subset_size"] = min(1000, n_real, n_fake)
+    layers = {m: spec.cls.get_default_feature_layer_for_metric(m) for m in {_FIDELITY_METRIC[m] for m in metrics}}
+    extractor = spec.build(feature_extractor, sorted(set(layers.values())), weights=weights, cache_dir=root,
+                           trust_pickle=trust_pickle).eval().requires_grad_(False)
+    if device == "cuda":
+        extractor = extractor.cuda()
+    cuda = device == "cuda"
+    features = dict(batch_size=batch_size, cuda=cuda, verbose=verbose)
     if isinstance(fake_input, torch.nn.Module):
-        kwargs["input1_model_num_samples"] = n_fake
-    try:
-        raw = _calculate(kwargs, cache_root)
-    except OSError as err:  # urllib's URLError is an OSError: no cached weights and no internet
-        raise EvaluationError(_weights_help(f"downloading the InceptionV3 weights failed ({err})")) from err
+        fake_features = fidelity_utils.get_featuresdict_from_generative_model(fake_input, extractor, n_fake,
+                                                                              rng_seed=seed, **features)
+    else:
+        fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True, **features)
+    cache_file = None
+    if cache:
+        key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
+        cache_file = root / "fidelity-cache" / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
+    real_features = _read_cache(cache_file, layers)
+    if real_features is None:
+        real_features = fidelity_utils.get_featuresdict_from_dataset(real_set, extractor, save_cpu_ram=True, **features)
+        _write_cache(cache_file, real_features)
+
     out = {}
     if "fid" in metrics:
-        out["fid"] = raw["frechet_inception_distance"]
+        stats_fake = metric_fid.fid_featuresdict_to_statistics(fake_features, layers["fid"])
+        stats_real = metric_fid.fid_featuresdict_to_statistics(real_features, layers["fid"])
+        out["fid"] = metric_fid.fid_statistics_to_metric(stats_fake, stats_real, verbose)["frechet_inception_distance"]
     if "kid" in metrics:
+        raw = metric_kid.kid_featuresdict_to_metric(fake_features, real_features, layers["kid"], rng_seed=seed,
+                                                    kid_subset_size=min(1000, n_real, n_fake), verbose=verbose)
         out["kid"], out["kid_std"] = raw["kernel_inception_distance_mean"], raw["kernel_inception_distance_std"]
-    for m in ("precision", "recall"):
-        if m in metrics:
-            out[m] = raw[m]
+    if {"precision", "recall"} & set(metrics):
+        raw = metric_prc.prc_featuresdict_to_metric(fake_features, real_features, layers["prc"], save_cpu_ram=True,
+                                                    verbose=verbose, cuda=cuda)
+        out.update({m: raw[m] for m in ("precision", "recall") if m in metrics})
     return {**out, "num_real": n_real, "num_fake": n_fake, "feature_extractor": feature_extractor,
             **({"protocol": protocol} if protocol is not None else {})}
 
@@ -173,35 +293,53 @@ def real_cache_name(path: pathlib.Path, feature_extractor: str, count: int, seed
     return f"real-{digest.hexdigest()[:32]}"
 
 
-def _calculate(kwargs: dict, cache_root: pathlib.Path) -> dict:
-    """torch-fidelity's metrics; a cached real set that fails to load (truncated, damaged) is rebuilt, not trusted."""
+def _read_cache(path: pathlib.Path | None, layers: dict) -> dict | None:
+    """The cached real features ``{layer: tensor}``, or None when absent or damaged (then rebuilt, never trusted).
+
+    ``np.load(allow_pickle=False)`` reads arrays of numbers only: an object array, a pickle or any
+    file planted under the name is refused without running anything.
+    """
+    if path is None or not path.is_file():
+        return None
     try:
-        return torch_fidelity.calculate_metrics(**kwargs)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
-        stale = sorted(cache_root.glob(f"{kwargs.get('input2_cache_name', '')}*")) if kwargs.get("cache") else []
-        if not stale:
-            raise
-        for path in stale:  # only this real set's cache files
-            path.unlink()
-        return torch_fidelity.calculate_metrics(**kwargs)
+        with np.load(path, allow_pickle=False) as saved:
+            if int(saved["format"]) != CACHE_FORMAT:
+                return None
+            return {layer: torch.from_numpy(saved[f"layer_{layer}"].copy()) for layer in set(layers.values())}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _write_cache(path: pathlib.Path | None, features: dict) -> None:
+    """Cache the real features as ``.npz``; a data root that cannot be written is a warning, not a failure."""
+    if path is None:
+        return
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, format=np.int64(CACHE_FORMAT), **{f"layer_{k}": v.numpy() for k, v in features.items()})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, write)
+    except OSError as err:  # a read-only or full data root: the score is the same, only not cached
+        message = str(err) if isinstance(err, StorageError) else str(storage_error(err, path))
+        warnings.warn(f"{message}; the real features are not cached (--no-cache does not try)")
+
+
+def _real_path(real, data_root) -> pathlib.Path:
+    """``real`` as a path; a bundled registered dataset (digits) that is not prepared yet is prepared first."""
+    try:
+        return resolve_data(real, data_root)
+    except DatasetError as err:
+        spec = DATASETS.get(real) if isinstance(real, str) else None
+        if spec is None or not spec.bundled:
+            raise EvaluationError(str(err)) from err
+    return pathlib.Path(prepare(real, None, data_root_arg=data_root).path)
 
 
 def _weights_help(reason: str) -> str:
-    return (f"{reason}. On a machine with internet, download "
-            f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE} and either copy it to "
+    return (f"{reason}. On a machine with internet, download {INCEPTION_URL} and either copy it to "
             f"{str(inception_weights_cache())!r} or pass its path with --weights PATH (Python: weights=PATH)")
-
-
-def _check_weights(weights) -> None:
-    """A weights file must be a plain state dict: torch-fidelity loads it with full unpickling."""
-    if weights is None:
-        return
-    try:
-        state = load_checkpoint(weights)
-    except CheckpointError as err:
-        raise EvaluationError(f"--weights: {err}") from err
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EvaluationError(f"weights file {str(weights)!r} is not a state dict of tensors")
 
 
 def _fake_input(fake, num: int | None, n_real: int, trust_pickle: bool, seed: int, device: str):

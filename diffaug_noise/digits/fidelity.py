@@ -1,16 +1,22 @@
-"""FD_digits inside torch-fidelity: the digits classifier registered as feature extractor ``digits-classifier``.
+"""FD_digits as an `eval` feature extractor: the digits classifier registered as ``digits-classifier``.
 
 With it, ``diffaug-noise eval --real digits --fake FOLDER --feature-extractor digits-classifier``
 computes the same FD_digits as ``diffaug-noise run digits`` reports for the same images (FID
 with this extractor *is* FD_digits), and KID or precision/recall in the same feature space.
-``weights`` (``--weights``) is ignored: the classifier comes from its cache, or is retrained.
+``weights`` (``--weights``) is ignored: the classifier comes from its cache under the data root
+(``cache_dir``), or is retrained there. :func:`register` adds it to the metrics' registry (the CLI
+calls it; the metrics never import a demo).
+
+Example:
+    >>> register()
+    >>> from diffaug_noise.evaluation import FEATURE_EXTRACTORS
+    >>> FEATURE_EXTRACTORS[NAME].cls.get_default_feature_layer_for_metric("fid")
+    'features'
 """
 from __future__ import annotations
 
 import torch
-from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from .classifier import load_classifier
 
@@ -20,9 +26,9 @@ NAME = "digits-classifier"
 class DigitsFeatureExtractor(FeatureExtractorBase):
     """uint8 images ``[B, 3, H, W]`` → the classifier's 64 penultimate features (``"features"``) or logits."""
 
-    def __init__(self, name, features_list, **kwargs):
+    def __init__(self, name, features_list, cache_dir=None, **kwargs):
         super().__init__(name, features_list)
-        self.classifier = load_classifier()
+        self.classifier = load_classifier(cache_dir=cache_dir)
 
     @staticmethod
     def get_provided_features_list():
@@ -46,5 +52,12 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
         return tuple(by_name[name] for name in self.features_list)
 
 
-if NAME not in FEATURE_EXTRACTORS_REGISTRY:
-    register_feature_extractor(NAME, DigitsFeatureExtractor)
+def _build(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
+    return DigitsFeatureExtractor(name, list(features_list), cache_dir=cache_dir)
+
+
+def register() -> None:
+    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.evaluation.evaluate` (idempotent)."""
+    from ..evaluation import register_feature_extractor
+
+    register_feature_extractor(NAME, DigitsFeatureExtractor, _build)

@@ -152,12 +152,10 @@ def test_generator_file_needs_trust_and_then_generates_num_images(sets, tmp_path
 
 
 def test_missing_weights_offline_names_the_file_and_the_fix(sets, monkeypatch, tmp_path):
-    import torch_fidelity.feature_extractor_inceptionv3 as inception
-
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(inception, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(EvaluationError) as err:
         evaluate(sets["real"], sets["real"], metrics=("fid",))
