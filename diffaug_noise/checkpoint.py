@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import pathlib
 import pickle
@@ -115,9 +116,12 @@ def glob_escape(name: str) -> str:
 
 def save_checkpoint(state, path) -> None:
     """Write ``state`` with ``torch.save`` atomically (see :func:`write_atomic`)."""
+    buffer = io.BytesIO()  # serialised first: written to a full disk, torch's own writer fails with an
+    torch.save(state, buffer)  # "inline_container.cc ... unexpected pos" RuntimeError instead of an OSError
+
     def write(tmp):
-        with open(tmp, "wb") as f:  # a file object: a full disk is an OSError, not torch's inline_container error
-            torch.save(state, f)
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
     write_atomic(path, write)
 
 
@@ -163,3 +167,52 @@ def _load_trusted(path: pathlib.Path, map_location):
             raise
     with open(path, "rb") as f:
         return pickle.load(f)
+
+
+def load_training_state(path, config: dict, keys, map_location="cpu") -> dict:
+    """A training loop's checkpoint, checked to hold ``keys`` and to come from a run with ``config``.
+
+    Raises :class:`CheckpointError` naming each setting that differs (``sigma: checkpoint 2.0 vs
+    now 1.5``) or what is missing; ``config`` is compared as JSON would store it (tuples as lists).
+    """
+    saved = load_checkpoint(path, map_location=map_location)
+    missing = sorted((set(keys) | {"config"}) - set(saved)) if isinstance(saved, dict) else ["everything"]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not this command's training state (it lacks "
+                              f"{', '.join(missing)}); delete it, or use another output folder")
+    mine = json_safe(config)
+    if not isinstance(saved["config"], dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no settings; delete it, or use another output folder")
+    diff = sorted(k for k in set(saved["config"]) | set(mine) if saved["config"].get(k) != mine.get(k))
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {saved['config'].get(k)!r} vs now {mine.get(k)!r}" for k in diff)
+        raise CheckpointError(f"checkpoint {str(path)!r} was written with other settings ({details}); "
+                              f"rerun with the checkpoint's settings, or use another output folder to start afresh")
+    return saved
+
+
+@contextlib.contextmanager
+def restoring(path):
+    """Turn any error of putting a checkpoint's values into a run's objects into one :class:`CheckpointError`.
+
+    A checkpoint that loads safely can still be the wrong shape (an edited or foreign file): its
+    values then fail in ``load_state_dict``, in a generator's ``set_state`` or by a missing key.
+    """
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run ({type(err).__name__}: {detail}); "
+                              f"delete it, or use another output folder to start afresh") from err
+
+
+def json_safe(config: dict) -> dict:
+    """Tuples as lists, so a config compares equal after a round trip through a checkpoint or JSON."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def pairs(mine: list, saved) -> list:
+    """``zip(mine, saved)`` of equal lengths, or ``ValueError`` (inside :func:`restoring`: a checkpoint of another run)."""
+    if not isinstance(saved, (list, tuple)) or len(saved) != len(mine):
+        raise ValueError(f"expected {len(mine)} saved entries, found {len(saved) if isinstance(saved, (list, tuple)) else saved!r}")
+    return list(zip(mine, saved))

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
 from ..conditioning import TimestepEmbedding
 from ..controller import AdaptiveController
 from ..noise import DiffusionNoise
@@ -27,6 +27,8 @@ from .grid import grid_means, mode_metrics, sample_grid
 
 METHODS = ("plain", "fixed", "diffusion", "ddgan")
 METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
+STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises",
+              "controllers", "history", "ddgan")  # what a checkpoint holds besides the config
 
 
 @dataclasses.dataclass
@@ -112,20 +114,6 @@ def train_toy(
         torch.set_num_threads(previous_threads)
 
 
-def _check_same_config(saved: dict, config: ToyConfig, path) -> None:
-    mine = json_safe(dataclasses.asdict(config))
-    diff = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
-    if diff:
-        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {mine.get(k)!r}" for k in diff)
-        raise CheckpointError(f"checkpoint {str(path)!r} was written with other settings ({details}); "
-                              f"rerun with the checkpoint's settings, or use another output folder to start afresh")
-
-
-def json_safe(config: dict) -> dict:
-    """Tuples as lists, so a config compares equal after a round trip through a checkpoint or JSON."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
-
-
 def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
     members = [(m, s) for m in config.methods if m != "ddgan" for s in config.seeds]
     ddgan_seeds = list(config.seeds) if "ddgan" in config.methods else []
@@ -196,22 +184,24 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         D.requires_grad_(True)
 
     first, wall_before = 1, 0.0
+    if checkpoint is not None:
+        remove_stale_temps(checkpoint)  # of a run killed while it wrote; this run owns the folder
     if resume and os.path.exists(checkpoint):
-        saved = load_checkpoint(checkpoint, map_location=device)
-        _check_same_config(saved["config"], config, checkpoint)
-        G.load_state_dict(saved["G"])
-        D.load_state_dict(saved["D"])
-        opt_g.load_state_dict(saved["opt_g"])
-        opt_d.load_state_dict(saved["opt_d"])
-        for g, s in zip(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
-            g.set_state(s.cpu() if g.device.type == "cpu" else s)
-        for obj, s in zip(noises + controllers, saved["noises"] + saved["controllers"]):
-            if obj is not None:
-                obj.load_state_dict(s)
-        history = saved["history"]
-        if ddgan is not None:
-            ddgan.load_state_dict(saved["ddgan"])
-        first, wall_before = saved["iteration"] + 1, saved["wall_seconds"]
+        saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
+        with restoring(checkpoint):
+            G.load_state_dict(saved["G"])
+            D.load_state_dict(saved["D"])
+            opt_g.load_state_dict(saved["opt_g"])
+            opt_d.load_state_dict(saved["opt_d"])
+            for g, s in pairs(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
+                g.set_state(s.cpu() if g.device.type == "cpu" else s)
+            for obj, s in pairs(noises + controllers, saved["noises"] + saved["controllers"]):
+                if obj is not None:
+                    obj.load_state_dict(s)
+            history = dict(saved["history"])
+            if ddgan is not None:
+                ddgan.load_state_dict(saved["ddgan"])
+            first, wall_before = int(saved["iteration"]) + 1, float(saved["wall_seconds"])
         if on_step is not None:
             for i in range(1, first):
                 on_step(i)

@@ -151,3 +151,66 @@ def test_check_finite_raises_and_default_passes_nan_through_in_place():
     y, t = dn.DiffusionNoise(p=0.3)(x)
     assert torch.equal(~torch.isfinite(y), ~torch.isfinite(x))  # exactly where x was bad, nowhere else
     assert "check_finite" not in dn.DiffusionNoise(check_finite=True).config()
+
+
+def _toy_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    return out, load_checkpoint(out / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.pop("G"),                                          # a key missing: was KeyError
+    lambda s: s.update(noise_gens="not a list"),                   # a wrong type: was TypeError
+    lambda s: s.update(G={"weights.0": torch.zeros(1)}),           # other weights: was RuntimeError
+    lambda s: s.update(noises=[None]),                             # too few entries: was silently shortened by zip
+    lambda s: s.update(history=[1, 2]),                            # was AttributeError later on
+    lambda s: s["noises"][-1].update(p_value=torch.tensor(9.0, dtype=torch.float64)),  # a p outside [0, 1]
+])
+def test_a_safe_but_structurally_wrong_toy_checkpoint_is_one_line(tmp_path, damage):
+    out, state = _toy_checkpoint(tmp_path)
+    damage(state)
+    save_checkpoint(state, out / "checkpoint.pt")
+    before = (out / "checkpoint.pt").read_bytes()
+    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2",
+                                       "--resume"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert "checkpoint" in result.output and ("does not fit this run" in result.output or "lacks" in result.output)
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_full_disk_during_run_toy_is_one_line_and_leaves_no_temp_file(full_disk):
+    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(full_disk), "--checkpoint-every", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device (ENOSPC); the disk is full" in result.output and "checkpoint.pt" in result.output
+    assert not list(full_disk.glob(".*.tmp"))
+
+
+def test_an_injected_full_disk_while_checkpointing_is_one_line(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    class FullFile:
+        def __init__(self, *args, **kwargs):
+            self.file = builtins.open(*args, **kwargs)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+    monkeypatch.setattr("diffaug_noise.checkpoint.open", FullFile, raising=False)
+    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(tmp_path / "o"), "--checkpoint-every", "2"])
+    assert result.exit_code == 1 and "cannot write" in result.output and "the disk is full" in result.output
+
+
+def test_stale_temp_files_of_a_killed_toy_run_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert not stale.exists()
