@@ -8,6 +8,7 @@ import zipfile
 
 import click
 
+from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.data import DatasetError
 from diffaug_noise.digits import METHODS, DigitsConfig, train_digits
 from diffaug_noise.digits.networks import CONDITIONINGS
@@ -82,9 +83,14 @@ def _write_samples_zip(path: pathlib.Path, images) -> None:
               help="torch CPU threads (recorded; measured fastest on 2 cores, see docs/digits.md).")
 @click.option("--save-samples", is_flag=True,
               help="Also write each run's final samples as OUT/samples/METHOD-seedK.zip, for `diffaug-noise eval`.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Save the whole training state to OUT/checkpoint.pt every N steps (atomically) and at the end.")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/checkpoint.pt (same settings required); the result is bit-identical to an "
+                   "uninterrupted run. Starts afresh if there is no checkpoint yet.")
 @click.pass_context
 def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, instance_sigma, target, kimg, t_dist, clean_prob,
-                   t_max, fixed_T, conditioning, eval_every, device, threads, save_samples):
+                   t_max, fixed_T, conditioning, eval_every, device, threads, save_samples, checkpoint_every, resume):
     """Plain GAN vs Gaussian instance noise vs Diffusion-GAN on 200 real 8x8 digits (scikit-learn's).
 
     With so few images a plain GAN's discriminator memorises them and the generator collapses to
@@ -94,6 +100,7 @@ def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, ins
     the digit classes covered. Writes metrics.json, samples.png and training.png (FD_digits,
     r_d and T over training) to --out and prints a table. About 11 s per run on 2 cores (the
     default, 3 methods x 3 seeds: about 100 s); results and every setting tried: docs/digits.md.
+    If the run is killed, rerun the same command with --resume.
     """
     check_device(device)
     if fixed_T > t_max:
@@ -104,6 +111,9 @@ def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, ins
                           device=device)
     out_dir = ensure_outdir(out_dir)
     tqdm = require("tqdm", "cli").tqdm
+    checkpoint = out_dir / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        click.echo(f"resuming from {checkpoint}", err=True)
 
     with tqdm(total=steps, desc=f"digits: {len(methods)} method(s) x {n_seeds} seed(s)", unit="step", leave=False) as bar:
         def on_step(step, scores):
@@ -112,8 +122,9 @@ def digits_command(ctx, out_dir, methods, n_seeds, train_size, steps, sigma, ins
                 medians = {m: statistics.median(v for k, v in scores.items() if k.startswith(m + "/")) for m in methods}
                 bar.set_postfix_str("FD_digits " + " ".join(f"{m}={v:.0f}" for m, v in medians.items()), refresh=False)
         try:
-            result = train_digits(config, on_step=on_step)
-        except DatasetError as err:
+            result = train_digits(config, on_step=on_step, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                  resume=resume)
+        except (DatasetError, CheckpointError) as err:
             raise click.ClickException(str(err))
     written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads, device)]
     if save_samples:

@@ -18,12 +18,14 @@ are quantised to uint8 as an image file would store them and scored with FD_digi
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from ..checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
 from ..controller import AdaptiveController
 from ..data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ..frechet import feature_statistics, frechet_distance
@@ -36,6 +38,8 @@ from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 METHODS = ("plain", "instance", "diffusion", "diffusion-fixed")
 DIFFUSION_METHODS = ("diffusion", "diffusion-fixed")
 METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
+STATE_KEYS = ("step", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises", "controllers",
+              "history", "sign_sums", "signs_counted", "latest", "samples")  # what a checkpoint holds besides the config
 
 
 @dataclasses.dataclass
@@ -90,12 +94,25 @@ def train_digits(
     config: DigitsConfig,  # what to train
     on_step: Callable[[int, dict], None] | None = None,  # called after each step with the latest scores (a progress bar hooks in)
     classifier_cache=None,  # folder of the cached FD_digits classifier (default: the data root)
+    checkpoint: str | os.PathLike | None = None,  # file to save the whole training state to (atomically)
+    checkpoint_every: int = 500,  # steps between checkpoints (and one at the end)
+    resume: bool = False,  # continue from `checkpoint` if it exists
 ) -> dict:
-    """Train every (method, seed) of ``config``; return per-run metrics, history and final samples."""
+    """Train every (method, seed) of ``config``; return per-run metrics, history and final samples.
+
+    With ``checkpoint``, the whole state (networks, optimizers, every generator's RNG state, noise and
+    controller states, history, the step) is saved every ``checkpoint_every`` steps and at the end;
+    ``resume=True`` continues from it bit-exactly, as if never interrupted (its config must equal
+    ``config``). Checkpoints load with ``weights_only=True``.
+    """
+    if checkpoint is None and resume:
+        raise ValueError("resume=True needs a checkpoint path")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be an int >= 1; got {checkpoint_every!r}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, on_step, classifier_cache)
+        return _train(config, on_step, classifier_cache, checkpoint, checkpoint_every, resume)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -112,7 +129,7 @@ def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
     return None, None
 
 
-def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
+def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume) -> dict:
     members = [(m, s) for m in config.methods for s in config.seeds]
     K, B = len(members), config.batch_size
     seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
@@ -151,9 +168,45 @@ def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
                "r_d": {k: [] for k in range(K)}, "score_step": [], "score": {k: [] for k in range(K)}}
     sign_sums = torch.zeros(K, dtype=torch.float64, device=device)
     signs_counted = 0
+    latest, samples = {}, None
+
+    def state(step: int, wall: float) -> dict:
+        return {"config": json_safe(dataclasses.asdict(config)), "step": step, "wall_seconds": wall,
+                "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                "data_gens": [g.get_state() for g in data_gens], "noise_gens": [g.get_state() for g in noise_gens],
+                "noises": [None if n is None else n.state_dict() for n in noises],
+                "controllers": [None if c is None else c.state_dict() for c in controllers],
+                "history": {key: ({str(k): v for k, v in value.items()} if isinstance(value, dict) else value)
+                            for key, value in history.items()},
+                "sign_sums": sign_sums, "signs_counted": signs_counted, "latest": latest, "samples": samples}
+
+    first, wall_before = 1, 0.0
+    if checkpoint is not None:
+        remove_stale_temps(checkpoint)  # of a run killed while it wrote; this run owns the folder
+    if resume and os.path.exists(checkpoint):
+        saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
+        with restoring(checkpoint):
+            G.load_state_dict(saved["G"])
+            D.load_state_dict(saved["D"])
+            opt_g.load_state_dict(saved["opt_g"])
+            opt_d.load_state_dict(saved["opt_d"])
+            for g, s in pairs(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
+                g.set_state(s.cpu() if g.device.type == "cpu" else s)
+            for obj, s in pairs(list(noises) + list(controllers), saved["noises"] + saved["controllers"]):
+                if obj is not None:
+                    obj.load_state_dict(s)
+            history = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
+                       for key, value in saved["history"].items()}
+            if set(history) != {"step", "T", "r_d", "score_step", "score"} or set(history["score"]) != set(range(K)):
+                raise KeyError("the history of another run")
+            sign_sums = saved["sign_sums"].to(device=device, dtype=torch.float64).view(K).clone()
+            signs_counted, latest, samples = int(saved["signs_counted"]), dict(saved["latest"]), saved["samples"]
+            first, wall_before = int(saved["step"]) + 1, float(saved["wall_seconds"])
+        if on_step is not None:
+            for step in range(1, first):
+                on_step(step, latest)
     start = time.perf_counter()
-    latest = {}
-    for step in range(1, config.steps + 1):
+    for step in range(first, config.steps + 1):
         per_seed = [(train_sets[i][torch.randint(len(train_sets[i]), (B,), generator=g)], torch.randn(B, config.z_dim, generator=g))
                     for i, g in enumerate(data_gens)]
         real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
@@ -195,9 +248,11 @@ def _train(config: DigitsConfig, on_step, classifier_cache) -> dict:
             for k in range(K):
                 history["score"][k].append(scores[k])
             latest = {f"{m}/seed{s}": scores[k] for k, (m, s) in enumerate(members)}
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == config.steps):
+            save_checkpoint(state(step, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(step, latest)
-    wall = time.perf_counter() - start
+    wall = wall_before + time.perf_counter() - start
 
     with torch.no_grad():
         predicted = classifier(samples.reshape(K * config.eval_samples, 1, 8, 8)).argmax(1).view(K, -1)

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -214,3 +215,46 @@ def test_stale_temp_files_of_a_killed_toy_run_are_removed_by_the_next(tmp_path):
     stale.write_bytes(b"half a checkpoint")
     assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
     assert not stale.exists()
+
+
+DIGITS = ["run", "digits", "--steps", "120", "--eval-every", "40", "--checkpoint-every", "25", "--seeds", "2",
+          "--methods", "plain,diffusion"]
+
+
+@pytest.mark.slow
+def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
+    """SIGKILL at a random step between checkpoints (drawn afresh on every test run), then --resume: the same run."""
+    env = dict(os.environ, DIFFAUG_NOISE_DATA=str(tmp_path / "root"))
+    straight = tmp_path / "straight"
+    assert subprocess.run(CLI + DIGITS + ["--out", str(straight)], capture_output=True, timeout=600, env=env).returncode == 0
+
+    killed = tmp_path / "killed"
+    kill_at = random.Random(os.urandom(8)).choice([s for s in range(26, 120) if s % 25])
+    script = textwrap.dedent(f"""
+        import os, signal
+        from diffaug_noise.digits import DigitsConfig, train_digits
+        config = DigitsConfig(steps=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
+        def on_step(step, scores):
+            if step == {kill_at}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.makedirs({str(killed)!r}, exist_ok=True)
+        train_digits(config, on_step=on_step, checkpoint={str(killed / 'checkpoint.pt')!r}, checkpoint_every=25)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert load_checkpoint(killed / "checkpoint.pt")["step"] == kill_at // 25 * 25  # the last one before the kill
+    assert not (killed / "metrics.json").exists()
+
+    resumed = subprocess.run(CLI + DIGITS + ["--out", str(killed), "--resume"], capture_output=True, text=True,
+                             timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming from {killed / 'checkpoint.pt'}" in resumed.stderr
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (straight, killed))
+    drop = lambda runs: [{k: v for k, v in r.items() if k != "seconds"} for r in runs]  # noqa: E731
+    assert drop(ma["runs"]) == drop(mb["runs"]) and ma["history"] == mb["history"]
+    ca, cb = (load_checkpoint(d / "checkpoint.pt") for d in (straight, killed))
+    assert ca["step"] == cb["step"] == 120
+    for key in ("G", "D"):
+        assert all(torch.equal(ca[key][name], cb[key][name]) for name in ca[key]), key
+    assert all(torch.equal(a, b) for a, b in zip(ca["data_gens"] + ca["noise_gens"], cb["data_gens"] + cb["noise_gens"]))
+    assert torch.equal(ca["samples"], cb["samples"])
