@@ -30,15 +30,16 @@ def _option(field, presets: tuple) -> click.Option:
     """The click option of one settings field (see :func:`~diffaug_noise.integrations.options.knob`)."""
     meta = field.metadata
     flag = "--" + field.name.replace("_", "-")
-    kind, choices, minimum = meta["kind"], meta["choices"], meta["minimum"]
+    kind, choices, minimum, maximum = meta["kind"], meta["choices"], meta["minimum"], meta["maximum"]
     if kind is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=field.default, show_default=True, help=meta["help"])
     if choices:
         type_ = click.Choice(choices)
     elif kind == "path":
         type_ = click.Path(exists=True, dir_okay=False)
-    elif minimum is not None:
-        type_ = click.FloatRange(min=minimum, min_open=True) if kind is float else click.IntRange(min=minimum)
+    elif minimum is not None or maximum is not None:
+        type_ = (click.FloatRange(min=minimum, max=maximum, min_open=meta["exclusive_minimum"]) if kind is float
+                 else click.IntRange(min=minimum, max=maximum, min_open=meta["exclusive_minimum"]))
     else:
         type_ = _KINDS[kind]
     help_text = meta["help"]

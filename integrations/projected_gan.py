@@ -83,8 +83,6 @@ class FeatureDiffusionOptions(DiffusionOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.d_pos not in D_POSITIONS:
-            raise ValueError(f"unknown d_pos {self.d_pos!r}; choose one of {', '.join(D_POSITIONS)}")
         if self.t_to_d and self.noise_kwargs()["per_channel"]:
             raise ValueError("t_to_d needs one t per sample; the preset draws t per channel (use preset='paper')")
         if self.t_to_d and self.noise_kwargs()["t_max"] >= MINI_D_CLASSES:

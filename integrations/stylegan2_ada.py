@@ -80,13 +80,6 @@ class StyleGAN2Options(DiffusionOptions):
                                        "ADA p as if the run had not stopped; off: start them at zero, as upstream does "
                                        "(to fine-tune).", kind=bool)
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.aug not in AUGS:
-            raise ValueError(f"unknown aug {self.aug!r}; choose one of {', '.join(AUGS)}")
-        if self.t_label is not None and self.t_label not in T_LABELS:
-            raise ValueError(f"unknown t_label {self.t_label!r}; choose one of {', '.join(T_LABELS)}")
-
     def label_mode(self) -> str:
         """The fork presets feed t raw, as the official code did; ours embeds it."""
         return self.t_label or ("embedding" if self.preset == "paper" else "raw")

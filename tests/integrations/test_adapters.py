@@ -188,3 +188,30 @@ def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_untested(MINIMAL, STANDIN)  # a folder inside this project's repository is no checkout of its own
+
+
+@pytest.mark.parametrize("name", ["stylegan2", "insgen", "projectedgan"])
+@pytest.mark.parametrize("option, value, message", [
+    ("target", 2.0, "target must be <= 1.0; got 2.0"),
+    ("target", -1.5, "target must be >= -1.0; got -1.5"),
+    ("sigma", 0.0, "sigma must be > 0.0; got 0.0"),
+    ("sigma", float("nan"), "sigma must be a finite number; got nan"),
+    ("t_min", 0, "t_min must be >= 1; got 0"),
+    ("t_dist", "gauss", "unknown t_dist 'gauss'; choose one of priority, uniform"),
+    ("preset", "mine", "unknown preset 'mine'"),
+])
+def test_every_adapter_checks_every_knob_as_the_demos_do(name, option, value, message):
+    from diffaug_noise.integrations import ADAPTERS
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ADAPTERS[name].settings(**{option: value})
+
+
+def test_run_refuses_a_target_beyond_what_r_d_can_reach(tmp_path):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    result = CliRunner().invoke(main, ["run", "stylegan2", "--data", str(tmp_path), "--outdir", str(tmp_path),
+                                       "--target", "2"])
+    assert result.exit_code == 2 and "'--target': 2.0 is not in the range -1.0<=x<=1.0" in result.output
