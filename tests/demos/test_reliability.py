@@ -47,20 +47,25 @@ def _same_training(a: pathlib.Path, b: pathlib.Path):
 
 @pytest.mark.slow
 def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
+    """SIGKILL at a random iteration between checkpoints (drawn afresh on every test run), then --resume: the same run."""
     straight = tmp_path / "straight"
     assert _toy(straight).returncode == 0
 
     killed = tmp_path / "killed"
-    delay = random.Random(os.urandom(8)).uniform(0.0, 0.6)  # a different moment on every run
-    proc = subprocess.Popen(CLI + TOY + ["--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    at_kill = load_checkpoint(killed / "checkpoint.pt")["iteration"]
-    assert proc.returncode == -signal.SIGKILL and at_kill < 240, f"the kill came too late (delay {delay:.2f} s)"
+    kill_at = random.Random(os.urandom(8)).choice([i for i in range(31, 240) if i % 30])
+    script = textwrap.dedent(f"""
+        import os, signal
+        from diffaug_noise.toy import ToyConfig, train_toy
+        def on_step(it):
+            if it == {kill_at}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        os.makedirs({str(killed)!r}, exist_ok=True)
+        train_toy(ToyConfig(iters=240, methods=("plain", "diffusion")), on_step=on_step,
+                  checkpoint={str(killed / 'checkpoint.pt')!r}, checkpoint_every=30)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert load_checkpoint(killed / "checkpoint.pt")["iteration"] == kill_at // 30 * 30  # the last one before the kill
     assert not (killed / "metrics.json").exists()
 
     resumed = _toy(killed, "--resume")
