@@ -54,8 +54,9 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     (the error message names the folder).
     """
     from diffaug_noise.data import DatasetError
+    from diffaug_noise.evaluation import EvaluationError, evaluate  # first: a missing torch-fidelity names its extra
+
     from diffaug_noise.digits import fidelity
-    from diffaug_noise.evaluation import EvaluationError, evaluate
 
     fidelity.register()
     check_device(device)

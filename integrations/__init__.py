@@ -5,14 +5,15 @@ is generated from it. Adding an adapter: one module building an ``Adapter``, one
 line below (docs/integrations.md, "Adding an adapter").
 
 >>> sorted(ADAPTERS)
-['insgen', 'projectedgan', 'stylegan2']
+['insgen', 'projectedgan', 'stylegan2', 'stylegan3']
 """
-from . import insgen, projected_gan, stylegan2_ada
+from . import insgen, kit, projected_gan, stylegan2_ada, stylegan3
 from .adapter import ADAPTERS, Adapter, patched_upstream, register
 from .spec import Upstream, UpstreamError
 
 register(stylegan2_ada.ADAPTER)
 register(insgen.ADAPTER)
 register(projected_gan.ADAPTER)
+register(stylegan3.ADAPTER)
 
-__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "patched_upstream", "register"]
+__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "kit", "patched_upstream", "register"]

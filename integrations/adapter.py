@@ -34,12 +34,19 @@ from .progress import resumable_loop_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
 
+def _import_patches(upstream: Upstream, shims: bool) -> list:
+    """The shims that must be in place before upstream is imported (none without shims)."""
+    return [patch for shim in upstream.import_shims for patch in shim()] if shims else []
+
+
 def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
-    """The patches every process of a run needs: the tick line, a loop that can resume its progress (where
-    upstream's cannot) and, with shims, the compatibility patches."""
-    modules = import_checked(upstream, pathlib.Path(repo))
+    """The patches every process of a run needs: the import shims, the tick line, a loop that can resume its
+    progress (where upstream's cannot) and, with shims, the compatibility patches."""
+    imports = _import_patches(upstream, compat_patches is not None)
+    with patched_attributes(imports):
+        modules = import_checked(upstream, pathlib.Path(repo))
     loop = modules[upstream.loop_module]
-    return (tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
+    return (imports + tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
             + (compat_patches() if compat_patches is not None else []))
 
 
@@ -55,7 +62,8 @@ def patched_upstream(upstream: Upstream, repo, shims: bool, entry_patches: Calla
     the processes exist already: :func:`~.launch.torchrun_patches` replace upstream's spawn.
     """
     path = locate_repo(upstream, repo)
-    modules = import_checked(upstream, path)
+    with patched_attributes(_import_patches(upstream, shims)):
+        modules = import_checked(upstream, path)
     warn_if_untested(upstream, path)
     per_process = functools.partial(_rank_patches, upstream, str(path), compat_patches if shims else None)
     launch = (spawn_patch(per_process) if launcher == "spawn"

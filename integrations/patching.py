@@ -1,10 +1,10 @@
 """The machinery every adapter shares: patch names for a while, in this process and in spawned ranks.
 
-- :func:`patched_attributes`: set attributes for the length of a ``with`` block, then restore them.
+- :func:`patched_attributes`: set attributes for the length of a ``with`` block, then restore them
+  (a :class:`Wrap` value wraps what is there, so shims can compose).
 - :func:`spawn_patch`: make ``torch.multiprocessing.spawn`` apply a patch factory in every child
   (children are fresh interpreters that patches made in the parent never reach).
 - :func:`construct`: build the upstream class named in upstream's options, inside ours.
-- :class:`WrappedLoss`: the base of the adapters' loss objects (delegation to upstream's loss).
 - :func:`broadcast_noise_state` and :func:`tick_line_patch`: the noise's state identical on every
   rank, and shown on upstream's console tick line.
 """
@@ -28,55 +28,87 @@ def broadcast_noise_state(noise: DiffusionNoise) -> None:
             torch.distributed.broadcast(buffer, src=0)
 
 
-class WrappedLoss:
-    """Base of our loss objects: upstream's loss is ``self.inner``; what we do not override is its.
-
-    Subclasses set ``self._real`` to the batch of reals around ``inner.accumulate_gradients``;
-    :meth:`is_real` recognises it in ``run_D`` (upstream passes ``real_img.detach()``: same storage).
-    """
-
-    inner = None
-    _real = None
-
-    def __getattr__(self, name):  # pl_mean, run_G, run_cl, G, ...: the upstream loss's
-        return getattr(self.inner, name)
-
-    def is_real(self, img: torch.Tensor) -> bool:
-        return self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
-
-
 def construct(class_name: str, **kwargs):
     """Build ``module.Class`` named by a dotted string (how upstream names classes in its options)."""
     module_name, attribute = class_name.rsplit(".", 1)
     return getattr(importlib.import_module(module_name), attribute)(**kwargs)
 
 
+class Wrap:
+    """A patch value that wraps whatever the attribute holds when it is applied: ``fn(current) -> new``.
+
+    Wrappers of one attribute compose in the order of the patch list (after at most one plain
+    value, which must come first), so two shims can both wrap, say, upstream's ``training_loop``.
+    """
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
 @contextlib.contextmanager
 def patched_attributes(patches: list[tuple[object, str, object]]):
-    """Set ``obj.name = value`` for each patch, and restore (or delete) them on exit.
+    """Set ``obj.name = value`` (``obj[name] = value`` for a dict, e.g. ``sys.modules``) for each patch, and restore
+    (or delete) them on exit; a :class:`Wrap` value wraps the attribute as it is at that moment.
 
-    Two patches of one attribute are refused: each value was made from the attribute as it was when
-    the list was built, so the one set last would silently drop the other (wrap one in the other instead).
+    Two plain patches of one attribute are refused, as is a plain one after a wrapper: each plain value
+    was made from the attribute as it was when the list was built, so the one set last would silently
+    drop the other (make one a :class:`Wrap`).
     """
-    targets = [(id(obj), name) for obj, name, _ in patches]
-    twice = sorted({f"{getattr(obj, '__name__', type(obj).__name__)}.{name}"
-                    for (obj, name, _), target in zip(patches, targets) if targets.count(target) > 1})
+    seen, twice = {}, set()
+    for obj, name, value in patches:
+        key = (id(obj), name)
+        kinds = seen.setdefault(key, [])
+        if not isinstance(value, Wrap) and kinds:
+            twice.add(f"{getattr(obj, '__name__', type(obj).__name__)}.{name}")
+        kinds.append(value)
     if twice:
-        raise ValueError(f"two patches set {', '.join(twice)}: the one set last would drop the other; "
-                         f"make one wrap the other")
+        raise ValueError(f"two patches set {', '.join(sorted(twice))}: the one set last would drop the other; "
+                         f"make the later one a Wrap")
     missing = object()
-    saved = [(obj, name, obj.__dict__.get(name, missing) if isinstance(obj, type) else getattr(obj, name, missing))
-             for obj, name, _ in patches]
+
+    def current(obj, name):
+        if isinstance(obj, dict):
+            return obj.get(name, missing)
+        return obj.__dict__.get(name, missing) if isinstance(obj, type) else getattr(obj, name, missing)
+
+    def put(obj, name, value):
+        if isinstance(obj, dict):
+            obj[name] = value
+        else:
+            setattr(obj, name, value)
+
+    def drop(obj, name):
+        if isinstance(obj, dict):
+            obj.pop(name, None)
+        else:
+            delattr(obj, name)
+
+    saved = [(obj, name, current(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, value in patches:
-            setattr(obj, name, value)
+            put(obj, name, value.fn(current(obj, name)) if isinstance(value, Wrap) else value)
         yield
     finally:
         for obj, name, old in reversed(saved):
             if old is missing:
-                delattr(obj, name)
+                drop(obj, name)
             else:
-                setattr(obj, name, old)
+                put(obj, name, old)
+
+
+class FunctionByName:
+    """A module-level function that pickles as its name and is looked up when called.
+
+    A spawned rank unpickles its entry before anything of ours runs in it; unpickling upstream's
+    ``train.subprocess_fn`` itself would import ``train`` (and all it imports) there and then, before
+    the rank's patches (an import shim among them) are applied.
+    """
+
+    def __init__(self, fn):
+        self.module, self.name = fn.__module__, fn.__qualname__
+
+    def __call__(self, *args):
+        return getattr(importlib.import_module(self.module), self.name)(*args)
 
 
 def run_rank_with(patch_factory, fn, *args):
@@ -89,11 +121,14 @@ def spawn_patch(patch_factory) -> list:
     """Make ``torch.multiprocessing.spawn`` apply ``patch_factory``'s patches inside every child.
 
     Children are fresh interpreters: patches made in the parent do not reach them. ``patch_factory``
-    must be picklable (a module-level function or a ``functools.partial`` of one).
+    must be picklable (a module-level function or a ``functools.partial`` of one). A module-level
+    ``fn`` travels by name (:class:`FunctionByName`), so the child imports upstream under its patches.
     """
     original = torch.multiprocessing.spawn
 
     def spawn(fn, args=(), *rest, **kwargs):
+        if "<locals>" not in getattr(fn, "__qualname__", "<locals>") and hasattr(fn, "__module__"):
+            fn = FunctionByName(fn)
         return original(functools.partial(run_rank_with, patch_factory, fn), args, *rest, **kwargs)
 
     return [(torch.multiprocessing, "spawn", spawn)]

@@ -38,14 +38,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
+from . import kit
 from .adapter import Adapter
+from .kit import swap_class
 from .options import DiffusionOptions, knob
-from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
-from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, registered_extension_patch,
-                    sampler_signature_patch)
+from .patching import construct
+from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, plain_conv2d_patch,
+                    registered_extension_patch, sampler_signature_patch)
 from .spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
@@ -158,7 +159,7 @@ class DiffusionProjectedDiscriminator(nn.Module):
         return self.D.discriminator(maps, c)
 
 
-class DiffusionProjectedGANLoss(WrappedLoss):
+class DiffusionProjectedGANLoss(kit.DiffusionLoss):
     """Upstream's loss; its ``run_D`` also feeds the real logits to the controller, updated once per iteration."""
 
     def __init__(
@@ -171,60 +172,33 @@ class DiffusionProjectedGANLoss(WrappedLoss):
         diffusion: dict | None = None,  # batch_size, rounds (accumulation rounds per iteration), controller kwargs
         **upstream_kwargs,  # everything else upstream gives its loss
     ):
-        from torch_utils import training_stats  # upstream's, importable while it runs
-
-        settings = dict(diffusion or {})
-        self.inner = construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
-        self.noise = D.noise
-        broadcast_noise_state(self.noise)
-        self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
-        show_on_tick_line(self.controller)
+        inner = construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
+        super().__init__(inner, D.noise, dict(diffusion or {}))
         self._run_D = self.inner.run_D
         self.inner.run_D = self.run_D
-        self._stats = training_stats
-        self._rounds, self._d_rounds = settings.get("rounds", 1), 0
 
     def run_D(self, img, c, blur_sigma=0, update_emas=False):
-        is_real = self.is_real(img)
         logits = self._run_D(img, c, blur_sigma=blur_sigma, update_emas=update_emas)
-        if is_real:
-            self.controller.observe(logits)
+        self.observe_if_real(img, logits)
         return logits
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
-        self._real = real_img
-        try:
+        with self.reals(real_img):
             self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
                                             gain=gain, cur_nimg=cur_nimg)
-        finally:
-            self._real = None
-        if phase in ("Dmain", "Dboth"):
-            self._d_rounds += 1
-            if self._d_rounds % self._rounds == 0:  # the last round of this iteration's D step
-                self.controller.update()
-                self._stats.report("Diffusion/p", float(self.noise.p))
-                self._stats.report("Diffusion/T", float(self.noise.T))
-                self._stats.report("Diffusion/r_d", float(self.controller.r_d))
+        self.round_done(phase)  # upstream passes no sync: the rounds are counted
 
 
 def configure(c, options: FeatureDiffusionOptions) -> None:
     """Point upstream's config ``c`` (built by its ``main``) at our classes."""
-    easy = type(c.D_kwargs)
     if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
         raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
                             f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
-    d_kwargs = dict(c.D_kwargs)
-    c.D_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedDiscriminator", upstream_class=d_kwargs.pop("class_name"),
-                      noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d, **d_kwargs)
-    loss_kwargs = dict(c.loss_kwargs)
-    c.loss_kwargs = easy(class_name=f"{__name__}.DiffusionProjectedGANLoss", upstream_class=loss_kwargs.pop("class_name"),
-                         diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
-                                        controller=options.controller_kwargs()), **loss_kwargs)
-
-
-def _plain_conv2d(input) -> bool:
-    """``conv2d_gradfix._should_use_custom_op``: never (torch's own conv2d instead)."""
-    return False
+    c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionProjectedDiscriminator", noise_kwargs=options.noise_kwargs(),
+                            d_pos=options.d_pos, t_to_d=options.t_to_d)
+    c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionProjectedGANLoss",
+                               diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
+                                              controller=options.controller_kwargs()))
 
 
 def _efficientnet_layers(model):
@@ -286,10 +260,8 @@ def compat_patches(backbone: dict | None = None) -> list:
       :func:`~.shims.registered_extension_patch` makes them load;
     - ``torch_utils.ops.{bias_act,upfirdn2d}._init`` raise when a build really fails (no compiler):
       one try, one warning, then upstream's reference ops (:func:`~.shims.custom_op_fallback_patch`).
-    - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's, no torch-version check) calls
-      ``torch._C._jit_get_operation('aten::cudnn_convolution_backward_weight')``, a tuple on torch >= 1.11
-      ("'tuple' object is not callable", on the first D backward on CUDA): it is told to use
-      ``F.conv2d`` (a speed path only; projected-gan has no R1 that would need it).
+    - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's) fails on torch >= 1.11 on CUDA
+      (:func:`~.shims.plain_conv2d_patch`): ``F.conv2d`` instead.
     """
     from pg_modules import projector
     from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
@@ -299,7 +271,7 @@ def compat_patches(backbone: dict | None = None) -> list:
     return (sampler_signature_patch() + cpu_patches(training_loop) + float_adam_betas_patch(training_loop)
             + registered_extension_patch()
             + custom_op_fallback_patch([bias_act, upfirdn2d])
-            + [(conv2d_gradfix, "_should_use_custom_op", _plain_conv2d)]
+            + plain_conv2d_patch(conv2d_gradfix)
             + [(projector, "_make_efficientnet", _efficientnet_layers),
                (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
 

@@ -7,12 +7,16 @@ adapters choose which ones their upstream needs in their ``compat_patches()``.
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import sys
 import types
 import warnings
 
 import torch
+
+from .patching import Wrap
 
 
 class _NoCudaEvent:
@@ -146,21 +150,23 @@ def grid_sample_patch(gradfix_module: types.ModuleType) -> list:
 def float_adam_betas_patch(loop_module: types.ModuleType) -> list:
     """Give ``loop_module.training_loop`` its Adam betas as floats.
 
-    projected-gan's ``train.py`` sets ``betas=[0, 0.99]``; torch >= 2 rejects an int beside a float
-    ("betas must be either both floats or both Tensors"), so upstream as released stops when it builds
-    G's optimiser (D's betas become floats through its lazy-regularisation rescaling). Seen on an
-    H200 with torch 2.11. The same numbers as floats mean the same on every torch.
+    projected-gan's and stylegan3's ``train.py`` set ``betas=[0, 0.99]``; torch >= 2 rejects an int beside
+    a float ("betas must be either both floats or both Tensors"), so upstream as released stops when it
+    builds an optimiser without lazy regularisation, whose rescaling makes floats (G's in projected-gan
+    and in stylegan3's ``stylegan3-t/-r`` configs). Seen on an H200 with torch 2.11. The same numbers as
+    floats mean the same on every torch. A :class:`~.patching.Wrap`, so it composes with the resumable loop.
     """
-    original = loop_module.training_loop
+    def wrap(original):
+        @functools.wraps(original)
+        def training_loop(*args, **kwargs):
+            for name in ("G_opt_kwargs", "D_opt_kwargs"):
+                opt_kwargs = kwargs.get(name)
+                if opt_kwargs is not None and "betas" in opt_kwargs:
+                    kwargs[name] = type(opt_kwargs)(opt_kwargs, betas=[float(b) for b in opt_kwargs["betas"]])
+            return original(*args, **kwargs)
+        return training_loop
 
-    def training_loop(*args, **kwargs):
-        for name in ("G_opt_kwargs", "D_opt_kwargs"):
-            opt_kwargs = kwargs.get(name)
-            if opt_kwargs is not None and "betas" in opt_kwargs:
-                kwargs[name] = type(opt_kwargs)(opt_kwargs, betas=[float(b) for b in opt_kwargs["betas"]])
-        return original(*args, **kwargs)
-
-    return [(loop_module, "training_loop", training_loop)]
+    return [(loop_module, "training_loop", Wrap(wrap))]
 
 
 def registered_extension_patch() -> list:
@@ -216,3 +222,39 @@ def custom_op_fallback_patch(op_modules: list) -> list:
         return _init
 
     return [(module, "_init", guarded(module._init, module.__name__)) for module in op_modules]
+
+
+def _plain_conv2d(input) -> bool:
+    """``conv2d_gradfix._should_use_custom_op``: never (torch's own conv2d instead)."""
+    return False
+
+
+def plain_conv2d_patch(gradfix_module: types.ModuleType) -> list:
+    """Make StyleGAN3-era ``torch_utils.ops.conv2d_gradfix`` use ``F.conv2d``.
+
+    Its custom op (stylegan3 and its forks: projected-gan, R3GAN) has no torch-version check and calls
+    ``torch._C._jit_get_operation('aten::cudnn_convolution_backward_weight')``, which is a tuple on
+    torch >= 1.11: "'tuple' object is not callable" at the first D backward on CUDA. ``F.conv2d`` is
+    twice differentiable, so R1 through it is exact; the op was a speed path only.
+    """
+    return [(gradfix_module, "_should_use_custom_op", _plain_conv2d)]
+
+
+def pkg_resources_patch() -> list:
+    """A stand-in ``pkg_resources`` (``parse_version`` only) where setuptools no longer ships one.
+
+    stylegan3's and R3GAN's ``torch_utils/ops/conv2d_gradfix.py`` and ``grid_sample_gradfix.py`` do
+    ``from pkg_resources import parse_version``; setuptools removed ``pkg_resources`` (84.2 has none:
+    "No module named 'pkg_resources'"), so as released they do not import on a current install.
+    ``parse_version`` is ``packaging.version.parse``, which is what it was. Applied before upstream is
+    imported (an :attr:`~.spec.Upstream.import_shims` entry); none where ``pkg_resources`` exists.
+    """
+    if importlib.util.find_spec("pkg_resources") is not None:
+        return []
+    try:
+        from packaging.version import parse
+    except ImportError:  # torch vendors packaging
+        from torch._vendor.packaging.version import parse
+    module = types.ModuleType("pkg_resources", "diffaug-noise's stand-in: parse_version only (shims.pkg_resources_patch)")
+    module.parse_version = parse
+    return [(sys.modules, "pkg_resources", module)]

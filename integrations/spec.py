@@ -35,6 +35,9 @@ class Upstream:
     # Its training_loop starts cur_nimg, cur_tick and batch_idx at 0 even when resuming: every process
     # gets progress.resumable_loop's version, which can start them where a snapshot left off.
     loop_restarts_progress: bool = False
+    # Shims (module-level functions returning patches) that must be in place before upstream is
+    # imported at all, e.g. a module it imports that current installs lack; applied with the shims only.
+    import_shims: tuple = ()
 
 
 def locate_repo(upstream: Upstream, repo=None) -> pathlib.Path:

@@ -4,11 +4,11 @@ Upstream builds its discriminator and loss from class names in its training opti
 (``dnnlib.util.construct_class_by_name``). We wrap ``train.setup_training_loop_kwargs`` so those
 names point at two classes here, each of which builds upstream's own class inside:
 
-- :class:`DiffusionDiscriminator`: upstream's ``Discriminator`` with its label input widened by
-  an encoding of ``t`` (``c' = [c, e(t)]``, through upstream's own label mapping network), and the
-  :class:`~diffaug_noise.DiffusionNoise` as a submodule, so ``p``, ``T`` and the tables are
-  buffers of ``D``: saved in every snapshot, restored by upstream's ``--resume`` and copied to all
-  ranks when upstream wraps ``D`` in DDP (we also broadcast them from rank 0 explicitly).
+- :class:`~.kit.DiffusionDiscriminator` (the kit's): upstream's ``Discriminator`` with its label
+  input widened by an encoding of ``t`` (``c' = [c, e(t)]``, through upstream's own label mapping
+  network), and the :class:`~diffaug_noise.DiffusionNoise` as a submodule, so ``p``, ``T`` and the
+  tables are buffers of ``D``: saved in every snapshot, restored by upstream's ``--resume`` and
+  copied to all ranks when upstream wraps ``D`` in DDP (we also broadcast them from rank 0 explicitly).
 - :class:`DiffusionLoss`: upstream's loss object with its ``run_D`` replaced, so both the D and
   the G phases see ``D(noise(augment(x)), c, t)``; R1 stays upstream's (taken w.r.t. the clean
   reals, through the noise). It observes the logits of the reals and runs the
@@ -32,20 +32,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-import torch
-from torch import nn
-
-from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
-from diffaug_noise.controller import AdaptiveController
-from diffaug_noise.noise import DiffusionNoise
-
 from .adapter import Adapter
-from .options import DiffusionOptions, knob
-from .patching import WrappedLoss, broadcast_noise_state, construct, show_on_tick_line
-from .progress import progress_at
+from . import kit
+from .kit import DiffusionDiscriminator, TimestepLabelOptions, swap_class, unwrap
+from .options import knob
+from .patching import construct
+from .progress import continue_run
 from .shims import (cpu_patches, custom_op_fallback_patch, grid_sample_patch, registered_extension_patch,
                     sampler_signature_patch)
-from .spec import Upstream, UpstreamError
+from .spec import Upstream
 
 STYLEGAN2_ADA = Upstream(
     name="stylegan2-ada-pytorch",
@@ -61,79 +56,19 @@ STYLEGAN2_ADA = Upstream(
     loop_restarts_progress=True,
 )
 
-T_LABELS = ("embedding", "raw")
 AUGS = ("ada", "diffaug", "none")
 
 
 @dataclasses.dataclass
-class StyleGAN2Options(DiffusionOptions):
-    """The paper's knobs (:class:`~.options.DiffusionOptions`) plus how augmentation and ``t`` reach D."""
+class StyleGAN2Options(TimestepLabelOptions):
+    """The paper's knobs, how ``t`` reaches D (:class:`~.kit.TimestepLabelOptions`), and what augments before the noise."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's (docs/reference-quirks.md).",
                        kind=str, choices=("paper", "stylegan2", "insgen"))
     aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.", kind=str, choices=AUGS)
-    t_label: str | None = knob(None, "How t enters D's label input: sinusoids (embedding) or t itself (raw, as the "
-                                     "official fork). [default: embedding for the paper preset, raw for the forks']",
-                               kind=str, choices=T_LABELS)
-    t_dim: int = knob(32, "Width of the sinusoidal embedding of t.", kind=int, minimum=2)
-    resume_progress: bool = knob(True, "With --resume of a snapshot this adapter wrote, go on from its kimg, tick and "
-                                       "ADA p as if the run had not stopped; off: start them at zero, as upstream does "
-                                       "(to fine-tune).", kind=bool)
-
-    def label_mode(self) -> str:
-        """The fork presets feed t raw, as the official code did; ours embeds it."""
-        return self.t_label or ("embedding" if self.preset == "paper" else "raw")
 
 
-class RawTimestep(nn.Module):
-    """``t`` as a ``[B, 1]`` float: the official fork's label input (``t_dim = 1``)."""
-
-    dim = 1
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return t.float().view(-1, 1)
-
-
-class DiffusionDiscriminator(nn.Module):
-    """Upstream's discriminator taking ``t`` through its label input; holds the diffusion noise.
-
-    ``forward(img, c, t=None, **kwargs)``: ``t = None`` means clean images (``t = 0``), which is
-    how upstream's own calls (network summary, InsGen's contrastive branch) reach it.
-    """
-
-    def __init__(
-        self,
-        c_dim: int,  # upstream's class-label width (0: unconditional)
-        img_resolution: int,  # upstream's
-        img_channels: int,  # upstream's
-        upstream_class: str = "training.networks.Discriminator",  # what upstream's options named
-        noise_kwargs: dict | None = None,  # DiffusionNoise settings
-        t_label: str = "embedding",  # "embedding" (sinusoids of t) or "raw" (t itself)
-        t_dim: int = 32,  # embedding width
-        **upstream_kwargs,  # everything else upstream's options give its Discriminator
-    ):
-        super().__init__()
-        self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
-        self.noise = DiffusionNoise(**(noise_kwargs or {}))
-        # Images trained on, counted by DiffusionLoss: a buffer so that every snapshot says where its run was.
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))
-        encoding = TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding" \
-            else RawTimestep()
-        self.label = TimestepLabel(encoding)
-        self.D = construct(upstream_class, c_dim=c_dim + encoding.dim, img_resolution=img_resolution,
-                            img_channels=img_channels, **upstream_kwargs)
-
-    def forward(self, img, c, t=None, **kwargs):
-        if t is None:
-            t = torch.zeros(img.shape[0], dtype=torch.int64, device=img.device)
-        return self.D(img, self.label(c, t), **kwargs)
-
-
-def _unwrap(module):
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-class DiffusionLoss(WrappedLoss):
+class DiffusionLoss(kit.DiffusionLoss):
     """Upstream's loss with ``run_D`` replaced: ``D(noise(augment(img)), c, t)``; drives the controller."""
 
     def __init__(
@@ -144,30 +79,22 @@ class DiffusionLoss(WrappedLoss):
         diffusion: dict | None = None,  # batch_size, controller kwargs, aug, progress (where a resumed run starts)
         **upstream_kwargs,  # everything else upstream gives its loss (G_mapping, augment_pipe, r1_gamma, ...)
     ):
-        from torch_utils import misc, training_stats  # upstream's, importable while it runs
+        from torch_utils import misc  # upstream's, importable while it runs
 
         settings = dict(diffusion or {})
-        self.inner = construct(upstream_class, device=device, D=D, **upstream_kwargs)
+        super().__init__(construct(upstream_class, device=device, D=D, **upstream_kwargs), unwrap(D).noise, settings,
+                         images_seen=unwrap(D).images_seen)
         self.D = D
-        self.noise = _unwrap(D).noise
-        broadcast_noise_state(self.noise)
-        self.controller = AdaptiveController(self.noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
-        progress = settings.get("progress") or {}
-        self.images_seen = _unwrap(D).images_seen
-        self.images_seen.fill_(progress.get("cur_nimg", 0))
-        self.controller.step = progress.get("batch_idx", 0)  # keeps its adjustments in step with ADA's
-        show_on_tick_line(self.controller)
         self.diffaugment = None
         if settings.get("aug") == "diffaug":
             from diffaug_noise.augment import DiffAugment
 
             self.diffaugment = DiffAugment()
         self.inner.run_D = self.run_D
-        self._ddp_sync, self._stats = misc.ddp_sync, training_stats
+        self._ddp_sync = misc.ddp_sync
 
     def run_D(self, img, c, sync):
-        # Upstream passes the reals as real_img.detach() (same storage), fakes straight from G.
-        is_real = self.is_real(img)
+        real = self.is_real(img)  # before augmentation makes new tensors
         if self.inner.augment_pipe is not None:
             img = self.inner.augment_pipe(img)
         if self.diffaugment is not None:
@@ -175,71 +102,27 @@ class DiffusionLoss(WrappedLoss):
         y, t = self.noise(img)
         with self._ddp_sync(self.D, sync):
             logits = self.D(y, c, t)
-        if is_real:
+        if real:
             self.controller.observe(logits)
         return logits
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, sync, gain, **kwargs):
-        self._real = real_img
-        try:
+        with self.reals(real_img):
             self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
                                             sync=sync, gain=gain, **kwargs)
-        finally:
-            self._real = None
-        if phase in ("Dmain", "Dboth") and sync:  # the last round of this iteration's D step
-            self.controller.update()
-            self.images_seen.add_(self.controller.batch_size)
-            self._stats.report("Diffusion/p", float(self.noise.p))
-            self._stats.report("Diffusion/T", float(self.noise.T))
-            self._stats.report("Diffusion/r_d", float(self.controller.r_d))
+        self.round_done(phase, sync)
 
 
 def configure(args, options: StyleGAN2Options) -> None:
     """Point upstream's training options (``args`` from ``setup_training_loop_kwargs``) at our classes."""
-    easy = type(args.D_kwargs)  # upstream's dnnlib.EasyDict: keeps options JSON-able and attribute-accessible
-    d_kwargs = dict(args.D_kwargs)
-    args.D_kwargs = easy(class_name=f"{__name__}.DiffusionDiscriminator", upstream_class=d_kwargs.pop("class_name"),
-                         noise_kwargs=options.noise_kwargs(), t_label=options.label_mode(), t_dim=options.t_dim, **d_kwargs)
-    loss_kwargs = dict(args.loss_kwargs)
-    args.loss_kwargs = easy(class_name=f"{__name__}.DiffusionLoss", upstream_class=loss_kwargs.pop("class_name"),
-                            diffusion=dict(batch_size=args.batch_size, controller=options.controller_kwargs(), aug=options.aug),
-                            **loss_kwargs)
+    args.D_kwargs = swap_class(args.D_kwargs, f"{__name__}.DiffusionDiscriminator", **options.discriminator_settings())
+    args.loss_kwargs = swap_class(args.loss_kwargs, f"{__name__}.DiffusionLoss",
+                                  diffusion=dict(batch_size=args.batch_size, controller=options.controller_kwargs(),
+                                                 aug=options.aug))
     if options.aug == "ada":
         args.ada_kimg = 100  # every official fork runs ADA at 100 kimg (upstream's loop default is 500)
     else:
         args.augment_kwargs, args.ada_target, args.augment_p = None, None, 0
-
-
-def continue_run(args, fresh_args, legacy, open_url) -> None:
-    """Make a ``--resume`` of a snapshot this adapter wrote go on where that run stopped.
-
-    ``args``: upstream's training options for this (resumed) run; ``fresh_args``: the same command's
-    options without ``--resume`` (upstream's resume switches off the EMA ramp-up, for fine-tuning).
-    Sets the loop's starting kimg, tick and iteration (``resume_progress``), the loss's counters and
-    ADA's ``p`` from the snapshot; a snapshot without an image count leaves everything as upstream.
-    """
-    with open_url(args.resume_pkl) as f:
-        snapshot = legacy.load_network_pkl(f)
-    nimg = int(getattr(snapshot["D"], "images_seen", 0))
-    if nimg == 0:
-        print("Resuming weights only: the snapshot has no image count (diffaug-noise did not write it), "
-              "so kimg and ADA p start from zero, as upstream resumes.")
-        return
-    if nimg >= args.total_kimg * 1000:
-        raise UpstreamError(f"the --resume snapshot is at kimg {nimg / 1000:g}, not below --kimg {args.total_kimg:g}; raise "
-                            "--kimg to continue the run, or pass --no-resume-progress to train from it anew")
-    from training import training_loop
-
-    kimg_per_tick = args.get("kimg_per_tick", inspect.signature(training_loop.training_loop).parameters["kimg_per_tick"].default)
-    progress = progress_at(nimg, args.batch_size, kimg_per_tick)
-    args.resume_progress = progress
-    args.loss_kwargs.diffusion["progress"] = progress
-    args.ema_rampup = fresh_args.ema_rampup
-    augment = snapshot.get("augment_pipe")
-    if args.ada_target is not None and augment is not None:
-        args.augment_p = float(augment.p)
-    print(f"Continuing the snapshot's run at kimg {nimg / 1000:g}, tick {progress['cur_tick']}, ADA p "
-          f"{args.get('augment_p', 0):.5f} (--no-resume-progress starts from zero).")
 
 
 def compat_patches() -> list:
@@ -275,8 +158,12 @@ def entry_patches(modules: dict, options: StyleGAN2Options) -> list:
         desc, args = original_setup(**kwargs)
         configure(args, options)
         if options.resume_progress and args.get("resume_pkl") is not None:
-            continue_run(args, original_setup(**{**kwargs, "resume": None})[1], modules["legacy"],
-                         modules["dnnlib.util"].open_url)
+            fresh = original_setup(**{**kwargs, "resume": None})[1]  # the same command without --resume
+            configure(fresh, options)
+            with modules["dnnlib.util"].open_url(args.resume_pkl) as f:
+                snapshot = modules["legacy"].load_network_pkl(f)
+            default_tick = inspect.signature(modules["training.training_loop"].training_loop).parameters["kimg_per_tick"]
+            continue_run(args, fresh, snapshot, default_tick.default)
         return f"{desc}-diffusion-{options.preset}", args
 
     return [(train, "setup_training_loop_kwargs", setup_training_loop_kwargs)]
@@ -296,5 +183,5 @@ ADAPTER = Adapter(
     cpu_note="-- --cfg cifar --fp32 1 --batch 4 --kimg 1",
 )
 
-__all__ = ["ADAPTER", "STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "RawTimestep", "StyleGAN2Options",
-           "compat_patches", "configure", "continue_run", "entry_patches"]
+__all__ = ["ADAPTER", "STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "StyleGAN2Options", "compat_patches",
+           "configure", "entry_patches"]

@@ -24,10 +24,10 @@ from helpers import STANDINS, forget_upstream
 STANDIN = STANDINS / "minimal_gan"
 
 # ---- adapter module: diffaug_noise/integrations/minimal_gan.py (docs/integrations.md) ----
-from diffaug_noise import AdaptiveController, DiffusionNoise  # noqa: E402
-from diffaug_noise.integrations import Adapter, Upstream  # noqa: E402
+from diffaug_noise import DiffusionNoise  # noqa: E402
+from diffaug_noise.integrations import Adapter, Upstream, kit  # noqa: E402
 from diffaug_noise.integrations.options import DiffusionOptions, knob  # noqa: E402
-from diffaug_noise.integrations.patching import WrappedLoss, construct, show_on_tick_line  # noqa: E402
+from diffaug_noise.integrations.patching import construct  # noqa: E402
 
 MINIMAL = Upstream(name="minimal_gan", clone="git clone https://example.org/minimal_gan", env_var="MINIMAL_GAN_REPO",
                    tested_commits=("0" * 40,), markers=("train.py", "training/training_loop.py"),
@@ -51,26 +51,23 @@ class MinimalD(torch.nn.Module):
         return self.D(self.scale * self.noise(img)[0])
 
 
-class MinimalLoss(WrappedLoss):
+class MinimalLoss(kit.DiffusionLoss):
     """Upstream's loss whose run_D feeds the real logits to the controller; one update per iteration."""
 
     def __init__(self, D, upstream_class, controller):
-        self.inner = construct(upstream_class, D=D)
-        self.controller = AdaptiveController(D.noise, batch_size=8, **controller)
+        # this upstream has no torch_utils.training_stats to report to: stats=None
+        super().__init__(construct(upstream_class, D=D), D.noise, dict(batch_size=8, controller=controller), stats=None)
         self._run_D, self.inner.run_D = self.inner.run_D, self.run_D
-        show_on_tick_line(self.controller)
 
     def run_D(self, img):
         logits = self._run_D(img)
-        if self.is_real(img):
-            self.controller.observe(logits)
+        self.observe_if_real(img, logits)
         return logits
 
     def accumulate_gradients(self, real):
-        self._real = real
-        self.inner.accumulate_gradients(real)
-        self._real = None
-        self.controller.update()
+        with self.reals(real):
+            self.inner.accumulate_gradients(real)
+        self.round_done("D", sync=True)  # one round per iteration
 
 
 def entry_patches(modules, options):
@@ -80,11 +77,10 @@ def entry_patches(modules, options):
 
     def setup_training_kwargs(*args, **kwargs):
         kw = setup(*args, **kwargs)
-        d, loss = dict(kw["D_kwargs"]), dict(kw["loss_kwargs"])
-        kw["D_kwargs"] = dict(class_name=f"{__name__}.MinimalD", upstream_class=d.pop("class_name"),
-                              noise_kwargs=options.noise_kwargs(), scale=options.scale, **d)
-        kw["loss_kwargs"] = dict(class_name=f"{__name__}.MinimalLoss", upstream_class=loss.pop("class_name"),
-                                 controller=options.controller_kwargs())
+        kw["D_kwargs"] = kit.swap_class(kw["D_kwargs"], f"{__name__}.MinimalD", noise_kwargs=options.noise_kwargs(),
+                                        scale=options.scale)
+        kw["loss_kwargs"] = kit.swap_class(kw["loss_kwargs"], f"{__name__}.MinimalLoss",
+                                           controller=options.controller_kwargs())
         return kw
 
     return [(train, "setup_training_kwargs", setup_training_kwargs)]

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffaug_noise.integrations.patching import patched_attributes
-from diffaug_noise.integrations.shims import GridSampleTwice, custom_op_fallback_patch, registered_extension_patch
+from diffaug_noise.integrations.patching import Wrap, patched_attributes
+from diffaug_noise.integrations.shims import (GridSampleTwice, custom_op_fallback_patch, float_adam_betas_patch,
+                                            registered_extension_patch)
 
 
 def _grid(batch, size, seed):
@@ -143,7 +144,27 @@ def test_patches_are_undone_and_two_of_one_attribute_are_refused():
         assert (loop.training_loop, loop.added) == ("wrapped", 1)
     assert loop.training_loop == "upstream's" and not hasattr(loop, "added")
     twice = [(loop, "training_loop", "float betas"), (loop, "print", "tick line"), (loop, "training_loop", "resumable")]
-    with pytest.raises(ValueError, match=r"^two patches set training_loop.training_loop: .*make one wrap the other$"):
+    with pytest.raises(ValueError, match=r"^two patches set training_loop.training_loop: .*make the later one a Wrap$"):
         with patched_attributes(twice):
             pass
     assert loop.training_loop == "upstream's"
+    late_plain = [(loop, "training_loop", Wrap(lambda f: f"betas({f})")), (loop, "training_loop", "resumable")]
+    with pytest.raises(ValueError, match="two patches set training_loop.training_loop"):
+        with patched_attributes(late_plain):
+            pass
+
+
+def test_wrappers_of_one_attribute_compose_in_order_and_are_undone():
+    """The resumable loop (a plain value) and float_adam_betas_patch (a Wrap) on StyleGAN3's one training_loop."""
+    loop = types.ModuleType("training_loop")
+    loop.training_loop = "upstream's"
+    patches = [(loop, "training_loop", "resumable"), (loop, "training_loop", Wrap(lambda f: f"betas({f})")),
+               (loop, "training_loop", Wrap(lambda f: f"timed({f})"))]
+    with patched_attributes(patches):
+        assert loop.training_loop == "timed(betas(resumable))"
+    assert loop.training_loop == "upstream's"
+    calls = []
+    loop.training_loop = lambda **kw: calls.append(kw["G_opt_kwargs"]["betas"])
+    with patched_attributes(float_adam_betas_patch(loop)):
+        loop.training_loop(G_opt_kwargs={"betas": [0, 0.99]})
+    assert calls == [[0.0, 0.99]] and all(isinstance(b, float) for b in calls[0])

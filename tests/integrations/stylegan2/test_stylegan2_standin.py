@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 
 import diffaug_noise as dn
 from helpers import STANDINS, forget_upstream
-from diffaug_noise.integrations import UpstreamError, insgen, stylegan2_ada
+from diffaug_noise.integrations import UpstreamError, insgen, kit, stylegan2_ada
 from diffaug_noise.integrations.patching import broadcast_noise_state
 
 STANDIN = STANDINS / "stylegan2_ada"
@@ -85,7 +85,7 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
         saved = pickle.load(f)["D"]
     assert saved.noise.p == D.noise.p > 0 and saved.noise.T == D.noise.T
     assert saved.noise.config() == dn.DiffusionNoise.preset("stylegan2", t_max=20).config()
-    assert isinstance(saved.label.embedding, stylegan2_ada.RawTimestep)  # the fork preset feeds t raw
+    assert isinstance(saved.label.embedding, kit.RawTimestep)  # the fork preset feeds t raw
     with pytest.raises(UpstreamError, match="--trust-pickle"):
         stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)], repo=STANDIN)
     resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.036", "--resume", str(snapshot),

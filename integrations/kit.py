@@ -1,0 +1,257 @@
+"""What every adapter shares: the loss wrapper's diffusion duties, the class swap, a t-conditioned label D.
+
+An adapter's own module writes only what its upstream does differently; from here it takes:
+
+- :class:`DiffusionLoss`: the base of an adapter's loss object. Upstream's loss is ``inner``
+  (what is not overridden is its); the :class:`~diffaug_noise.AdaptiveController` observes the
+  real logits (:meth:`~DiffusionLoss.observe_if_real`) and is updated once per training step, after
+  the last accumulation round of the D phase (:meth:`~DiffusionLoss.round_done`: upstream's
+  ``sync`` flag, or rounds counted where upstream has none); then ``Diffusion/p``, ``Diffusion/T``
+  and ``Diffusion/r_d`` go to upstream's ``training_stats`` and the tick line shows them. The
+  controller all-reduces its statistics, so every rank moves ``p`` identically; it keeps its
+  per-rank accumulators to itself, never in D's buffers (StyleGAN3's ``check_ddp_consistency``
+  asserts every D buffer equal on all ranks).
+- :func:`swap_class`: point upstream's ``class_name`` options at our class, upstream's travelling
+  along as ``upstream_class`` (so ``training_options.json`` documents the run and spawned ranks
+  build the same objects).
+- :class:`DiffusionDiscriminator`: upstream's D taking ``t`` through its class-label input
+  (``c' = [c, e(t)]``), the noise as a submodule (``p``, ``T`` and the tables are D's buffers:
+  saved in every snapshot, restored by upstream's resume) and the count of images trained on (a
+  buffer, so a snapshot says where its run was).
+- :class:`TimestepLabelOptions`: the knobs of that D (``t_label``, ``t_dim``) and ``resume_progress``.
+- :func:`launch_training_patch`: configure the config StyleGAN3-style ``train.py`` builds, and on
+  ``--resume`` hand over the config of the same command without it.
+
+Example (a loss whose upstream gives ``sync``):
+    >>> import torch
+    >>> from diffaug_noise import DiffusionNoise
+    >>> class Upstream:
+    ...     def accumulate_gradients(self, phase, real_img, sync):
+    ...         pass
+    >>> class Loss(DiffusionLoss):
+    ...     def accumulate_gradients(self, phase, real_img, sync):
+    ...         with self.reals(real_img):
+    ...             self.inner.accumulate_gradients(phase, real_img, sync)
+    ...             self.observe_if_real(real_img, torch.ones(4))
+    ...         self.round_done(phase, sync)
+    >>> loss = Loss(Upstream(), DiffusionNoise(), dict(batch_size=4, controller=dict(interval=1, kimg=1)),
+    ...             stats=None)
+    >>> loss.accumulate_gradients("Dmain", torch.zeros(4, 3, 8, 8), sync=True)
+    >>> loss.controller.step, loss.noise.p
+    (1, 0.004)
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import torch
+from torch import nn
+
+from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
+from diffaug_noise.controller import AdaptiveController
+from diffaug_noise.noise import DiffusionNoise
+
+from .options import DiffusionOptions, knob
+from .patching import broadcast_noise_state, construct, show_on_tick_line
+
+D_PHASES = ("Dmain", "Dboth", "D")  # the phase names of a D step: StyleGAN's, and R3GAN's "D"
+T_LABELS = ("embedding", "raw")
+
+
+def swap_class(kwargs, our_class: str, **settings):
+    """``kwargs`` (upstream's options naming a class) naming ``our_class`` instead, upstream's as ``upstream_class``.
+
+    Example:
+        >>> swap_class({"class_name": "training.loss.Loss", "r1_gamma": 1}, "ours.Loss", batch_size=4)
+        {'class_name': 'ours.Loss', 'upstream_class': 'training.loss.Loss', 'batch_size': 4, 'r1_gamma': 1}
+    """
+    rest = dict(kwargs)
+    upstream = rest.pop("class_name")
+    return type(kwargs)(class_name=our_class, upstream_class=upstream, **settings, **rest)  # upstream's EasyDict stays one
+
+
+def unwrap(module):
+    """The module inside a DistributedDataParallel wrapper, or the module itself."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+class DiffusionLoss:
+    """Base of the adapters' loss objects; see the module docstring.
+
+    Subclasses build upstream's loss, call ``super().__init__`` with it, and in their
+    ``accumulate_gradients`` run upstream's inside :meth:`reals`, then call :meth:`round_done`.
+    ``settings``: ``batch_size`` (global), ``controller`` (its keyword arguments), ``rounds``
+    (accumulation rounds per step, where upstream's loss gets no ``sync``) and ``progress`` (where a
+    resumed run starts: ``cur_nimg``, ``batch_idx``). ``stats`` is upstream's ``training_stats``
+    module (default: imported from upstream's ``torch_utils``).
+    """
+
+    inner = None
+    _real = None
+
+    def __init__(self, inner, noise: DiffusionNoise, settings: dict, images_seen: torch.Tensor | None = None,
+                 stats=False):
+        self.inner, self.noise = inner, noise
+        broadcast_noise_state(noise)  # every rank starts from rank 0's p and T (what --resume restored there)
+        self.controller = AdaptiveController(noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
+        progress = settings.get("progress") or {}
+        self.images_seen = images_seen
+        if images_seen is not None:
+            images_seen.fill_(progress.get("cur_nimg", 0))
+        self.controller.step = progress.get("batch_idx", 0)  # keeps its adjustments in step with upstream's own
+        self._rounds, self._d_rounds = settings.get("rounds"), 0
+        if stats is False:
+            from torch_utils import training_stats as stats  # upstream's, importable while it runs
+        self._stats = stats
+        show_on_tick_line(self.controller)
+
+    def __getattr__(self, name):  # pl_mean, run_G, run_cl, G, ...: the upstream loss's
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    @contextlib.contextmanager
+    def reals(self, real_img: torch.Tensor):
+        """While upstream's loss runs: ``real_img`` is the batch of reals (:meth:`is_real` recognises it)."""
+        self._real = real_img
+        try:
+            yield
+        finally:
+            self._real = None
+
+    def is_real(self, img: torch.Tensor) -> bool:
+        """Whether ``img`` is the reals (upstream passes them on as ``real_img.detach()``: the same storage)."""
+        return self._real is not None and img.data_ptr() == self._real.data_ptr() and img.shape == self._real.shape
+
+    def observe_if_real(self, img: torch.Tensor, logits: torch.Tensor) -> None:
+        """Give the controller D's ``logits`` of ``img`` when ``img`` is the reals."""
+        if self.is_real(img):
+            self.controller.observe(logits)
+
+    def round_done(self, phase: str, sync: bool | None = None) -> None:
+        """One accumulation round of ``phase`` ran; after a D step's last one, the controller's step.
+
+        ``sync`` is upstream's "last round" flag; ``None`` where upstream has none, and the rounds
+        are counted instead (``settings["rounds"]`` per step, the same count on every rank).
+        """
+        if phase not in D_PHASES:
+            return
+        if sync is None:
+            self._d_rounds += 1
+            sync = self._d_rounds % self._rounds == 0
+        if sync:
+            self.controller.update()
+            if self.images_seen is not None:
+                self.images_seen.add_(self.controller.batch_size)
+            if self._stats is not None:
+                self._stats.report("Diffusion/p", float(self.noise.p))
+                self._stats.report("Diffusion/T", float(self.noise.T))
+                self._stats.report("Diffusion/r_d", float(self.controller.r_d))
+
+
+class RawTimestep(nn.Module):
+    """``t`` as a ``[B, 1]`` float: the official fork's label input (``t_dim = 1``)."""
+
+    dim = 1
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return t.float().view(-1, 1)
+
+
+class DiffusionDiscriminator(nn.Module):
+    """Upstream's discriminator taking ``t`` through its label input; holds the diffusion noise.
+
+    ``forward(img, c, t=None, **kwargs)``: ``t = None`` means clean images (``t = 0``), which is
+    how upstream's own calls (network summary, InsGen's contrastive branch) reach it.
+    """
+
+    def __init__(
+        self,
+        c_dim: int,  # upstream's class-label width (0: unconditional)
+        upstream_class: str,  # what upstream's options named
+        noise_kwargs: dict | None = None,  # DiffusionNoise settings
+        t_label: str = "embedding",  # "embedding" (sinusoids of t) or "raw" (t itself)
+        t_dim: int = 32,  # embedding width
+        **upstream_kwargs,  # everything else upstream's options give its discriminator
+    ):
+        super().__init__()
+        self.c_dim = c_dim
+        for name in ("img_resolution", "img_channels"):  # read by upstream's loops and metrics
+            if name in upstream_kwargs:
+                setattr(self, name, upstream_kwargs[name])
+        self.noise = DiffusionNoise(**(noise_kwargs or {}))
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))  # counted by DiffusionLoss
+        encoding = (TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding"
+                    else RawTimestep())
+        self.label = TimestepLabel(encoding)
+        self.D = construct(upstream_class, c_dim=c_dim + encoding.dim, **upstream_kwargs)
+
+    def forward(self, img, c, t=None, **kwargs):
+        if t is None:
+            t = torch.zeros(img.shape[0], dtype=torch.int64, device=img.device)
+        return self.D(img, self.label(c, t), **kwargs)
+
+
+@dataclasses.dataclass
+class TimestepLabelOptions(DiffusionOptions):
+    """The paper's knobs plus how ``t`` reaches a :class:`DiffusionDiscriminator` and whether a resume goes on."""
+
+    t_label: str | None = knob(None, "How t enters D's label input: sinusoids (embedding) or t itself (raw, as the "
+                                     "official fork). [default: embedding for the paper preset, raw for the forks']",
+                               kind=str, choices=T_LABELS)
+    t_dim: int = knob(32, "Width of the sinusoidal embedding of t.", kind=int, minimum=2)
+    resume_progress: bool = knob(True, "With --resume of a snapshot this adapter wrote, go on from its kimg, tick and "
+                                       "ADA p as if the run had not stopped; off: start them at zero, as upstream does "
+                                       "(to fine-tune).", kind=bool)
+
+    def label_mode(self) -> str:
+        """The fork presets feed t raw, as the official code did; ours embeds it."""
+        return self.t_label or ("embedding" if self.preset == "paper" else "raw")
+
+    def discriminator_settings(self) -> dict:
+        """The :class:`DiffusionDiscriminator` arguments these options give."""
+        return dict(noise_kwargs=self.noise_kwargs(), t_label=self.label_mode(), t_dim=self.t_dim)
+
+
+
+
+def launch_training_patch(train, configure, desc_suffix: str, resume=None) -> list:
+    """Wrap ``train.launch_training(c, desc, outdir, dry_run)`` (StyleGAN3's skeleton: ProjectedGAN, R3GAN).
+
+    Upstream's ``main`` builds the config ``c`` and hands it over; ``configure(c)`` points it at our
+    classes first. With ``resume(c, fresh)`` and a ``--resume`` in ``c``, ``fresh`` is the config the
+    same command gives without ``--resume``, built by upstream's own ``main`` as a dry run (the only
+    way to learn what its resume switched off, whatever its options), configured alike.
+    """
+    original = train.launch_training
+    captured = []  # a dry run's config lands here instead of launching
+
+    def launch_training(c, desc, outdir, dry_run):
+        if captured == [None]:
+            captured[0] = c
+            return None
+        configure(c)
+        if resume is not None and c.get("resume_pkl") is not None:
+            resume(c, _without_resume(train, captured, configure))
+        return original(c=c, desc=f"{desc}-{desc_suffix}", outdir=outdir, dry_run=dry_run)
+
+    return [(train, "launch_training", launch_training)]
+
+
+def _without_resume(train, captured: list, configure):
+    import click
+
+    params = dict(click.get_current_context().params, resume=None, dry_run=True)
+    captured[:] = [None]
+    try:
+        train.main.callback(**params)
+        fresh = captured[0]
+    finally:
+        captured.clear()
+    configure(fresh)
+    return fresh
+
+
+__all__ = ["D_PHASES", "DiffusionDiscriminator", "DiffusionLoss", "RawTimestep", "TimestepLabelOptions",
+           "launch_training_patch", "swap_class", "unwrap"]

@@ -1,0 +1,192 @@
+"""The StyleGAN3 adapter against stand-ins of NVlabs/stylegan3's modules (tests/standins/stylegan3/README.md)."""
+import json
+import pathlib
+import pickle
+import sys
+
+import pytest
+import torch
+
+import diffaug_noise as dn
+from diffaug_noise.integrations import UpstreamError, kit, stylegan3
+from helpers import STANDINS, forget_upstream
+
+STANDIN = STANDINS / "stylegan3"
+UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "legacy", "pkg_resources")
+
+
+@pytest.fixture
+def recorded(noise_calls):
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
+    yield noise_calls
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
+
+
+def train(out, *extra, **options):
+    with stylegan3.ADAPTER.patched(STANDIN, shims=True, **options) as upstream:
+        upstream.main(["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--gamma", "1", *extra],
+                      standalone_mode=False)
+        D, loss = upstream.RESULTS[-1]
+    from torch_utils import training_stats
+
+    return D, loss, {k: list(v) for k, v in training_stats.REPORTS.items()}
+
+
+def run_dirs(out):
+    return sorted(p for p in pathlib.Path(out).iterdir() if p.is_dir())
+
+
+def stats(run_dir):
+    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+
+
+def test_every_phase_sees_noise_after_blur_and_augmentation_and_t_reaches_the_label(tmp_path, recorded, monkeypatch):
+    from diffaug_noise.integrations.kit import DiffusionDiscriminator
+
+    augmented, labels = [], []
+    D_forward = DiffusionDiscriminator.forward
+
+    def forward(self, img, c, t=None, **kwargs):
+        if t is not None:
+            labels.append((c.clone(), t.clone(), self.label(c, t).detach().clone()))
+        return D_forward(self, img, c, t, **kwargs)
+    monkeypatch.setattr(DiffusionDiscriminator, "forward", forward)
+    import importlib
+    sys.path.insert(0, str(STANDIN))
+    augment = importlib.import_module("training.augment")
+    pipe_forward = augment.AugmentPipe.forward
+    monkeypatch.setattr(augment.AugmentPipe, "forward",
+                        lambda self, x: augmented.append(pipe_forward(self, x)) or augmented[-1])
+    D, loss, reports = train(tmp_path, "--cfg", "stylegan3-r", "--kimg", "0.016", "--cond", "true")
+    # every D call of the loss went through the noise, and its input was exactly what augmentation made
+    assert len(recorded["noise"]) == len(augmented) == len(labels) > 0
+    for (x, y, t, _), a in zip(recorded["noise"], augmented):
+        assert torch.equal(x, a.detach())
+    # t through the label input: the class one-hot kept, then sinusoids of t (the kit's TimestepLabel)
+    for (c, t, label), (_, _, t_noise, _) in zip(labels, recorded["noise"]):
+        assert torch.equal(t, t_noise) and label.shape == (c.shape[0], 3 + 32)
+        assert torch.equal(label[:, :3], c) and torch.allclose(label[:, 3:], D.label.embedding(t))
+    assert D.D.c_dim == 3 + 32 and isinstance(loss.inner.D, stylegan3.NoisedD)
+    assert max(loss.inner.blur_sigmas) > 0  # stylegan3-r blurs: the noise came after it
+
+
+def test_only_reals_are_observed_and_p_moves_once_per_step_without_sync(tmp_path, recorded):
+    D, loss, reports = train(tmp_path, "--cfg", "stylegan2", "--aug", "noaug", "--kimg", "0.064", target=-1.0)
+    # 16 steps of batch 4 in rounds of 2 (batch_gpu 4? no: batch 4 on 1 GPU gives batch_gpu 4, one round)
+    real_calls = [obs for obs in recorded["observe"]]
+    D_reg_steps = 16 // 16  # Dreg every 16 iterations
+    assert len(real_calls) == 16 + D_reg_steps  # Dmain's reals every step, Dreg's once: fakes never observed
+    assert loss.controller.step == 16 and len(reports["Diffusion/p"]) == 16
+    step = loss.controller.step_size
+    assert loss.noise.p == pytest.approx(step * sum(r > -1 for r in reports["Diffusion/r_d"][3::4]))
+    assert int(D.images_seen) == 64
+
+
+def test_rounds_are_counted_when_a_step_has_several(tmp_path, recorded):
+    D, loss, reports = train(tmp_path, "--cfg", "stylegan2", "--aug", "noaug", "--kimg", "0.032", "--batch-gpu", "2")
+    assert loss._rounds == 2 and loss.controller.step == 8 and int(D.images_seen) == 32
+
+
+def test_snapshot_holds_p_T_and_the_count_and_loads_with_upstreams_loader(tmp_path, recorded):
+    D, loss, _ = train(tmp_path, "--cfg", "stylegan2", "--kimg", "0.064", target=-1.0)
+    (run,) = run_dirs(tmp_path)
+    snapshot = sorted(run.glob("network-snapshot-*.pkl"))[-1]
+    import legacy
+
+    with open(snapshot, "rb") as f:
+        data = legacy.load_network_pkl(f)
+    assert type(data["D"]).__name__ == "DiffusionDiscriminator" and data["D"].noise.p == D.noise.p > 0
+    assert data["D"].noise.T == D.noise.T and int(data["D"].images_seen) == 64
+    assert data["G_ema"](torch.randn(2, 4), torch.zeros(2, 0)).shape == (2, 3, 8, 8)  # what gen_images.py calls
+    options = json.loads((run / "training_options.json").read_text())
+    assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.stylegan3.DiffusionDiscriminator"
+    assert options["D_kwargs"]["upstream_class"] == "training.networks_stylegan2.Discriminator"
+    assert options["loss_kwargs"]["diffusion"]["rounds"] == 1
+
+
+@pytest.mark.parametrize("cfg", ["stylegan2", "stylegan3-r"])
+def test_resume_goes_on_as_if_the_run_had_not_stopped(tmp_path, recorded, cfg):
+    """20 iterations straight against 8 and a --resume to 20: the same ticks, kimg, ADA p, EMA, blur, noise p and T."""
+    # ADA's target below any mean of signs: its p rises at every adjustment; a tick per iteration, so the part run
+    # (8 iterations: two controller intervals) ends on a tick, as a snapshot of a long run does
+    common = ["--cfg", cfg, "--target", "-1", "--tick", "0.004"]
+    whole = train(tmp_path / "whole", *common, "--kimg", "0.08", target=-1.0)
+    part = train(tmp_path / "part", *common, "--kimg", "0.032", target=-1.0)
+    (part_run,) = run_dirs(tmp_path / "part")
+    snapshot = sorted(part_run.glob("network-snapshot-*.pkl"))[-1]
+    rest = train(tmp_path / "rest", *common, "--kimg", "0.08", "--resume", str(snapshot), target=-1.0)
+    (whole_run,), (rest_run,) = run_dirs(tmp_path / "whole"), run_dirs(tmp_path / "rest")
+    keys = ("Progress/tick", "Progress/kimg", "Progress/augment", "Progress/ema_beta")
+    ticks = lambda run: [[s[k]["mean"] for k in keys] for s in stats(run)]  # noqa: E731
+    assert ticks(rest_run) == ticks(whole_run)[-len(ticks(rest_run)):] and ticks(rest_run)[0][0] > 0
+    assert (rest[0].noise.p, rest[0].noise.T) == (whole[0].noise.p, whole[0].noise.T) and whole[0].noise.p > 0
+    assert int(rest[0].images_seen) == int(whole[0].images_seen) == 80 and rest[1].controller.step == 20
+    assert rest[1].inner.blur_sigmas == whole[1].inner.blur_sigmas[-len(rest[1].inner.blur_sigmas):]
+    if cfg == "stylegan3-r":
+        assert rest[1].inner.blur_sigmas[0] > 0  # upstream's resume would have switched the blur off
+    again = train(tmp_path / "plain", *common, "--kimg", "0.08", "--resume", str(snapshot), target=-1.0,
+                  resume_progress=False)
+    (plain_run,) = run_dirs(tmp_path / "plain")
+    assert stats(plain_run)[0]["Progress/tick"]["mean"] == 0 and again[1].controller.step == 20  # upstream's restart
+
+
+def test_upstreams_own_imports_need_the_pkg_resources_shim(tmp_path, recorded):
+    pytest.importorskip("setuptools")
+    import importlib.util
+
+    if importlib.util.find_spec("pkg_resources") is not None:
+        pytest.skip("this install still ships pkg_resources")
+    with pytest.raises(UpstreamError, match="No module named 'pkg_resources'"):
+        with stylegan3.ADAPTER.patched(STANDIN, shims=False):
+            pass
+    forget_upstream(STANDIN, UPSTREAM_MODULES)
+    with stylegan3.ADAPTER.patched(STANDIN, shims=True):
+        assert "pkg_resources" in sys.modules
+    assert "pkg_resources" not in sys.modules  # undone after the block
+
+
+def test_two_gloo_ranks_keep_every_D_buffer_identical_so_upstreams_snapshot_check_passes(tmp_path, recorded, capfd):
+    """StyleGAN3 asserts all D buffers equal on every rank at each snapshot; the ranks see different data here."""
+    with stylegan3.ADAPTER.patched(STANDIN, shims=True, target=-1.0) as upstream:
+        upstream.main(["--outdir", str(tmp_path), "--data", "unused", "--gpus", "2", "--batch", "8", "--gamma", "1",
+                       "--cfg", "stylegan2", "--kimg", "0.064", "--snap", "1"], standalone_mode=False)
+    (run,) = run_dirs(tmp_path)
+    snapshots = sorted(run.glob("network-snapshot-*.pkl"))
+    assert len(snapshots) >= 3  # check_ddp_consistency ran at each, on both ranks, and passed
+    with open(snapshots[-1], "rb") as f:
+        D = pickle.load(f)["D"]
+    assert D.noise.p > 0 and int(D.images_seen) == 64
+    assert set(dict(D.named_buffers())) == {"noise.p_value", "noise.T_value", "noise.sqrt_abar", "noise.sqrt_one_minus_abar",
+                                            "noise.t_cdf", "noise.coefficients32", "noise.coefficients64", "images_seen",
+                                            "label.embedding.frequencies"}  # no per-rank accumulator among them
+
+
+def test_the_kits_loss_keeps_its_accumulators_out_of_D(recorded):
+    D = kit.DiffusionDiscriminator(0, "torch.nn.Identity", noise_kwargs={}, t_dim=8)
+    before = {k: v.clone() for k, v in D.state_dict().items() if isinstance(v, torch.Tensor)}
+    loss = kit.DiffusionLoss(object(), D.noise, dict(batch_size=4, controller=dict(interval=2)), images_seen=D.images_seen,
+                             stats=None)
+    for _ in range(3):
+        loss.controller.observe(torch.randn(4))
+    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items() if k in before)  # observing touches no buffer
+    assert D.noise.checked_state(D.noise.state_dict())  # and an update leaves p, T and the tables consistent
+    loss.round_done("Dmain", sync=True)
+    loss.round_done("Dmain", sync=True)
+    D.noise.checked_state(D.noise.state_dict())
+
+
+def test_cli_runs_stylegan3_and_its_help_lists_the_knobs(tmp_path, recorded):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    help_text = CliRunner().invoke(main, ["run", "stylegan3", "--help"]).output
+    assert "D(noise(augment(blur(x))), c, t)" in help_text and "--t-label" in help_text and "--resume-progress" in help_text
+    ok = CliRunner().invoke(main, ["run", "stylegan3", "--repo", str(STANDIN), "--data", str(data), "--outdir",
+                                   str(tmp_path / "o"), "--", "--cfg", "stylegan3-t", "--batch", "4", "--gamma", "1"])
+    assert ok.exit_code == 0, ok.output
+    (run,) = run_dirs(tmp_path / "o")
+    assert run.name.endswith("-diffusion-paper") and (run / "log.txt").exists() is False  # the stand-in keeps no log
+    assert dn.DiffusionNoise().config() == pickle.load(open(sorted(run.glob("*.pkl"))[-1], "rb"))["D"].noise.config()

@@ -1,0 +1,4 @@
+from . import util
+from .util import EasyDict
+
+__all__ = ["EasyDict", "util"]

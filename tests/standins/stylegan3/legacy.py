@@ -1,0 +1,5 @@
+import pickle
+
+
+def load_network_pkl(f):
+    return pickle.load(f)

@@ -1,0 +1,18 @@
+import collections
+
+REPORTS = collections.defaultdict(list)  # name -> list of float means (one per report call)
+
+
+def report(name, value):
+    import torch
+    value = torch.as_tensor(value).detach().double()
+    REPORTS[name].append(float(value.mean()) if value.numel() else float("nan"))
+    return value
+
+
+def report0(name, value):
+    return report(name, value)
+
+
+def init_multiprocessing(rank, sync_device):
+    pass
