@@ -15,7 +15,8 @@ def format_list() -> str:
              "-" * 112]
     for r in RECIPES.values():
         days = "-" if r.gpu_days is None else f"{r.gpu_days:.0f}"
-        lines.append(f"{r.row:<26} {r.model:<24} {r.dataset:<14} {r.resolution:>5} {r.paper_fid:>9.2f} {r.gpus:>5} {r.kimg:>7} {days:>14}")
+        fid = "-" if r.paper_fid is None else f"{r.paper_fid:.2f}"
+        lines.append(f"{r.row:<26} {r.model:<24} {r.dataset:<14} {r.resolution:>5} {fid:>9} {r.gpus:>5} {r.kimg:>7} {days:>14}")
     return "\n".join(lines)
 
 
@@ -43,8 +44,8 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
         raise click.BadParameter(f"unknown row {row!r}; `diffaug-noise recipe --list` shows them", param_hint="ROW")
     recipe = RECIPES[row]
     lines = commands(recipe, repo=repo, source=source, outdir=outdir)
-    click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): the paper's FID {recipe.paper_fid}"
-               + (f"; {recipe.note}" if recipe.note else ""))
+    fid = "not in the paper" if recipe.paper_fid is None else f"the paper's FID {recipe.paper_fid}"
+    click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): {fid}" + (f"; {recipe.note}" if recipe.note else ""))
     for line in lines:
         click.echo(line)
     if run_it:

@@ -8,6 +8,11 @@ with noise std 0.05 for StyleGAN2; target 0.45, noise std 0.5, batch 64 for Proj
 GPU-days are StyleGAN2-ADA's own V100 timings (its README, "Expected training time") scaled to the
 row's kimg; rows that table does not cover say "–".
 
+The StyleGAN3 rows are not the paper's (it has none): they are NVlabs/stylegan3's recommended
+configurations (its ``docs/configs.md``, 8 GPUs) for the datasets registered here, with the layer
+added; their FID column is empty, their GPU-days come from that table's V100 s/kimg. StyleGAN3's
+AFHQ rows used AFHQv2; the registered ``afhq_*`` sets are the first AFHQ release.
+
 Example:
     >>> RECIPES["stylegan2-cifar10"].paper_fid
     3.19
@@ -30,19 +35,22 @@ class Recipe:
     model: str  # as the paper names it
     dataset: str  # a registered dataset name
     resolution: int
-    paper_fid: float  # the official checkpoint table's FID
+    paper_fid: float | None  # the official checkpoint table's FID; None for rows the paper does not have
     adapter: str  # a registered adapter
     gpus: int
     options: tuple  # our CLI options, as flag/value pairs
     upstream: tuple  # arguments after `--`, for upstream's train.py
     kimg: int
     note: str = ""  # where a setting is not the official one, why
+    v100_sec_per_kimg: float | None = None  # upstream's own 8-GPU V100 timing of this config, where it gives one
 
     @property
     def gpu_days(self) -> float | None:
-        """Expected V100 GPU-days from StyleGAN2-ADA's table (8 GPUs), scaled to ``kimg``; None if not covered."""
+        """Expected V100 GPU-days: upstream's s/kimg of this config, else StyleGAN2-ADA's table (8 GPUs), for ``kimg``."""
+        if self.v100_sec_per_kimg is not None:
+            return self.v100_sec_per_kimg * self.kimg * self.gpus / 86_400
         days = _V100_DAYS_8GPU_25K.get(self.resolution)
-        return None if days is None or self.adapter == "projectedgan" else days * 8 * self.kimg / 25_000
+        return None if days is None or self.adapter != "stylegan2" else days * 8 * self.kimg / 25_000
 
 
 def _sg2(dataset, resolution, fid, cfg, gpus, kimg=25_000,
@@ -64,6 +72,14 @@ def _insgen(dataset, fid, kimg=25_000):
                   ("--preset", "insgen"), ("--cfg", "paper512", "--kimg", str(kimg)), kimg)
 
 
+def _sg3(cfg, dataset, resolution, gamma, sec_per_kimg, extra=()):
+    return Recipe(f"{cfg}-{dataset.replace('_', '-')}", f"Diffusion-StyleGAN3-{cfg[-1].upper()}", dataset, resolution, None,
+                  "stylegan3", 8, ("--preset", "paper"),
+                  ("--cfg", cfg, "--batch", "32", "--gamma", f"{gamma:g}", "--mirror", "1", *extra, "--kimg", "25000"),
+                  25_000, "upstream's recommended config (stylegan3 docs/configs.md); no Diffusion-GAN result to compare",
+                  sec_per_kimg)
+
+
 _SMALL_FASTGAN = ("the fork trained its FastGAN here; upstream projected-gan's FastGAN needs >= 128 px, so --cfg stylegan2 "
                   "(expect a different FID)")
 
@@ -81,6 +97,14 @@ RECIPES: dict[str, Recipe] = {r.row: r for r in [
     _insgen("afhq_cat", 2.40),
     _insgen("afhq_dog", 4.83),
     _insgen("afhq_wild", 1.51),
+    _sg3("stylegan3-t", "ffhq", 1024, 32.8, 28.71, ("--aug", "noaug")),
+    _sg3("stylegan3-r", "ffhq", 1024, 32.8, 34.12, ("--aug", "noaug")),
+    _sg3("stylegan3-t", "afhq_cat", 512, 8.2, 18.47),
+    _sg3("stylegan3-t", "afhq_dog", 512, 8.2, 18.47),
+    _sg3("stylegan3-t", "afhq_wild", 512, 8.2, 18.47),
+    _sg3("stylegan3-r", "afhq_cat", 512, 16.4, 20.44),
+    _sg3("stylegan3-t", "lsun_church", 256, 2, 13.04),
+    _sg3("stylegan3-t", "lsun_bedroom", 256, 2, 13.04),
 ]}
 
 

@@ -190,3 +190,25 @@ def test_cli_runs_stylegan3_and_its_help_lists_the_knobs(tmp_path, recorded):
     (run,) = run_dirs(tmp_path / "o")
     assert run.name.endswith("-diffusion-paper") and (run / "log.txt").exists() is False  # the stand-in keeps no log
     assert dn.DiffusionNoise().config() == pickle.load(open(sorted(run.glob("*.pkl"))[-1], "rb"))["D"].noise.config()
+
+
+def test_bench_upstream_times_stylegan3_with_and_without_the_adapter(tmp_path):
+    from click.testing import CliRunner
+
+    from diffaug_noise.cli.main import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "stylegan3", "--repo", str(STANDIN), "--data",
+                                       str(data), "--outdir", str(tmp_path / "runs"), "--json", str(out), "--", "--cfg",
+                                       "stylegan3-t", "--batch", "4", "--gamma", "1", "--kimg", "0.032"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    baseline, diffusion = report["runs"]["baseline"], report["runs"]["diffusion"]
+    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5  # tick 0, then every 2 iterations
+    assert baseline["noise_seconds"] == 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
+    assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
+    assert "Diffusion" not in (pathlib.Path(baseline["run_dir"]) / "training_options.json").read_text()
+    assert "stylegan3.DiffusionDiscriminator" in (pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text()

@@ -1,0 +1,118 @@
+"""A few real training iterations of an unmodified NVlabs/stylegan3 checkout on the CPU, through the adapter.
+
+Skipped unless DIFFAUG_NOISE_STYLEGAN3_REPO points at a checkout (upstream's requirements: psutil, ...). Each run
+is a subprocess, since upstream sets the multiprocessing start method and imports top-level packages named
+``training``. The networks are narrowed with upstream's own flags (``--cbase 1024 --cmax 32 --map-depth 2``);
+for speed on a CPU, and only here, a tick is 4 iterations, the run a few of them and the image grid drawn at
+start-up 2x2: set on the config upstream launches, above the adapter's own wrapper, so the adapter's dry run
+of the same command (for --resume) sees them too.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from helpers import UPSTREAM_RUN_PREAMBLE
+
+RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
+    import json, pathlib, pickle, sys, time
+    from diffaug_noise.integrations import stylegan3
+
+    cfg, repo, out, resume, runs = sys.argv[1:6]
+    iterations, ada_target, batch = int(sys.argv[6]), float(sys.argv[7]), 4
+    out = pathlib.Path(out)
+    data = tiny_dataset(out)
+
+    def main():
+        with stylegan3.ADAPTER.patched(repo, shims=True, target=-1.0) as train:
+            from training import training_loop
+            launch, grid = train.launch_training, training_loop.setup_snapshot_image_grid
+
+            def small(c, desc, outdir, dry_run):  # test-only: short run, ticks of 4 iterations, ADA's target
+                c.total_kimg = iterations * batch / 1000
+                c.kimg_per_tick = 4 * batch / 1000
+                c.image_snapshot_ticks, c.network_snapshot_ticks = None, 1
+                if ada_target != 0.6:
+                    c.ada_target = ada_target
+                return launch(c, desc, outdir, dry_run)
+
+            def small_grid(training_set, random_seed=0):
+                _, images, labels = grid(training_set, random_seed)
+                return (2, 2), images[:4], labels[:4]
+
+            train.launch_training, training_loop.setup_snapshot_image_grid = small, small_grid
+            args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch), "--gamma", "1",
+                    "--cfg", cfg, "--cbase", "1024", "--cmax", "32", "--map-depth", "2", "--metrics", "none",
+                    "--workers", "1", "--mbstd-group", "2"]
+            if resume != "-":
+                args += ["--resume", resume]
+            start = time.time()
+            train.main(args, standalone_mode=False)
+            training_loop.setup_snapshot_image_grid = grid
+            return time.time() - start
+
+    if __name__ == "__main__":
+        wall = main()
+        run_dir = sorted((out / runs).iterdir())[-1]
+        snapshot = sorted(run_dir.glob("network-snapshot-*.pkl"))[-1]
+        sys.path.insert(0, repo)
+        import dnnlib, legacy, torch
+        with dnnlib.util.open_url(str(snapshot)) as f:  # what upstream's gen_images.py does, then G_ema(z, c)
+            network = legacy.load_network_pkl(f)
+        G, D = network["G_ema"], network["D"]
+        images = G(torch.randn(2, G.z_dim), torch.zeros(2, G.c_dim), truncation_psi=1, noise_mode="const")
+        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
+        print(json.dumps({"snapshot": str(snapshot), "p": D.noise.p, "T": D.noise.T, "class": type(D).__name__,
+                          "images": list(images.shape), "wall_s": wall, "images_seen": int(D.images_seen),
+                          "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
+                          "progress": [[s["Progress/tick"]["mean"], s["Progress/kimg"]["mean"], s["Progress/augment"]["mean"]]
+                                       for s in stats],
+                          "diffusion_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
+                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
+                          "updates": UPDATES,
+                          "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
+''')
+
+
+def _run(cfg, repo, out, resume="-", iterations=8, runs="runs", ada_target=0.6):
+    proc = subprocess.run([sys.executable, "-c", RUN, cfg, repo, str(out), resume, runs, str(iterations), str(ada_target)],
+                          capture_output=True, text=True, timeout=1800, cwd=out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfg", ["stylegan2", "stylegan3-t"])
+def test_real_stylegan3_trains_snapshots_loads_and_resumes_where_it_stopped(cfg, tmp_path):
+    """12 iterations straight, against 5 and a --resume to 12: the same ticks, kimg, ADA p, noise p and T."""
+    repo = os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO")
+    if not repo:
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    whole = _run(cfg, repo, tmp_path, iterations=12, runs="whole", ada_target=-2.0)
+    assert whole["class"] == "DiffusionDiscriminator" and whole["images"] == [2, 3, 32, 32]
+    assert whole["options"] == "diffaug_noise.integrations.stylegan3.DiffusionDiscriminator"
+    assert whole["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in whole["tick_lines"])
+    assert len(whole["updates"]) == 3 and whole["diffusion_reported"]
+    step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000); target -1 moves p up unless r_d is -1 exactly
+    assert whole["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in whole["updates"]))
+    part = _run(cfg, repo, tmp_path, iterations=5, runs="part", ada_target=-2.0)
+    rest = _run(cfg, repo, tmp_path, resume=part["snapshot"], iterations=12, runs="rest", ada_target=-2.0)
+    ada_step = 4 * 4 / (500 * 1000)  # stylegan3's loop default ada_kimg 500: its --resume sets 100, undone here
+    # ticks end at 4, 20, 36 and 48 images; ADA adjusts after iterations 4, 8 and 12
+    assert [row[:2] for row in whole["progress"]] == [[0, pytest.approx(0.004)], [1, pytest.approx(0.02)],
+                                                      [2, pytest.approx(0.036)], [3, pytest.approx(0.048)]]
+    assert [row[2] for row in whole["progress"]] == pytest.approx([0, ada_step, 2 * ada_step, 3 * ada_step], rel=1e-6)
+    assert part["progress"] == whole["progress"][:2]
+    assert rest["progress"] == whole["progress"][2:]  # upstream alone starts again at tick 0, kimg 0.004, ADA p 0
+    assert rest["images_seen"] == whole["images_seen"] == 48
+    assert (rest["p"], rest["T"]) == (whole["p"], whole["T"])
+    print(f"\n{cfg} @ {repo}: {json.dumps({'whole': whole, 'part': part, 'rest': rest})}")
+    log = os.environ.get("DIFFAUG_NOISE_UPSTREAM_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(json.dumps({cfg: {"whole": whole, "rest": rest}}) + "\n")
