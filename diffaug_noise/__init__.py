@@ -15,7 +15,7 @@ from .conditioning import (
     TimestepLabel,
     TimestepProjectionHead,
 )
-from .controller import AdaptiveController
+from .controller import SIGNALS, AdaptiveController, relativistic_target
 from .noise import DiffusionNoise
 from .presets import PRESETS
 from .schedules import SCHEDULES, beta_schedule, diffusion_tables
@@ -30,6 +30,7 @@ __all__ = [
     "DiffusionNoise",
     "PRESETS",
     "SCHEDULES",
+    "SIGNALS",
     "T_DISTS",
     "TimestepConditionedDiscriminator",
     "TimestepEmbedding",
@@ -38,6 +39,7 @@ __all__ = [
     "beta_schedule",
     "diffusion_tables",
     "projected_gan_clean_prob",
+    "relativistic_target",
     "theory",
     "timestep_law",
 ]

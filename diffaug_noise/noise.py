@@ -393,6 +393,29 @@ class DiffusionNoise(nn.Module):
         scale, noise_scale = self._coefficients(x, t)
         return (eps.to(x.dtype) * noise_scale).addcmul_(x, scale)
 
+    def pair(self, real: torch.Tensor, fake: torch.Tensor, share_eps: bool = False,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Noise a real and a fake that D compares at the same ``t``: returns ``(y_real, y_fake, t)``.
+
+        Sample ``i`` of both gets the same timestep (a relativistic D then compares them at one noise
+        level, which is what its loss means); ``share_eps`` gives them the same ``eps`` too, so they
+        differ only by ``sqrt(abar_t) (real - fake)``. Gradients flow to both inputs.
+
+        Example:
+            >>> noise = DiffusionNoise(t_min=50, t_max=50)
+            >>> real, fake = torch.ones(4, 3), torch.zeros(4, 3)
+            >>> y_real, y_fake, t = noise.pair(real, fake, share_eps=True)
+            >>> a = noise.sqrt_abar[t].float().view(-1, 1)
+            >>> torch.allclose(y_real - y_fake, a * (real - fake))
+            True
+        """
+        if not isinstance(fake, torch.Tensor) or not isinstance(real, torch.Tensor) or fake.shape != real.shape:
+            shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for v in (real, fake)]
+            raise ValueError(f"real and fake of a pair must be tensors of one shape; got {shapes[0]} and {shapes[1]}")
+        t, eps = self.sample(real, generator)
+        fake_eps = eps if share_eps else torch.empty_like(fake).normal_(generator=generator)
+        return self.apply_transform(real, t, eps), self.apply_transform(fake, t, fake_eps), t
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise ``x``: returns ``(y, t)`` with ``y`` like ``x`` and ``t`` int64 on ``x.device``."""
         if self.fused and isinstance(x, torch.Tensor) and x.is_cuda:

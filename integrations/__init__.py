@@ -5,9 +5,9 @@ is generated from it. Adding an adapter: one module building an ``Adapter``, one
 line below (docs/integrations.md, "Adding an adapter").
 
 >>> sorted(ADAPTERS)
-['insgen', 'projectedgan', 'stylegan2', 'stylegan3']
+['insgen', 'projectedgan', 'r3gan', 'stylegan2', 'stylegan3']
 """
-from . import insgen, kit, projected_gan, stylegan2_ada, stylegan3
+from . import insgen, kit, projected_gan, r3gan, stylegan2_ada, stylegan3
 from .adapter import ADAPTERS, Adapter, patched_upstream, register
 from .spec import Upstream, UpstreamError
 
@@ -15,5 +15,6 @@ register(stylegan2_ada.ADAPTER)
 register(insgen.ADAPTER)
 register(projected_gan.ADAPTER)
 register(stylegan3.ADAPTER)
+register(r3gan.ADAPTER)
 
 __all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "kit", "patched_upstream", "register"]

@@ -6,8 +6,9 @@ An adapter's own module writes only what its upstream does differently; from her
   (what is not overridden is its); the :class:`~diffaug_noise.AdaptiveController` observes the
   real logits (:meth:`~DiffusionLoss.observe_if_real`) and is updated once per training step, after
   the last accumulation round of the D phase (:meth:`~DiffusionLoss.round_done`: upstream's
-  ``sync`` flag, or rounds counted where upstream has none); then ``Diffusion/p``, ``Diffusion/T``
-  and ``Diffusion/r_d`` go to upstream's ``training_stats`` and the tick line shows them. The
+  ``sync`` flag, or rounds counted where upstream has none); then ``Diffusion/p``, ``Diffusion/T``,
+  ``Diffusion/r_d`` and ``Diffusion/pinned`` (+1 while ``T`` sits at ``t_max``, -1 while stuck at
+  ``t_min``: the drift guard) go to upstream's ``training_stats`` and the tick line shows them. The
   controller all-reduces its statistics, so every rank moves ``p`` identically; it keeps its
   per-rank accumulators to itself, never in D's buffers (StyleGAN3's ``check_ddp_consistency``
   asserts every D buffer equal on all ranks).
@@ -148,6 +149,8 @@ class DiffusionLoss:
                 self._stats.report("Diffusion/p", float(self.noise.p))
                 self._stats.report("Diffusion/T", float(self.noise.T))
                 self._stats.report("Diffusion/r_d", float(self.controller.r_d))
+                pinned = self.controller.pinned  # the drift guard's count: at t_max (> 0) or stuck at t_min (< 0)
+                self._stats.report("Diffusion/pinned", float((pinned > 0) - (pinned < 0)))
 
 
 class RawTimestep(nn.Module):

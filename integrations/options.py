@@ -82,6 +82,9 @@ class DiffusionOptions:
                                exclusive_minimum=True, aliases=("--noise-sd",), preset_part="noise")
     t_min: int | None = knob(None, "Smallest T (at p = 0).", kind=int, minimum=1, preset_part="noise")
     t_max: int | None = knob(None, "Largest T (at p = 1).", kind=int, minimum=1, preset_part="noise")
+    drift_updates: int = knob(200, "The drift guard: say once (tick line, log.txt) when T has sat at t_max, or at t_min "
+                                   "with r_d far below the target, for this many controller adjustments.", kind=int,
+                              minimum=1)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):  # every knob of every adapter, checked the same way
@@ -98,4 +101,5 @@ class DiffusionOptions:
 
     def controller_kwargs(self) -> dict:
         """:class:`~diffaug_noise.AdaptiveController` arguments (without the batch size)."""
-        return {**preset_kwargs(self.preset, "controller"), **self._overrides("controller")}
+        return {**preset_kwargs(self.preset, "controller"), **self._overrides("controller"),
+                "drift_updates": self.drift_updates}

@@ -142,11 +142,18 @@ def show_on_tick_line(controller) -> None:
     _ACTIVE_CONTROLLER[:] = [controller]
 
 
+_DRIFT_SHOWN = set()  # ids of the controllers whose drift message a tick line carried already
+
+
 def _tick_print(*args, **kwargs):
     if _ACTIVE_CONTROLLER and args and isinstance(args[0], str) and args[0].startswith("tick "):
         ctrl = _ACTIVE_CONTROLLER[0]
         r_d = "nan" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"
-        args = (f"{args[0]} diffusion p {ctrl.noise.p:<7.5f} T {ctrl.noise.T:<5d} r_d {r_d}",) + args[1:]
+        line = f"{args[0]} diffusion p {ctrl.noise.p:<7.5f} T {ctrl.noise.T:<5d} r_d {r_d}"
+        if ctrl.drift is not None and id(ctrl) not in _DRIFT_SHOWN:  # once, on the first tick line after it spoke
+            _DRIFT_SHOWN.add(id(ctrl))
+            line += f" | drift guard: {ctrl.drift}"
+        args = (line,) + args[1:]
     builtins.print(*args, **kwargs)
 
 

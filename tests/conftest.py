@@ -30,9 +30,9 @@ def noise_calls(monkeypatch):
         calls["noise"].append((x.detach().clone(), y.detach().clone(), t.clone(), x.requires_grad))
         return y, t
 
-    def controller_observe(self, logits):
+    def controller_observe(self, logits, fake_logits=None):
         calls["observe"].append(logits.detach().clone())
-        return observe(self, logits)
+        return observe(self, logits, fake_logits)
 
     monkeypatch.setattr(dn.DiffusionNoise, "forward", noise_forward)
     monkeypatch.setattr(dn.AdaptiveController, "observe", controller_observe)

@@ -1,0 +1,1 @@
+../stylegan3/legacy.py
