@@ -8,6 +8,10 @@ with noise std 0.05 for StyleGAN2; target 0.45, noise std 0.5, batch 64 for Proj
 GPU-days are StyleGAN2-ADA's own V100 timings (its README, "Expected training time") scaled to the
 row's kimg; rows that table does not cover say "–".
 
+The R3GAN rows are not the paper's either: they are brownvc/R3GAN's README commands (its presets), with
+the layer added and ``--kimg 20000``, where its schedules end (their ``decay_nimg``; upstream's own
+default runs unbounded).
+
 The StyleGAN3 rows are not the paper's (it has none): they are NVlabs/stylegan3's recommended
 configurations (its ``docs/configs.md``, 8 GPUs) for the datasets registered here, with the layer
 added; their FID column is empty, their GPU-days come from that table's V100 s/kimg. StyleGAN3's
@@ -80,6 +84,13 @@ def _sg3(cfg, dataset, resolution, gamma, sec_per_kimg, extra=()):
                   sec_per_kimg)
 
 
+def _r3gan(dataset, resolution, preset, batch, cond=False):
+    return Recipe(f"r3gan-{dataset.replace('_', '-')}", "Diffusion-R3GAN", dataset, resolution, None, "r3gan", 8, (),
+                  ("--preset", preset, "--batch", str(batch), "--mirror", "1", "--aug", "1", *(("--cond", "1") if cond else ()),
+                   "--tick", "1", "--snap", "200", "--kimg", "20000"), 20_000,
+                  "R3GAN's README command (no Diffusion-GAN result to compare); --kimg where its schedules end")
+
+
 _SMALL_FASTGAN = ("the fork trained its FastGAN here; upstream projected-gan's FastGAN needs >= 128 px, so --cfg stylegan2 "
                   "(expect a different FID)")
 
@@ -105,14 +116,17 @@ RECIPES: dict[str, Recipe] = {r.row: r for r in [
     _sg3("stylegan3-r", "afhq_cat", 512, 16.4, 20.44),
     _sg3("stylegan3-t", "lsun_church", 256, 2, 13.04),
     _sg3("stylegan3-t", "lsun_bedroom", 256, 2, 13.04),
+    _r3gan("cifar10", 32, "CIFAR10", 512, cond=True),
+    _r3gan("ffhq_64", 64, "FFHQ-64", 256),
+    _r3gan("ffhq_256", 256, "FFHQ-256", 256),
 ]}
 
 
 def commands(recipe: Recipe, repo: str = "REPO", source: str = "SOURCE", outdir: str = "runs") -> list[str]:
     """The prepare, train and eval command lines of ``recipe``."""
     run_dir = f"{outdir}/{recipe.row}"
-    train = (f"diffaug-noise run {recipe.adapter} --repo {repo} --data {recipe.dataset} --outdir {run_dir} --gpus {recipe.gpus} "
-             f"{' '.join(recipe.options)} -- {' '.join(recipe.upstream)}")
+    train = " ".join(["diffaug-noise", "run", recipe.adapter, "--repo", repo, "--data", recipe.dataset, "--outdir", run_dir,
+                      "--gpus", str(recipe.gpus), *recipe.options, "--", *recipe.upstream])
     return [f"diffaug-noise data prepare {recipe.dataset} --source {source}",
             train,
             f"diffaug-noise eval --real {recipe.dataset} --fake {run_dir}/<run>/network-snapshot-<kimg>.pkl --trust-pickle "

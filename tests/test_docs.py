@@ -38,3 +38,11 @@ def test_ddgan_doc_example_trains_and_samples_with_T_generator_calls():
     exec(compile(example, "docs/ddgan.md", "exec"), namespace)
     assert namespace["samples"].shape == (500, 2) and torch.isfinite(namespace["samples"]).all()
     assert torch.isfinite(namespace["loss_d"]) and torch.isfinite(namespace["loss_g"])
+
+
+def test_every_example_of_the_losses_page_runs():
+    examples = fenced("python", (ROOT / "docs" / "losses.md").read_text())
+    assert len(examples) == 3
+    for example in examples:
+        assert len(example.strip().splitlines()) <= 25
+        exec(compile(example, "docs/losses.md", "exec"), {})

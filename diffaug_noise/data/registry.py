@@ -81,6 +81,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
     DatasetSpec("afhq_dog", 512, "image_folder", _AFHQ.format("dog")),
     DatasetSpec("afhq_wild", 512, "image_folder", _AFHQ.format("wild")),
     DatasetSpec("ffhq", 1024, "image_folder", _FFHQ),
+    DatasetSpec("ffhq_256", 256, "image_folder", _FFHQ),  # the whole set at 256 px (R3GAN's FFHQ-256, StyleGAN2's paper256)
+    DatasetSpec("ffhq_64", 64, "image_folder", _FFHQ),  # the whole set at 64 px (R3GAN's FFHQ-64)
     DatasetSpec("digits", 8, "sklearn_digits",
                 "bundled with scikit-learn (pip install 'diffaug-noise[digits]'), no download: diffaug-noise data prepare digits"),
     *[DatasetSpec(f"ffhq_{label}", 256, "image_folder", _FFHQ, subset=n, parent="ffhq")

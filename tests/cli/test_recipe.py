@@ -19,8 +19,9 @@ def test_list_shows_every_row_with_the_papers_fid():
         line = next(line for line in result.output.splitlines() if line.startswith(recipe.row + " "))
         assert line.split()[4] == fid
     assert {r.model for r in RECIPES.values()} == {"Diffusion-StyleGAN2", "Diffusion-ProjectedGAN", "Diffusion-InsGen",
-                                                    "Diffusion-StyleGAN3-T", "Diffusion-StyleGAN3-R"}
-    assert all((r.paper_fid is None) == (r.adapter == "stylegan3") for r in RECIPES.values())  # the paper has no StyleGAN3
+                                                    "Diffusion-StyleGAN3-T", "Diffusion-StyleGAN3-R", "Diffusion-R3GAN"}
+    # the paper has no StyleGAN3 or R3GAN rows
+    assert all((r.paper_fid is None) == (r.adapter in ("stylegan3", "r3gan")) for r in RECIPES.values())
     assert RECIPES["stylegan2-lsun-bedroom"].gpu_days == pytest.approx((1 + 11 / 24) * 8)  # upstream's 8-V100 table
     assert RECIPES["stylegan3-t-afhq-cat"].gpu_days == pytest.approx(18.47 * 25_000 * 8 / 86_400)  # stylegan3's table
 

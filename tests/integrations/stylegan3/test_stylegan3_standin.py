@@ -212,3 +212,14 @@ def test_bench_upstream_times_stylegan3_with_and_without_the_adapter(tmp_path):
     assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
     assert "Diffusion" not in (pathlib.Path(baseline["run_dir"]) / "training_options.json").read_text()
     assert "stylegan3.DiffusionDiscriminator" in (pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text()
+
+
+def test_the_drift_guard_speaks_once_on_the_tick_line_and_in_the_stats(tmp_path, recorded, capsys):
+    """Target 1 with a D at its random start: r_d far below it while T sits at t_min, every adjustment."""
+    D, loss, reports = train(tmp_path, "--cfg", "stylegan2", "--aug", "noaug", "--kimg", "0.064", target=1.0,
+                             drift_updates=2)
+    ticks = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tick ")]
+    flagged = [line for line in ticks if "| drift guard: T has stayed at t_min = 10 for 2 adjustments" in line]
+    assert len(flagged) == 1 and ticks.index(flagged[0]) > 0  # once, from the tick after it spoke
+    assert loss.controller.drift is not None and reports["Diffusion/pinned"][-1] == -1.0
+    assert reports["Diffusion/pinned"][3] == -1.0  # the first adjustment already counted as stuck
