@@ -36,6 +36,27 @@ def tiny_dataset(out):  # 64 random 32x32 images under out/src, prepared once as
         for i in range(64):
             PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src / f"{i}.png")
     return prepare("tiny", src, out=out / "tiny-32x32.zip", resolution=32).path
+
+
+def small_grid(grid):  # upstream's start-up image grid cut to 2x2 (test-only: it draws up to 1,024 fakes)
+    def setup_snapshot_image_grid(training_set, random_seed=0):
+        _, images, labels = grid(training_set, random_seed)
+        return (2, 2), images[:4], labels[:4]
+    return setup_snapshot_image_grid
+
+
+def run_report(run_dir, D, batch, wall, **extra):  # what every real-upstream run reports, as one JSON line
+    import json
+    stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
+    ticks = [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")]
+    progress = [[s[k]["mean"] for k in ("Progress/tick", "Progress/kimg", "Progress/augment") if k in s] for s in stats]
+    print(json.dumps({"p": D.noise.p, "T": D.noise.T, "class": type(D).__name__, "wall_s": wall,
+                      "sec_per_iteration": min(sec_per_kimg) * batch / 1000, "progress": progress,
+                      "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
+                      "images_seen": int(getattr(D, "images_seen", 0)), "tick_lines": ticks, "updates": UPDATES,
+                      "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"],
+                      **extra}))
 """
 
 
@@ -84,3 +105,25 @@ def chi_square_pvalue(samples, law):
     keep = law > 0
     expected = law[keep] * counts.sum()
     return stats.chisquare(counts[keep], expected * counts[keep].sum() / expected.sum()).pvalue
+
+
+def train_standin(adapter, standin, args, **options):
+    """Run a stand-in upstream's ``train.main(args)`` under ``adapter``; its (D, loss) and the stats it reported."""
+    with adapter.patched(standin, shims=options.pop("shims", True), **options) as upstream:
+        upstream.main(list(args), standalone_mode=False)
+        D, loss = upstream.RESULTS[-1]
+    from torch_utils import training_stats
+
+    return D, loss, {k: list(v) for k, v in training_stats.REPORTS.items()}
+
+
+def run_dirs(out):
+    """The run folders upstream numbered under ``out``, in order."""
+    return sorted(p for p in pathlib.Path(out).iterdir() if p.is_dir())
+
+
+def stats_of(run_dir):
+    """A run folder's stats.jsonl records."""
+    import json
+
+    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]

@@ -49,14 +49,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
         run_dir = sorted(runs.iterdir())[-1]
         with open(run_dir / "network-snapshot.pkl", "rb") as f:
             D = pickle.load(f)["D"]
-        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
-        print(json.dumps({"snapshot": str(run_dir / "network-snapshot.pkl"), "p": D.noise.p, "T": D.noise.T,
-                          "class": type(D).__name__, "d_pos": D.d_pos, "per_channel": D.noise.per_channel,
-                          "iterations": iterations, "wall_s": wall, "sec_per_iteration": min(sec_per_kimg) * 4 / 1000,
-                          "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
-                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
-                          "updates": UPDATES}))
+        run_report(run_dir, D, 4, wall, snapshot=str(run_dir / "network-snapshot.pkl"), d_pos=D.d_pos,
+                   per_channel=D.noise.per_channel, iterations=iterations)
 ''')
 
 

@@ -9,7 +9,7 @@ import torch
 
 import diffaug_noise as dn
 from diffaug_noise.integrations import r3gan
-from helpers import STANDINS, forget_upstream
+from helpers import STANDINS, forget_upstream, run_dirs, stats_of, train_standin
 
 STANDIN = STANDINS / "r3gan"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "legacy", "R3GAN", "pkg_resources")
@@ -23,21 +23,10 @@ def recorded(noise_calls):
 
 
 def train(out, *extra, **options):
-    with r3gan.ADAPTER.patched(STANDIN, shims=True, **options) as upstream:
-        upstream.main(["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--preset", "CIFAR10",
-                       *extra], standalone_mode=False)
-        D, loss = upstream.RESULTS[-1]
-    from torch_utils import training_stats
-
-    return D, loss, {k: list(v) for k, v in training_stats.REPORTS.items()}
+    return train_standin(r3gan.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--preset", "CIFAR10", *extra], **options)
 
 
-def run_dirs(out):
-    return sorted(p for p in pathlib.Path(out).iterdir() if p.is_dir())
-
-
-def stats(run_dir):
-    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+stats = stats_of
 
 
 @pytest.fixture

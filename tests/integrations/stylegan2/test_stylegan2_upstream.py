@@ -54,12 +54,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
                     args[head].inplanes = 32
             return desc, args
 
-        def small_grid(training_set, random_seed=0):
-            _, images, labels = grid(training_set, random_seed)
-            return (2, 2), images[:4], labels[:4]
-
         train.setup_training_loop_kwargs = small
-        training_loop.setup_snapshot_image_grid = small_grid
+        training_loop.setup_snapshot_image_grid = small_grid(grid)
         with adapter.ADAPTER.patched(repo, shims=True, preset=kind, target=-1.0) as train:
             upstream_args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch),
                              "--metrics", "none", "--workers", "1", "--cfg", "auto"]
@@ -75,17 +71,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
         snapshot = sorted(run_dir.glob("network-snapshot-*.pkl"))[-1]
         with open(snapshot, "rb") as f:
             D = pickle.load(f)["D"]
-        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
-        print(json.dumps({"snapshot": str(snapshot), "p": D.noise.p, "T": D.noise.T, "class": type(D).__name__,
-                          "label": type(D.label.embedding).__name__, "iterations": iterations, "wall_s": wall,
-                          "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
-                          "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
-                          "progress": [[s["Progress/tick"]["mean"], s["Progress/kimg"]["mean"], s["Progress/augment"]["mean"]]
-                                       for s in stats], "images_seen": int(D.images_seen),
-                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
-                          "updates": UPDATES,
-                          "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
+        run_report(run_dir, D, batch, wall, snapshot=str(snapshot), label=type(D.label.embedding).__name__,
+                   iterations=iterations)
 ''')
 
 

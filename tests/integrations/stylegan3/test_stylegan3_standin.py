@@ -9,7 +9,7 @@ import torch
 
 import diffaug_noise as dn
 from diffaug_noise.integrations import UpstreamError, kit, stylegan3
-from helpers import STANDINS, forget_upstream
+from helpers import STANDINS, forget_upstream, run_dirs, stats_of, train_standin
 
 STANDIN = STANDINS / "stylegan3"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "legacy", "pkg_resources")
@@ -23,21 +23,10 @@ def recorded(noise_calls):
 
 
 def train(out, *extra, **options):
-    with stylegan3.ADAPTER.patched(STANDIN, shims=True, **options) as upstream:
-        upstream.main(["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--gamma", "1", *extra],
-                      standalone_mode=False)
-        D, loss = upstream.RESULTS[-1]
-    from torch_utils import training_stats
-
-    return D, loss, {k: list(v) for k, v in training_stats.REPORTS.items()}
+    return train_standin(stylegan3.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--gamma", "1", *extra], **options)
 
 
-def run_dirs(out):
-    return sorted(p for p in pathlib.Path(out).iterdir() if p.is_dir())
-
-
-def stats(run_dir):
-    return [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+stats = stats_of
 
 
 def test_every_phase_sees_noise_after_blur_and_augmentation_and_t_reaches_the_label(tmp_path, recorded, monkeypatch):

@@ -40,11 +40,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
                     c.ada_target = ada_target
                 return launch(c, desc, outdir, dry_run)
 
-            def small_grid(training_set, random_seed=0):
-                _, images, labels = grid(training_set, random_seed)
-                return (2, 2), images[:4], labels[:4]
-
-            train.launch_training, training_loop.setup_snapshot_image_grid = small, small_grid
+            train.launch_training, training_loop.setup_snapshot_image_grid = small, small_grid(grid)
             args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch), "--gamma", "1",
                     "--cfg", cfg, "--cbase", "1024", "--cmax", "32", "--map-depth", "2", "--metrics", "none",
                     "--workers", "1", "--mbstd-group", "2"]
@@ -65,17 +61,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
             network = legacy.load_network_pkl(f)
         G, D = network["G_ema"], network["D"]
         images = G(torch.randn(2, G.z_dim), torch.zeros(2, G.c_dim), truncation_psi=1, noise_mode="const")
-        stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
-        sec_per_kimg = [s["Timing/sec_per_kimg"]["mean"] for s in stats[1:]] or [float("nan")]
-        print(json.dumps({"snapshot": str(snapshot), "p": D.noise.p, "T": D.noise.T, "class": type(D).__name__,
-                          "images": list(images.shape), "wall_s": wall, "images_seen": int(D.images_seen),
-                          "sec_per_iteration": min(sec_per_kimg) * batch / 1000,
-                          "progress": [[s["Progress/tick"]["mean"], s["Progress/kimg"]["mean"], s["Progress/augment"]["mean"]]
-                                       for s in stats],
-                          "diffusion_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
-                          "tick_lines": [l for l in (run_dir / "log.txt").read_text().splitlines() if l.startswith("tick ")],
-                          "updates": UPDATES,
-                          "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"]}))
+        run_report(run_dir, D, batch, wall, snapshot=str(snapshot), images=list(images.shape))
 ''')
 
 
@@ -97,7 +83,7 @@ def test_real_stylegan3_trains_snapshots_loads_and_resumes_where_it_stopped(cfg,
     assert whole["class"] == "DiffusionDiscriminator" and whole["images"] == [2, 3, 32, 32]
     assert whole["options"] == "diffaug_noise.integrations.stylegan3.DiffusionDiscriminator"
     assert whole["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in whole["tick_lines"])
-    assert len(whole["updates"]) == 3 and whole["diffusion_reported"]
+    assert len(whole["updates"]) == 3 and whole["diffusion_p_reported"]
     step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000); target -1 moves p up unless r_d is -1 exactly
     assert whole["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in whole["updates"]))
     part = _run(cfg, repo, tmp_path, iterations=5, runs="part", ada_target=-2.0)
