@@ -10,8 +10,8 @@ import click
 
 from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.data import DatasetError
-from diffaug_noise.digits import METHODS, DigitsConfig, train_digits
-from diffaug_noise.digits.networks import CONDITIONINGS
+from diffaug_noise.demos.digits import METHODS, DigitsConfig, train_digits
+from diffaug_noise.demos.digits.networks import CONDITIONINGS
 from diffaug_noise.extras import require
 from diffaug_noise.timesteps import T_DISTS
 

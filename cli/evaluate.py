@@ -5,7 +5,7 @@ import pathlib
 
 import click
 
-from diffaug_noise.protocols import METRICS, PROTOCOLS
+from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
 
 from .io import DATA_ROOT_HELP, check_device, comma_list, write_json
 
@@ -54,9 +54,9 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     (the error message names the folder).
     """
     from diffaug_noise.data import DatasetError
-    from diffaug_noise.evaluation import EvaluationError, evaluate  # first: a missing torch-fidelity names its extra
+    from diffaug_noise.metrics.evaluation import EvaluationError, evaluate  # first: a missing torch-fidelity names its extra
 
-    from diffaug_noise.digits import fidelity
+    from diffaug_noise.demos.digits import fidelity
 
     fidelity.register()
     check_device(device)

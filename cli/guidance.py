@@ -6,7 +6,7 @@ import pathlib
 import click
 
 from diffaug_noise.extras import require
-from diffaug_noise.toy.guidance import CLASSES, GuidanceConfig, train_guidance
+from diffaug_noise.demos.guidance import CLASSES, GuidanceConfig, train_guidance
 
 from . import plots
 from .io import check_device, ensure_outdir

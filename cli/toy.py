@@ -7,7 +7,7 @@ import click
 
 from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.extras import require
-from diffaug_noise.toy import METHODS, ToyConfig, train_toy
+from diffaug_noise.demos.toy import METHODS, ToyConfig, train_toy
 
 from . import plots
 from .io import check_device, comma_list, ensure_outdir

@@ -13,7 +13,7 @@ CORE = pathlib.Path(dn.__file__).parent
 
 
 def test_importing_the_core_pulls_in_no_cli_plotting_or_metrics_packages():
-    code = ("import sys, diffaug_noise, diffaug_noise.toy, diffaug_noise.digits, diffaug_noise.data, diffaug_noise.checkpoint; "
+    code = ("import sys, diffaug_noise, diffaug_noise.demos.toy, diffaug_noise.demos.digits, diffaug_noise.data, diffaug_noise.checkpoint; "
             "bad = [m for m in ('click', 'matplotlib', 'torch_fidelity', 'lmdb', 'PIL', 'sklearn', 'triton', 'diffaug_noise.cli', "
             "'diffaug_noise.integrations') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

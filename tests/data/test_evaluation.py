@@ -18,7 +18,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: 
 
 from helpers import fid_reference  # noqa: E402
 from diffaug_noise.cli.main import main  # noqa: E402
-from diffaug_noise.evaluation import EvaluationError, evaluate  # noqa: E402
+from diffaug_noise.metrics.evaluation import EvaluationError, evaluate  # noqa: E402
 
 EXTRACTOR = "test-random-conv"
 

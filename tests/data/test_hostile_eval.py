@@ -15,8 +15,8 @@ from PIL import Image
 pytest.importorskip("torch_fidelity")
 
 from diffaug_noise.cli.main import main  # noqa: E402
-from diffaug_noise.digits import classifier, fidelity  # noqa: E402
-from diffaug_noise.evaluation import EvaluationError, evaluate, real_cache_name  # noqa: E402
+from diffaug_noise.demos.digits import classifier, fidelity  # noqa: E402
+from diffaug_noise.metrics.evaluation import EvaluationError, evaluate, real_cache_name  # noqa: E402
 
 
 class Payload:

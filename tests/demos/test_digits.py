@@ -11,9 +11,9 @@ from helpers import fid_reference
 from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8
-from diffaug_noise.digits import DigitsConfig, load_classifier, train_classifier
-from diffaug_noise.digits import classifier as classifier_module
-from diffaug_noise.frechet import feature_statistics, frechet_distance
+from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier
+from diffaug_noise.demos.digits import classifier as classifier_module
+from diffaug_noise.metrics.frechet import feature_statistics, frechet_distance
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -203,7 +203,7 @@ def test_run_digits_writes_metrics_plots_and_samples(short_run):
 
 def test_a_run_does_not_depend_on_the_other_methods_beside_it(data_root):
     """Same data, latents and initial weights per seed whatever else trains in the batch."""
-    from diffaug_noise.digits import train_digits
+    from diffaug_noise.demos.digits import train_digits
 
     settings = dict(steps=30, eval_every=10, seeds=(1,), eval_samples=300)
     alone = train_digits(DigitsConfig(methods=("diffusion",), **settings), classifier_cache=data_root)

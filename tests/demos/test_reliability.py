@@ -55,7 +55,7 @@ def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
     kill_at = random.Random(os.urandom(8)).choice([i for i in range(31, 240) if i % 30])
     script = textwrap.dedent(f"""
         import os, signal
-        from diffaug_noise.toy import ToyConfig, train_toy
+        from diffaug_noise.demos.toy import ToyConfig, train_toy
         def on_step(it):
             if it == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -237,7 +237,7 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     kill_at = random.Random(os.urandom(8)).choice([s for s in range(26, 120) if s % 25])
     script = textwrap.dedent(f"""
         import os, signal
-        from diffaug_noise.digits import DigitsConfig, train_digits
+        from diffaug_noise.demos.digits import DigitsConfig, train_digits
         config = DigitsConfig(steps=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
         def on_step(step, scores):
             if step == {kill_at}:

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from diffaug_noise.toy import grid_means, mode_metrics, sample_grid
-from diffaug_noise.toy.ensemble import EnsembleMLP
+from diffaug_noise.demos.toy import grid_means, mode_metrics, sample_grid
+from diffaug_noise.demos.ensemble import EnsembleMLP
 
 MEANS = grid_means(5, 2.0)
 
@@ -72,7 +72,7 @@ def test_ensemble_members_train_independently():
 def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exactly(tmp_path):
     import dataclasses
 
-    from diffaug_noise.toy import ToyConfig, train_toy
+    from diffaug_noise.demos.toy import ToyConfig, train_toy
 
     config = ToyConfig(iters=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4)
     whole = train_toy(config)

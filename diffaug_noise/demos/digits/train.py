@@ -25,13 +25,13 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
-from ..controller import AdaptiveController
-from ..data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
-from ..frechet import feature_statistics, frechet_distance
-from ..noise import DiffusionNoise
-from ..timesteps import T_DISTS
-from ..toy.train import member_inputs, summarize
+from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
+from ...controller import AdaptiveController
+from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
+from ...metrics.frechet import feature_statistics, frechet_distance
+from ...noise import DiffusionNoise
+from ...timesteps import T_DISTS
+from ..training import member_inputs, summarize
 from .classifier import load_classifier
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 

@@ -9,7 +9,7 @@ calls it; the metrics never import a demo).
 
 Example:
     >>> register()
-    >>> from diffaug_noise.evaluation import FEATURE_EXTRACTORS
+    >>> from diffaug_noise.metrics.evaluation import FEATURE_EXTRACTORS
     >>> FEATURE_EXTRACTORS[NAME].cls.get_default_feature_layer_for_metric("fid")
     'features'
 """
@@ -57,7 +57,7 @@ def _build(name, features_list, weights=None, cache_dir=None, trust_pickle=False
 
 
 def register() -> None:
-    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.evaluation.evaluate` (idempotent)."""
-    from ..evaluation import register_feature_extractor
+    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.metrics.evaluation.evaluate` (idempotent)."""
+    from ...metrics.evaluation import register_feature_extractor
 
     register_feature_extractor(NAME, DigitsFeatureExtractor, _build)

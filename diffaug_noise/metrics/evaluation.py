@@ -69,18 +69,18 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .extras import require
+from ..extras import require
 
 torch_fidelity = require("torch_fidelity", "eval")
 from torch_fidelity import metric_fid, metric_kid, metric_prc, utils as fidelity_utils  # noqa: E402
 from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
-from .checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error, write_atomic  # noqa: E402
-from .data import prepare  # noqa: E402
-from .data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
-from .data.registry import data_root as data_root_of  # noqa: E402
-from .data.sources import ImageDataset  # noqa: E402
+from ..checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error, write_atomic  # noqa: E402
+from ..data import prepare  # noqa: E402
+from ..data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
+from ..data.registry import data_root as data_root_of  # noqa: E402
+from ..data.sources import ImageDataset  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
 
 INCEPTION = "inception-v3-compat"
@@ -188,7 +188,7 @@ def _spec(name: str) -> FeatureExtractorSpec:
     if name in FEATURE_EXTRACTORS_REGISTRY:
         return FeatureExtractorSpec(FEATURE_EXTRACTORS_REGISTRY[name], _plain)
     raise EvaluationError(f"unknown feature extractor {name!r}; choose one of {', '.join(sorted(FEATURE_EXTRACTORS))} "
-                          f"(or register one with diffaug_noise.evaluation.register_feature_extractor)")
+                          f"(or register one with diffaug_noise.metrics.evaluation.register_feature_extractor)")
 
 
 def evaluate(

@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conditioning import AdaGroupNorm, TimestepEmbedding
-from ..guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
-from .grid import grid_means, sample_grid
+from ...conditioning import AdaGroupNorm, TimestepEmbedding
+from ...guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
+from ..grid import grid_means, sample_grid
 
 CLASSES = 5  # the grid's rows
 METRICS = ("class_precision", "within_class_coverage", "hq_share")

@@ -14,9 +14,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..conditioning import TimestepEmbedding
-from ..ddgan import DenoisingChain
-from .ensemble import EnsembleMLP
+from ...conditioning import TimestepEmbedding
+from ...ddgan import DenoisingChain
+from ..ensemble import EnsembleMLP
 
 
 class DdganEnsemble:

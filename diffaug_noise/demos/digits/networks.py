@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..conditioning import TimestepEmbedding
-from ..toy.ensemble import EnsembleMLP
+from ...conditioning import TimestepEmbedding
+from ..ensemble import EnsembleMLP
 
 CONDITIONINGS = ("projection", "film")
 _leaky = functools.partial(F.leaky_relu, negative_slope=0.2)

@@ -17,13 +17,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
-from ..conditioning import TimestepEmbedding
-from ..controller import AdaptiveController
-from ..noise import DiffusionNoise
+from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
+from ...conditioning import TimestepEmbedding
+from ...controller import AdaptiveController
+from ...noise import DiffusionNoise
 from .ddgan import DdganEnsemble
-from .ensemble import EnsembleMLP
-from .grid import grid_means, mode_metrics, sample_grid
+from ..ensemble import EnsembleMLP
+from ..grid import grid_means, mode_metrics, sample_grid
+from ..training import member_inputs, summarize
 
 METHODS = ("plain", "fixed", "diffusion", "ddgan")
 METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
@@ -72,20 +73,6 @@ class ToyConfig:
             raise ValueError(f"need iters >= 1 and at least one seed; got iters={self.iters}, seeds={list(self.seeds)}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1; got {self.threads}")
-
-
-def member_inputs(x, noise, instance_sigma: float, generator):
-    """What D sees for one member of the demos' ensembles: ``(y, t)``.
-
-    With a :class:`~diffaug_noise.DiffusionNoise`, ``noise(x)``; without, ``t = 0`` and ``x`` plus
-    Gaussian instance noise of std ``instance_sigma`` (0: the clean ``x``, the plain GAN).
-    """
-    if noise is not None:
-        return noise(x, generator=generator)
-    t = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-    if instance_sigma:
-        return x + instance_sigma * torch.randn(x.shape, device=x.device, generator=generator), t
-    return x, t
 
 
 def train_toy(
@@ -252,22 +239,10 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         "config": dataclasses.asdict(config),
         "wall_seconds": wall,
         "runs": runs,
-        "summary": summarize(runs, config.methods),
+        "summary": summarize(runs, config.methods, METRICS),
         "history": {"iteration": history["iteration"],
                     "T": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["T"].items()},
                     "r_d": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["r_d"].items()}},
         "samples": {f"{m}/seed{s}": samples[k] for k, (m, s) in enumerate(members)},
         "real": sample_grid(config.eval_samples, means, config.std, torch.Generator().manual_seed(50_000)),
     }
-
-
-def summarize(runs: list[dict], methods, metrics=METRICS) -> dict:
-    """Median, min and max over seeds of each of ``metrics``, per method (the digits demo uses it too)."""
-    out = {}
-    for method in methods:
-        rows = [r for r in runs if r["method"] == method]
-        out[method] = {
-            key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows), "max": max(r[key] for r in rows)}
-            for key in metrics
-        }
-    return out

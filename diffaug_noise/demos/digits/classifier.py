@@ -2,7 +2,7 @@
 
 InceptionV3 knows nothing of 8x8 grey digits and cannot be downloaded here, so the score uses
 a network that does: an MLP ``64 → 256 → 64 → 10`` (ReLU) trained on scikit-learn's digits.
-FD_digits is the Fréchet distance (:mod:`diffaug_noise.frechet`) between its 64 penultimate
+FD_digits is the Fréchet distance (:mod:`diffaug_noise.metrics.frechet`) between its 64 penultimate
 features of generated and real digits, exactly as FID is for InceptionV3's pool features.
 
 The classifier is trained once, deterministically from ``seed`` (full-batch Adam, no data order
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..data.digits import NATIVE_RESOLUTION, NUM_CLASSES, load_digits
-from ..data.registry import data_root
+from ...checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ...data.digits import NATIVE_RESOLUTION, NUM_CLASSES, load_digits
+from ...data.registry import data_root
 
 VERSION = 2  # bump when the architecture or the training recipe changes: old caches are then ignored
 FEATURES = 64  # width of the penultimate layer, the features FD_digits is computed on

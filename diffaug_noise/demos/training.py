@@ -1,0 +1,36 @@
+"""What the demos' training loops share: what D sees per ensemble member, and the spread of results over seeds.
+
+Every demo trains its (method, seed) runs as members of one batched ensemble (:mod:`.ensemble`), so
+one seed's runs share data, latents and initial weights whatever the method.
+"""
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+
+def member_inputs(x, noise, instance_sigma: float, generator):
+    """What D sees for one member of the demos' ensembles: ``(y, t)``.
+
+    With a :class:`~diffaug_noise.DiffusionNoise`, ``noise(x)``; without, ``t = 0`` and ``x`` plus
+    Gaussian instance noise of std ``instance_sigma`` (0: the clean ``x``, the plain GAN).
+    """
+    if noise is not None:
+        return noise(x, generator=generator)
+    t = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    if instance_sigma:
+        return x + instance_sigma * torch.randn(x.shape, device=x.device, generator=generator), t
+    return x, t
+
+
+def summarize(runs: list[dict], methods, metrics) -> dict:
+    """Median, min and max over seeds of each of ``metrics``, per method."""
+    out = {}
+    for method in methods:
+        rows = [r for r in runs if r["method"] == method]
+        out[method] = {
+            key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows), "max": max(r[key] for r in rows)}
+            for key in metrics
+        }
+    return out
