@@ -18,7 +18,7 @@ from .conditioning import (
 from .controller import SIGNALS, AdaptiveController, relativistic_target
 from .noise import DiffusionNoise
 from .presets import PRESETS
-from .schedules import SCHEDULES, beta_schedule, diffusion_tables
+from .schedules import SCHEDULES, alphas_cumprod, beta_schedule, diffusion_tables, posterior_variance
 from . import theory
 from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
 
@@ -36,8 +36,10 @@ __all__ = [
     "TimestepEmbedding",
     "TimestepLabel",
     "TimestepProjectionHead",
+    "alphas_cumprod",
     "beta_schedule",
     "diffusion_tables",
+    "posterior_variance",
     "projected_gan_clean_prob",
     "relativistic_target",
     "theory",

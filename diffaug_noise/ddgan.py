@@ -41,8 +41,9 @@ import torch
 from torch import nn
 
 from .conditioning import TimestepConditionedDiscriminator
+from .schedules import alphas_cumprod, posterior_variance
 
-SCHEDULES = ("vp", "geometric")
+VARIANCE_SCHEDULES = ("vp", "geometric")  # of the continuous variance the betas come from (the core's SCHEDULES are others)
 EPS_SMALL = 1e-3  # the official code's smallest diffusion time
 DUMMY_BETA = 1e-8  # the official code's extra first beta
 LOG_VARIANCE_FLOOR = 1e-20  # the official clip of the posterior variance before its log
@@ -74,8 +75,8 @@ class DenoisingChain(nn.Module):
         super().__init__()
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be an int >= 1 (denoising steps); got {T!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if schedule not in VARIANCE_SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(VARIANCE_SCHEDULES)}")
         for name, value in (("beta_min", beta_min), ("beta_max", beta_max)):
             if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
@@ -91,7 +92,7 @@ class DenoisingChain(nn.Module):
         if not bool(((betas[1:] > 0) & (betas[1:] < 1)).all()):
             raise ValueError(f"beta_min={beta_min}, beta_max={beta_max} give betas outside (0, 1) over {T} steps: "
                              f"{betas[1:].tolist()}; choose a schedule whose variance grows and stays below 1")
-        abar = torch.cumprod(1.0 - betas, 0)
+        abar = alphas_cumprod(betas[1:])  # the core's tables of the forward chain, t = 0..T
         abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
         one_minus = (1.0 - abar).clamp(min=torch.finfo(torch.float64).tiny)  # index 0 only: 0 there
         step = torch.arange(T + 1) > 0
@@ -104,7 +105,7 @@ class DenoisingChain(nn.Module):
             "sqrt_betas": betas.sqrt(),
             "posterior_mean_coef1": torch.where(step, betas * abar_prev.sqrt() / one_minus, 0.0),
             "posterior_mean_coef2": torch.where(step, (1.0 - abar_prev) * (1.0 - betas).sqrt() / one_minus, 0.0),
-            "posterior_variance": torch.where(step, betas * (1.0 - abar_prev) / one_minus, 0.0),
+            "posterior_variance": posterior_variance(betas[1:]),
         }
         tables["posterior_log_variance_clipped"] = tables["posterior_variance"].clamp(min=LOG_VARIANCE_FLOOR).log()
         for name, table in tables.items():

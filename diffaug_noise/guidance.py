@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .schedules import beta_schedule
+from .schedules import beta_schedule, diffusion_tables, posterior_variance
 
 
 def noisy_classifier_loss(classifier, noise, x: torch.Tensor, y: torch.Tensor,
@@ -99,14 +99,12 @@ class AncestralChain(nn.Module):
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be an int >= 1; got {T!r}")
         self.T = T
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64), beta_schedule(schedule, T)])  # index 0: no step
-        abar = torch.cumprod(1 - betas, 0)
-        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
-        self.register_buffer("betas", betas)
-        self.register_buffer("sqrt_abar", abar.sqrt())
-        self.register_buffer("sqrt_one_minus_abar", (1 - abar).sqrt())
-        self.register_buffer("posterior_variance", torch.where(torch.arange(T + 1) > 0,
-                                                               betas * (1 - abar_prev) / (1 - abar).clamp(min=1e-300), 0.0))
+        betas = beta_schedule(schedule, T)
+        sqrt_abar, sqrt_one_minus_abar = diffusion_tables(betas)  # the core's tables of the forward chain
+        self.register_buffer("betas", torch.cat([torch.zeros(1, dtype=torch.float64), betas]))  # index 0: no step
+        self.register_buffer("sqrt_abar", sqrt_abar)
+        self.register_buffer("sqrt_one_minus_abar", sqrt_one_minus_abar)
+        self.register_buffer("posterior_variance", posterior_variance(betas))
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return table[t].to(x.dtype).view(-1, *([1] * (x.ndim - 1)))

@@ -71,20 +71,46 @@ def beta_schedule(
     return 1 - torch.exp(-b_min / T - 0.5 * (b_max - b_min) * (2 * k - 1) / T**2)
 
 
-def diffusion_tables(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Return ``(sqrt(abar), sqrt(1 - abar))`` over ``t = 0..T`` (length ``T+1``, index 0 = clean).
-
-    ``abar_0 = 1`` and ``abar_t = prod_{s<=t} (1 - beta_s)``, computed in float64.
+def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
+    r"""``abar_t = prod_{s<=t} (1 - beta_s)`` over ``t = 0..T`` (length ``T+1``, ``abar_0 = 1``), in float64.
 
     Example:
-        >>> a, b = diffusion_tables(torch.tensor([0.19], dtype=torch.float64))
-        >>> [round(v, 6) for v in a.tolist()], [round(v, 6) for v in b.tolist()]
-        ([1.0, 0.9], [0.0, 0.43589])
+        >>> alphas_cumprod(torch.tensor([0.5, 0.5], dtype=torch.float64)).tolist()
+        [1.0, 0.5, 0.25]
     """
     betas = betas.to(torch.float64)
     if betas.ndim != 1 or betas.numel() < 1:
         raise ValueError(f"betas must be a non-empty 1-D tensor; got shape {tuple(betas.shape)}")
     if not bool(((betas >= 0) & (betas <= 1)).all()):  # also NaN
         raise ValueError(f"betas must lie in [0, 1]; got values from {float(betas.min())} to {float(betas.max())}")
-    abar = torch.cat([betas.new_ones(1), torch.cumprod(1.0 - betas, dim=0)])
+    return torch.cat([betas.new_ones(1), torch.cumprod(1.0 - betas, dim=0)])
+
+
+def diffusion_tables(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Return ``(sqrt(abar), sqrt(1 - abar))`` over ``t = 0..T`` (length ``T+1``, index 0 = clean).
+
+    ``abar_0 = 1`` and ``abar_t = prod_{s<=t} (1 - beta_s)`` (:func:`alphas_cumprod`), in float64.
+
+    Example:
+        >>> a, b = diffusion_tables(torch.tensor([0.19], dtype=torch.float64))
+        >>> [round(v, 6) for v in a.tolist()], [round(v, 6) for v in b.tolist()]
+        ([1.0, 0.9], [0.0, 0.43589])
+    """
+    abar = alphas_cumprod(betas)
     return abar.sqrt(), (1.0 - abar).clamp_min(0.0).sqrt()
+
+
+def posterior_variance(betas: torch.Tensor) -> torch.Tensor:
+    r"""The variance of ``q(x_{t-1} | x_t, x_0)`` over ``t = 0..T``: ``beta_t (1 - abar_{t-1}) / (1 - abar_t)``, 0 at ``t = 0``.
+
+    The reverse step's variance of DDPM (Ho et al. 2020) and of Denoising Diffusion GAN's posterior;
+    0 at ``t = 1`` too, where ``x_0`` comes back exactly.
+
+    Example:
+        >>> [round(v, 6) for v in posterior_variance(torch.tensor([0.1, 0.2], dtype=torch.float64)).tolist()]
+        [0.0, 0.0, 0.071429]
+    """
+    abar = alphas_cumprod(betas)
+    betas = torch.cat([betas.new_zeros(1, dtype=torch.float64), betas.to(torch.float64)])
+    one_minus = (1.0 - abar).clamp(min=torch.finfo(torch.float64).tiny)  # 0 at t = 0 only
+    return torch.where(torch.arange(len(abar)) > 0, betas * (1.0 - torch.cat([abar[:1], abar[:-1]])) / one_minus, 0.0)
