@@ -5,7 +5,7 @@ import pathlib
 
 import click
 
-from diffaug_noise.data import DATASETS, DatasetError, prepare
+from diffaug_noise.data import DATASETS, SOURCE_FORMATS, DatasetError, prepare
 from diffaug_noise.data.sources import Limits
 from diffaug_noise.data import data_root as resolve_root
 from diffaug_noise.extras import require
@@ -59,8 +59,10 @@ def list_command(data_root):
               help="Skip a source image whose header declares more pixels (width x height), undecoded: a "
                    "decompression bomb cannot exhaust memory.")
 @click.option("--force", is_flag=True, help="Rebuild the zip even if it is up to date with the source and settings.")
+@click.option("--source-format", type=click.Choice(SOURCE_FORMATS.names()), default=None,
+              help="How to read --source. [default: the registered dataset's (data list shows it), else read from the path]")
 def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed,
-                    max_image_bytes, max_image_pixels, force):
+                    max_image_bytes, max_image_pixels, force, source_format):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
     Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
@@ -89,7 +91,8 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
     try:
         report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform,
                          height=height, labels=labels, max_images=max_images, subset=subset, seed=seed,
-                         on_progress=progress, limits=Limits(max_image_bytes, max_image_pixels), force=force)
+                         on_progress=progress, limits=Limits(max_image_bytes, max_image_pixels), force=force,
+                         source_format=source_format)
     except DatasetError as err:
         raise click.ClickException(str(err))
     finally:

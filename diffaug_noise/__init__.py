@@ -9,7 +9,9 @@ condition the discriminator on the timestep, and let a controller adapt the diff
 >>> y, t = noise(torch.randn(8, 3, 32, 32))
 """
 from .conditioning import (
+    CONDITIONINGS,
     AdaGroupNorm,
+    RawTimestep,
     TimestepConditionedDiscriminator,
     TimestepEmbedding,
     TimestepLabel,
@@ -25,10 +27,12 @@ from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONDITIONINGS",
     "AdaGroupNorm",
     "AdaptiveController",
     "DiffusionNoise",
     "PRESETS",
+    "RawTimestep",
     "SCHEDULES",
     "SIGNALS",
     "T_DISTS",

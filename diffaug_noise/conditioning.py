@@ -10,6 +10,9 @@ Three ways, from least to most invasive for an existing D:
   layer) into a complete ``D(y, t)`` with that head.
 - :class:`AdaGroupNorm`: inside D's (or a classifier's) layers, a GroupNorm whose scale and shift
   come from the embedding of ``t`` (ADM's AdaGN).
+
+:data:`CONDITIONINGS` names them (``embedding``, ``raw``, ``label``, ``projection``, ``film``): the
+adapters and the demos pick a method by name from there.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import math
 
 import torch
 from torch import nn
+
+from .registry import Registry
 
 
 class TimestepEmbedding(nn.Module):
@@ -59,6 +64,20 @@ class TimestepEmbedding(nn.Module):
             raise TypeError(f"t must be a torch.Tensor; got {type(t).__name__}")
         angles = t.to(self.frequencies.dtype).unsqueeze(-1) * self.frequencies
         return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
+
+
+class RawTimestep(nn.Module):
+    """``t`` itself as a ``[B, 1]`` float, for a label input (the official Diffusion-GAN fork's ``t_dim = 1``).
+
+    Example:
+        >>> RawTimestep()(torch.tensor([0, 7])).tolist()
+        [[0.0], [7.0]]
+    """
+
+    dim = 1
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return t.float().view(-1, 1)
 
 
 class TimestepLabel(nn.Module):
@@ -191,3 +210,9 @@ class AdaGroupNorm(nn.Module):
             raise ValueError(f"cond must have shape [B, cond_dim] with B = {h.shape[0]}; got {tuple(cond.shape)}")
         scale, shift = self.modulation(cond).view(h.shape[0], 2, h.shape[1], *([1] * (h.ndim - 2))).unbind(1)
         return self.norm(h) * (1 + scale) + shift
+
+
+CONDITIONINGS = Registry("t-conditioning method")  # name -> the module that makes a D depend on t
+for _name, _module in (("embedding", TimestepEmbedding), ("raw", RawTimestep), ("label", TimestepLabel),
+                       ("projection", TimestepProjectionHead), ("film", AdaGroupNorm)):
+    CONDITIONINGS.register(_name, _module)

@@ -15,16 +15,6 @@ from __future__ import annotations
 
 import importlib
 
-EXTRAS = {
-    "cli": "the command line: click, tqdm",
-    "data": "dataset preparation: lmdb (LSUN), Pillow (images)",
-    "eval": "FID / KID / precision / recall: torch-fidelity",
-    "aug": "augmentation before the noise: kornia",
-    "plot": "figures: matplotlib",
-    "digits": "the digits demo's data: scikit-learn",
-}
-
-
 class MissingExtraError(ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from diffaug_noise.registry import Registry
+
 from .launch import LAUNCHERS, follow_rank_zero, join_group, torchrun_env, torchrun_patches, with_world_size
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
@@ -138,17 +140,14 @@ class Adapter:
                 train.main(args=upstream_args, standalone_mode=False)
 
 
-ADAPTERS: dict[str, Adapter] = {}
+ADAPTERS = Registry("adapter")
 
 
 def register(adapter: Adapter) -> Adapter:
     """Add ``adapter`` to :data:`ADAPTERS` under its name (once); returns it."""
-    if adapter.name in ADAPTERS and ADAPTERS[adapter.name] is not adapter:
-        raise ValueError(f"an adapter named {adapter.name!r} is already registered")
     if not issubclass(adapter.options_class, DiffusionOptions):
         raise TypeError(f"{adapter.name}: options_class must subclass DiffusionOptions")
-    ADAPTERS[adapter.name] = adapter
-    return adapter
+    return ADAPTERS.register(adapter.name, adapter)
 
 
 __all__ = ["ADAPTERS", "Adapter", "UpstreamError", "patched_upstream", "register"]

@@ -49,7 +49,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from diffaug_noise.conditioning import TimestepEmbedding, TimestepLabel
+from diffaug_noise.conditioning import CONDITIONINGS
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
@@ -57,7 +57,7 @@ from .options import DiffusionOptions, knob
 from .patching import broadcast_noise_state, construct, show_on_tick_line
 
 D_PHASES = ("Dmain", "Dboth", "D")  # the phase names of a D step: StyleGAN's, and R3GAN's "D"
-T_LABELS = ("embedding", "raw")
+T_LABELS = ("embedding", "raw")  # names of CONDITIONINGS that encode t for a label input
 
 
 def swap_class(kwargs, our_class: str, **settings):
@@ -153,15 +153,6 @@ class DiffusionLoss:
                 self._stats.report("Diffusion/pinned", float((pinned > 0) - (pinned < 0)))
 
 
-class RawTimestep(nn.Module):
-    """``t`` as a ``[B, 1]`` float: the official fork's label input (``t_dim = 1``)."""
-
-    dim = 1
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return t.float().view(-1, 1)
-
-
 class DiffusionDiscriminator(nn.Module):
     """Upstream's discriminator taking ``t`` through its label input; holds the diffusion noise.
 
@@ -185,9 +176,9 @@ class DiffusionDiscriminator(nn.Module):
                 setattr(self, name, upstream_kwargs[name])
         self.noise = DiffusionNoise(**(noise_kwargs or {}))
         self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))  # counted by DiffusionLoss
-        encoding = (TimestepEmbedding(t_dim, max_period=float(self.noise.t_max) * 2, mlp=False) if t_label == "embedding"
-                    else RawTimestep())
-        self.label = TimestepLabel(encoding)
+        encoding = (CONDITIONINGS["embedding"](t_dim, max_period=float(self.noise.t_max) * 2, mlp=False)
+                    if t_label == "embedding" else CONDITIONINGS[t_label]())
+        self.label = CONDITIONINGS["label"](encoding)
         self.D = construct(upstream_class, c_dim=c_dim + encoding.dim, **upstream_kwargs)
 
     def forward(self, img, c, t=None, **kwargs):
@@ -256,5 +247,5 @@ def _without_resume(train, captured: list, configure):
     return fresh
 
 
-__all__ = ["D_PHASES", "DiffusionDiscriminator", "DiffusionLoss", "RawTimestep", "TimestepLabelOptions",
+__all__ = ["D_PHASES", "DiffusionDiscriminator", "DiffusionLoss", "TimestepLabelOptions",
            "launch_training_patch", "swap_class", "unwrap"]

@@ -33,6 +33,8 @@ import dataclasses
 import inspect
 
 from .adapter import Adapter
+from diffaug_noise.conditioning import RawTimestep  # noqa: F401  (snapshots of earlier versions name it here)
+
 from . import kit
 from .kit import DiffusionDiscriminator, TimestepLabelOptions, swap_class, unwrap
 from .options import knob

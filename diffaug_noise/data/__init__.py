@@ -8,7 +8,7 @@ Importing this package needs only numpy and torch; lmdb and Pillow load when use
 """
 from .prepare import PrepareReport, prepare
 from .registry import DATASETS, ENV_VAR, DatasetError, DatasetSpec, data_root, get_spec, resolve_data
-from .sources import ImageDataset, open_source
+from .sources import SOURCE_FORMATS, ImageDataset, open_source
 
-__all__ = ["DATASETS", "ENV_VAR", "DatasetError", "DatasetSpec", "ImageDataset", "PrepareReport",
+__all__ = ["DATASETS", "ENV_VAR", "SOURCE_FORMATS", "DatasetError", "DatasetSpec", "ImageDataset", "PrepareReport",
            "data_root", "get_spec", "open_source", "prepare", "resolve_data"]

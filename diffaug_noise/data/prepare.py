@@ -47,7 +47,7 @@ from ..checkpoint import remove_stale_temps, write_atomic
 from ..extras import require
 from .lock import exclusive
 from .registry import DATASETS, DatasetError, check_name, data_root
-from .sources import ImageTooLarge, Limits, Oversized, SklearnDigits, decode, open_source
+from .sources import SOURCE_FORMATS, ImageTooLarge, Limits, Oversized, decode, open_source
 
 MANIFEST = "diffaug_noise.json"
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
@@ -83,6 +83,7 @@ def prepare(
     on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
     limits: Limits = Limits(),  # the largest image accepted (declared bytes, header pixels); larger ones are skipped
     force: bool = False,  # rebuild even when the zip is up to date
+    source_format: str | None = None,  # a name of SOURCE_FORMATS (default: the registry's, else read from the path)
 ) -> PrepareReport:
     """Prepare ``source`` as dataset ``name``; see the module docstring for the layout.
 
@@ -127,9 +128,11 @@ def prepare(
     if source is None:
         if spec is None or not spec.bundled:
             raise DatasetError(f"dataset {name!r} needs its downloaded source: pass --source PATH")
-        reader, source_name = SklearnDigits(), "sklearn.datasets.load_digits"
+        reader = SOURCE_FORMATS[spec.source_format](None, limits)
+        source_name = reader.source_name
     else:
-        reader, source_name = open_source(source, limits), str(pathlib.Path(source).expanduser().resolve())
+        reader = open_source(source, limits, source_format or (spec.source_format if spec is not None else None))
+        source_name = str(pathlib.Path(source).expanduser().resolve())
     manifest = {
         "format_version": FORMAT_VERSION, "name": name, "source": source_name,
         "source_format": reader.format, "source_signature": reader.signature(), "resolution": resolution,

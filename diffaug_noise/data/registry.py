@@ -23,6 +23,8 @@ import os
 import pathlib
 import re
 
+from ..registry import Registry
+
 ENV_VAR = "DIFFAUG_NOISE_DATA"
 DEFAULT_ROOT = "~/.cache/diffaug-noise/data"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one path component, no leading dot or dash
@@ -38,7 +40,7 @@ class DatasetSpec:
 
     name: str  # registry key, e.g. "lsun_bedroom"
     resolution: int  # square side of the prepared images
-    source_format: str  # "lsun_lmdb", "image_folder" (folder or zip of images), "cifar10_python" or "sklearn_digits" (bundled)
+    source_format: str  # a name of sources.SOURCE_FORMATS: its reader reads the source ("lsun_lmdb", "image_folder", ...)
     download: str  # where the source comes from (shown when it is missing)
     subset: int | None = None  # limited-data subsets: number of images, drawn by seed
     parent: str | None = None  # the full dataset a subset is drawn from
@@ -47,8 +49,10 @@ class DatasetSpec:
 
     @property
     def bundled(self) -> bool:
-        """True when an installed package holds the source, so ``prepare`` needs no ``--source``."""
-        return self.source_format == "sklearn_digits"
+        """True when an installed package holds the source (its reader says so), so ``prepare`` needs no ``--source``."""
+        from .sources import SOURCE_FORMATS
+
+        return getattr(SOURCE_FORMATS[self.source_format], "bundled", False)
 
     @property
     def filename(self) -> str:
@@ -63,7 +67,8 @@ _AFHQ = ("AFHQ (StarGAN v2): https://github.com/clovaai/stargan-v2 (bash downloa
 _FFHQ = ("FFHQ images1024x1024 from https://github.com/NVlabs/ffhq-dataset (python download_ffhq.py --images); "
          "use the folder images1024x1024")
 
-DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
+DATASETS = Registry("dataset", DatasetError)
+for _spec in [
     DatasetSpec("cifar10", 32, "cifar10_python",
                 "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (the .tar.gz itself or its unpacked folder)"),
     DatasetSpec("celeba", 64, "image_folder",
@@ -87,7 +92,8 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
                 "bundled with scikit-learn (pip install 'diffaug-noise[digits]'), no download: diffaug-noise data prepare digits"),
     *[DatasetSpec(f"ffhq_{label}", 256, "image_folder", _FFHQ, subset=n, parent="ffhq")
       for label, n in [("200", 200), ("500", 500), ("1k", 1000), ("2k", 2000), ("5k", 5000)]],
-]}
+]:
+    DATASETS.register(_spec.name, _spec)
 
 
 def data_root(data_root: str | os.PathLike | None = None) -> pathlib.Path:

@@ -6,8 +6,10 @@
   read with an unpickler that admits only numpy arrays, not arbitrary code.
 - :class:`SklearnDigits`: scikit-learn's bundled digits (no source path: the package holds them).
 
-:func:`open_source` picks the reader from what the path holds. :class:`ImageDataset` reads a
-prepared zip or folder back as uint8 ``[3, H, W]`` tensors (for evaluation).
+:data:`SOURCE_FORMATS` is their registry (a registered dataset's ``source_format`` picks its reader;
+each is built as ``Reader(path, limits)``); :func:`open_source` picks one from what an unregistered
+dataset's path holds. :class:`ImageDataset` reads a prepared zip or folder back as uint8
+``[3, H, W]`` tensors (for evaluation).
 
 Hostile or damaged sources (a shared data root may hold anything) are bounded by :class:`Limits`:
 an entry whose *declared* size (a zip member's header, a file's size, an lmdb value's length)
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from ..extras import require
+from ..registry import Registry
 from .registry import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff", ".gif")
@@ -93,7 +96,8 @@ class LsunLmdb:
         try:
             self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir(), max_readers=8)
         except lmdb.Error as err:
-            raise DatasetError(f"cannot open lmdb {str(path)!r}: {err}; pass the folder that holds data.mdb") from err
+            raise DatasetError(f"cannot open lmdb {str(path)!r}: {err}; pass the folder that holds data.mdb (a folder or "
+                               f"zip of images instead: --source-format image_folder)") from err
         # lmdb maps the file and trusts its meta page: pages past the end of a truncated file are only
         # found when read, as a SIGBUS that kills the process. The meta page says how many pages there are.
         data = path / "data.mdb" if path.is_dir() else path
@@ -241,7 +245,7 @@ class Cifar10Python(LabelledArrays):
     format = "cifar10_python"
     BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, limits: Limits = Limits()):
         self.path = path
         images, labels = [], []
         for raw in self._batches():
@@ -273,10 +277,14 @@ class SklearnDigits(LabelledArrays):
     """scikit-learn's bundled digits (1,797 8x8 images with labels 0-9) as RGB uint8 arrays; no download."""
 
     format = "sklearn_digits"
+    bundled = True  # the installed package holds the source: `data prepare digits` needs no --source
+    source_name = "sklearn.datasets.load_digits"
 
-    def __init__(self):
+    def __init__(self, path=None, limits: Limits = Limits()):
         from .digits import load_digits, to_uint8
 
+        if path is not None:
+            raise DatasetError(f"the digits come with scikit-learn; prepare them without --source (got {str(path)!r})")
         images, labels = load_digits()
         self.images = to_uint8(images).squeeze(1).unsqueeze(-1).expand(-1, -1, -1, 3).numpy()
         self.labels = labels.tolist()
@@ -285,15 +293,22 @@ class SklearnDigits(LabelledArrays):
         return [len(self.images), hashlib.sha256(np.ascontiguousarray(self.images).tobytes()).hexdigest()]
 
 
-def open_source(path: str | os.PathLike, limits: Limits = Limits()):
-    """The reader for ``path``: lmdb if it holds ``*.mdb``, CIFAR-10 batches, else image files."""
+SOURCE_FORMATS = Registry("source format", DatasetError)  # DatasetSpec.source_format -> its reader
+for _reader in (LsunLmdb, ImageFiles, Cifar10Python, SklearnDigits):
+    SOURCE_FORMATS.register(_reader.format, _reader)
+
+
+def open_source(path: str | os.PathLike, limits: Limits = Limits(), source_format: str | None = None):
+    """The reader for ``path``: the ``source_format``'s, else lmdb if it holds ``*.mdb``, CIFAR-10 batches, else image files."""
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"source {str(path)!r} does not exist; pass the downloaded dataset with --source")
+    if source_format is not None:
+        return SOURCE_FORMATS[source_format](path, limits)
     if path.suffix == ".mdb" or (path.is_dir() and any(path.glob("*.mdb"))):
         return LsunLmdb(path, limits)
     if (path.is_dir() and any(path.rglob("data_batch_1"))) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        return Cifar10Python(path)
+        return Cifar10Python(path, limits)
     if path.is_dir() or zipfile.is_zipfile(path):
         return ImageFiles(path, limits)
     raise DatasetError(f"cannot read {str(path)!r}: expected an LSUN lmdb folder, a folder or zip of images, "

@@ -70,6 +70,7 @@ import numpy as np
 import torch
 
 from ..extras import require
+from ..registry import Registry
 
 torch_fidelity = require("torch_fidelity", "eval")
 from torch_fidelity import metric_fid, metric_kid, metric_prc, utils as fidelity_utils  # noqa: E402
@@ -108,7 +109,7 @@ class FeatureExtractorSpec:
     build: Callable  # (name, features_list, weights, cache_dir, trust_pickle) -> an instance of cls
 
 
-FEATURE_EXTRACTORS: dict[str, FeatureExtractorSpec] = {}
+FEATURE_EXTRACTORS = Registry("feature extractor", EvaluationError)
 
 
 def _plain(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
@@ -122,10 +123,7 @@ def register_feature_extractor(name: str, cls: type, build: Callable | None = No
     weights=None, cache_dir=None, trust_pickle=False)`` makes one (default: ``cls(name,
     features_list)``). ``cache_dir`` is the data root, the one place it may cache what it needs.
     """
-    spec = FeatureExtractorSpec(cls, build or _plain)
-    if name in FEATURE_EXTRACTORS and FEATURE_EXTRACTORS[name] != spec:
-        raise ValueError(f"a feature extractor named {name!r} is already registered")
-    FEATURE_EXTRACTORS[name] = spec
+    FEATURE_EXTRACTORS.register(name, FeatureExtractorSpec(cls, build or _plain))
 
 
 def _inception(name, features_list, weights=None, cache_dir=None, trust_pickle=False):

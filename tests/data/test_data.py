@@ -278,10 +278,12 @@ def test_the_registry_lsun_sets_are_the_forks_200k_sets_with_their_transforms(tm
     src.mkdir()
     for i, size in enumerate([(20, 30), (30, 20), (24, 24)]):
         Image.new("RGB", size, (10 * i, 0, 0)).save(src / f"{i}.png")
-    report = prepare("lsun_church", src, out=tmp_path / "c.zip", resolution=16)  # the registry's transform and cap
+    with pytest.raises(DatasetError, match="pass the folder that holds data.mdb .*--source-format image_folder"):
+        prepare("lsun_church", src, out=tmp_path / "c.zip", resolution=16)  # the registry's source format: an lmdb
+    report = prepare("lsun_church", src, out=tmp_path / "c.zip", resolution=16, source_format="image_folder")
     assert report.images == 2 and "1.png" in report.dropped[0]  # the landscape one, as dataset_tool.py drops it
     with zipfile.ZipFile(report.path) as z:
         settings = json.loads(z.read("diffaug_noise.json"))["settings"]
     assert settings["max_images"] == 200_000 and settings["transform"] == "center-crop-wide"
-    full = prepare("lsun_church_full", src, out=tmp_path / "f.zip", resolution=16)
+    full = prepare("lsun_church_full", src, out=tmp_path / "f.zip", resolution=16, source_format="image_folder")
     assert full.images == 3

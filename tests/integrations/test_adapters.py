@@ -115,7 +115,7 @@ def test_every_registered_adapter_keeps_the_contract():
             assert field.metadata["help"] and field.metadata["kind"] is not None, (name, field.name)
         assert callable(adapter.compat_patches(adapter.settings()))
     with pytest.raises(ValueError, match="already registered"):
-        integrations.register(dataclasses.replace(integrations.ADAPTERS["stylegan2"]))
+        integrations.register(dataclasses.replace(integrations.ADAPTERS["stylegan2"], title="another"))
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['noise_sd'\]"):
         integrations.ADAPTERS["stylegan2"].settings(noise_sd=0.1)  # the fork's spelling is a CLI alias only
 

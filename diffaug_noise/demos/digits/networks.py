@@ -24,7 +24,7 @@ from torch import nn
 from ...conditioning import TimestepEmbedding
 from ..ensemble import EnsembleMLP
 
-CONDITIONINGS = ("projection", "film")
+CONDITIONINGS = ("projection", "film")  # the core's CONDITIONINGS names, batched over the ensemble's members here
 _leaky = functools.partial(F.leaky_relu, negative_slope=0.2)
 
 

@@ -85,7 +85,7 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
         saved = pickle.load(f)["D"]
     assert saved.noise.p == D.noise.p > 0 and saved.noise.T == D.noise.T
     assert saved.noise.config() == dn.DiffusionNoise.preset("stylegan2", t_max=20).config()
-    assert isinstance(saved.label.embedding, kit.RawTimestep)  # the fork preset feeds t raw
+    assert isinstance(saved.label.embedding, dn.RawTimestep)  # the fork preset feeds t raw
     with pytest.raises(UpstreamError, match="--trust-pickle"):
         stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)], repo=STANDIN)
     resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.036", "--resume", str(snapshot),
@@ -417,3 +417,10 @@ def test_a_read_only_outdir_for_upstream_is_one_line(tmp_path, recorded, read_on
                                        "--outdir", str(read_only_dir), "--", "--kimg", "0.032"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "Read-only file system" in result.output and "[EROFS]" in result.output and str(read_only_dir) in result.output
+
+
+def test_snapshots_of_earlier_versions_still_unpickle():
+    """Their D and its raw-t label were pickled as stylegan2_ada.DiffusionDiscriminator and stylegan2_ada.RawTimestep."""
+    for name, now in (("DiffusionDiscriminator", kit.DiffusionDiscriminator), ("RawTimestep", dn.RawTimestep)):
+        reference = f"cdiffaug_noise.integrations.stylegan2_ada\n{name}\n.".encode()  # a pickle's global, protocol 0
+        assert pickle.loads(reference) is now
