@@ -7,7 +7,8 @@ import click
 
 from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
 
-from .io import DATA_ROOT_HELP, check_device, comma_list, write_json
+from .io import DATA_ROOT_HELP, check_device, write_json
+from .knobs import comma_list
 
 
 @click.command("eval")

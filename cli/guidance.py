@@ -1,28 +1,15 @@
 """`diffaug-noise run guidance`: classifier guidance with a noise-aware classifier on the 25 Gaussians."""
 from __future__ import annotations
 
-import pathlib
-
 import click
 
+from diffaug_noise.demos.guidance import GuidanceConfig, train_guidance
 from diffaug_noise.extras import require
-from diffaug_noise.demos.guidance import CLASSES, GuidanceConfig, train_guidance
 
 from . import plots
 from .io import check_device, ensure_outdir
+from .knobs import RunFolder, settings_from, with_knobs
 from .report import write_metrics
-
-_DEFAULTS = GuidanceConfig()
-
-
-def _scales(ctx, param, value: str) -> tuple:
-    try:
-        scales = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter(f"scales must be comma-separated numbers; got {value!r}") from None
-    if not scales or any(s < 0 for s in scales):
-        raise click.BadParameter(f"scales must be numbers >= 0; got {value!r}")
-    return scales
 
 
 def format_table(result: dict) -> str:
@@ -37,20 +24,10 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+@with_knobs(GuidanceConfig)
+@with_knobs(RunFolder, only=("outdir",), defaults={"outdir": "guidance-run"})
 @click.command("guidance")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=pathlib.Path), default="guidance-run",
-              help="Folder for metrics.json and guidance.png (created if missing).")
-@click.option("--seeds", "n_seeds", type=click.IntRange(min=1), default=len(_DEFAULTS.seeds), help="Number of seeds (0..K-1).")
-@click.option("--scales", callback=_scales, default=",".join(f"{s:g}" for s in _DEFAULTS.scales), help="Guidance scales s.")
-@click.option("--class", "target_class", type=click.IntRange(0, CLASSES - 1), default=_DEFAULTS.target_class,
-              help="The grid row (class) the samples are guided to.")
-@click.option("--ddpm-iters", type=click.IntRange(min=1), default=_DEFAULTS.ddpm_iters, help="Training steps of the DDPM.")
-@click.option("--classifier-iters", type=click.IntRange(min=1), default=_DEFAULTS.classifier_iters,
-              help="Training steps of the noise-aware classifier.")
-@click.option("--T", "T", type=click.IntRange(min=1), default=_DEFAULTS.T, help="DDPM steps (network calls per sample).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", help="Where to train.")
-@click.option("--threads", type=click.IntRange(min=1), default=_DEFAULTS.threads, help="torch CPU threads (recorded).")
-def guidance_command(out_dir, n_seeds, scales, target_class, ddpm_iters, classifier_iters, T, device, threads):
+def guidance_command(**params):
     """Classifier guidance (Dhariwal & Nichol 2021) with a noise-aware classifier on the 25 Gaussians.
 
     A small DDPM learns the grid; a classifier trained on noised points (conditioned on t through
@@ -58,15 +35,15 @@ def guidance_command(out_dir, n_seeds, scales, target_class, ddpm_iters, classif
     Sampling for one row at growing scales s trades diversity for fidelity: class precision rises
     from about 20 %, within-class coverage falls at large s. Writes metrics.json and guidance.png.
     """
-    check_device(device)
-    config = GuidanceConfig(seeds=tuple(range(n_seeds)), scales=scales, target_class=target_class, ddpm_iters=ddpm_iters,
-                            classifier_iters=classifier_iters, T=T, threads=threads, device=device)
-    out_dir = ensure_outdir(out_dir)
+    config = settings_from(GuidanceConfig, params)
+    check_device(config.device)
+    out_dir = ensure_outdir(params["outdir"])
     tqdm = require("tqdm", "cli").tqdm
-    with tqdm(total=n_seeds * (ddpm_iters + classifier_iters), desc="guidance: train DDPM and classifier", unit="step",
-              leave=False) as bar:
+    total = len(config.seeds) * (config.ddpm_iterations + config.classifier_iterations)
+    with tqdm(total=total, desc="guidance: train DDPM and classifier", unit="it", leave=False) as bar:
         result = train_guidance(config, on_step=lambda: bar.update(1))
-    written = [write_metrics(out_dir, result, ("config", "per_scale", "runs", "wall_seconds", "nfe"), threads, device)]
+    written = [write_metrics(out_dir, result, ("config", "per_scale", "runs", "wall_seconds", "nfe"), config.threads,
+                             config.device)]
     plt = plots.pyplot()
     if plt is not None:
         plots.guidance(plt, result, out_dir / "guidance.png")

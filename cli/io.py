@@ -20,23 +20,14 @@ def check_device(device: str) -> None:
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu", param_hint="--device")
 
 
-def comma_list(value: str, allowed, what: str, param_hint: str | None = None) -> tuple:
-    """``"a, b"`` as ``("a", "b")``, each one of ``allowed``; otherwise a usage error naming the bad ones and the choices."""
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    bad = [v for v in items if v not in allowed]
-    if bad or not items:
-        raise click.BadParameter(f"unknown {what}(s) {bad or value!r}; choose from {', '.join(allowed)}", param_hint=param_hint)
-    return items
-
-
 def ensure_outdir(path: pathlib.Path) -> pathlib.Path:
     """Create ``path`` (and parents) or fail with the reason and the fix."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise click.ClickException(f"cannot create output folder {str(path)!r}: {err.strerror}; pass --out with a writable path")
+        raise click.ClickException(f"cannot create output folder {str(path)!r}: {err.strerror}; pass --outdir with a writable path")
     if not os.access(path, os.W_OK):
-        raise click.ClickException(f"output folder {str(path)!r} is not writable; pass --out with a writable path")
+        raise click.ClickException(f"output folder {str(path)!r} is not writable; pass --outdir with a writable path")
     return path
 
 

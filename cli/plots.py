@@ -42,7 +42,7 @@ def toy_samples(plt, result: dict, path: pathlib.Path) -> None:
         ax.set_xlim(-6, 6)
         ax.set_ylim(-6, 6)
         ax.set_aspect("equal")
-    fig.suptitle(f"25 Gaussians, seed {seed}, {result['config']['iters']} iterations")
+    fig.suptitle(f"25 Gaussians, seed {seed}, {result['config']['iterations']} iterations")
     save(fig, path)
     plt.close(fig)
 
@@ -86,7 +86,7 @@ def digits_samples(plt, result: dict, path: pathlib.Path, per_side: int = 10) ->
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{result['config']['train_size']} training digits, seed {seed}, {result['config']['steps']} steps")
+    fig.suptitle(f"{result['config']['train_size']} training digits, seed {seed}, {result['config']['iterations']} iterations")
     save(fig, path)
     plt.close(fig)
 
@@ -98,11 +98,11 @@ def digits_training(plt, result: dict, path: pathlib.Path) -> None:
     fig, (ax_s, ax_r, ax_T) = plt.subplots(3, 1, figsize=(7.5, 8), sharex=True)
     for name, values in history["score"].items():
         method = name.split("/")[0]
-        ax_s.plot(history["score_step"], values, color=colours[method], lw=1, label=method if name.endswith("/seed%d" % config["seeds"][0]) else None)
+        ax_s.plot(history["score_iteration"], values, color=colours[method], lw=1, label=method if name.endswith("/seed%d" % config["seeds"][0]) else None)
     for name, values in history["r_d"].items():
-        ax_r.plot(history["step"], values, color=colours[name.split("/")[0]], lw=0.7, alpha=0.8)
+        ax_r.plot(history["iteration"], values, color=colours[name.split("/")[0]], lw=0.7, alpha=0.8)
     for name, values in history["T"].items():
-        ax_T.plot(history["step"], values, color=colours[name.split("/")[0]], lw=1)
+        ax_T.plot(history["iteration"], values, color=colours[name.split("/")[0]], lw=1)
     ax_r.axhline(config["target"], color="k", ls="--", lw=1, label=f"target {config['target']}")
     ax_s.set_yscale("log")
     ax_s.set_ylabel("FD_digits (lower is better)")

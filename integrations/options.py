@@ -1,7 +1,7 @@
 """The settings of an adapter: one dataclass, one name per knob, documented once, from CLI flag to constructor.
 
-Each field is a :func:`knob`: its default, its help (shown by ``diffaug-noise run NAME --help``,
-which is generated from these fields), and how the CLI reads it. The shared knobs are the core's
+Each field is a :func:`~diffaug_noise.knobs.knob`: its default, its help (shown by
+``diffaug-noise run NAME --help``, which is generated from these fields), and how the CLI reads it. The shared knobs are the core's
 own names (``sigma``, ``t_dist``, ``t_min``, ``t_max``, ``target``: the arguments of
 :class:`~diffaug_noise.DiffusionNoise` and :class:`~diffaug_noise.AdaptiveController`); the
 official forks' spellings (``--noise-sd``, ``--ts-dist``) are accepted on the command line as
@@ -15,57 +15,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-from numbers import Real
 
 from diffaug_noise.controller import AdaptiveController
+from diffaug_noise.knobs import check_knobs, knob
 from diffaug_noise.noise import DiffusionNoise
 from diffaug_noise.presets import PRESETS, preset_kwargs
 from diffaug_noise.timesteps import T_DISTS
-
-
-def knob(default, help: str, *, kind=None, choices=None, minimum=None, maximum=None, exclusive_minimum=False, aliases=(),
-         preset_part=None):
-    """A settings field with what the CLI needs to show it and :class:`DiffusionOptions` to check it.
-
-    ``kind`` is ``int``, ``float``, ``str``, ``bool`` (an on/off flag) or ``"path"`` (an existing file);
-    ``choices`` restricts the values; ``minimum`` and ``maximum`` bound them (inclusive; with
-    ``exclusive_minimum`` the value must exceed ``minimum``); ``aliases`` are extra CLI spellings; ``preset_part``
-    (``"noise"``/``"controller"``) marks a knob whose ``None`` default takes the preset's value of the
-    same name.
-    """
-    meta = dict(help=help, kind=kind, choices=choices, minimum=minimum, maximum=maximum,
-                exclusive_minimum=exclusive_minimum, aliases=tuple(aliases), preset_part=preset_part)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def check_knob(field, value) -> None:
-    """``value`` fits ``field``'s knob (kind, choices, range), or ``ValueError`` naming it and what is allowed."""
-    meta, name = field.metadata, field.name
-    if value is None and field.default is None:
-        return
-    kind = meta["kind"]
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind == "path":
-        ok = isinstance(value, (str, os.PathLike))
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        what = {bool: "true or false", int: "an int", float: "a finite number"}.get(kind, "a string")
-        raise ValueError(f"{name} must be {what}; got {value!r}")
-    if meta["choices"] and value not in meta["choices"]:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, meta['choices']))}")
-    low, high, open_low = meta["minimum"], meta["maximum"], meta["exclusive_minimum"]
-    if low is not None and (value <= low if open_low else value < low):
-        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}; got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}; got {value!r}")
 
 
 @dataclasses.dataclass
@@ -87,8 +42,7 @@ class DiffusionOptions:
                               minimum=1)
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):  # every knob of every adapter, checked the same way
-            check_knob(field, getattr(self, field.name))
+        check_knobs(self)  # every knob of every adapter, checked as the demos' are
         AdaptiveController(DiffusionNoise(**self.noise_kwargs()), batch_size=1, **self.controller_kwargs())
 
     def _overrides(self, part: str) -> dict:
@@ -103,3 +57,6 @@ class DiffusionOptions:
         """:class:`~diffaug_noise.AdaptiveController` arguments (without the batch size)."""
         return {**preset_kwargs(self.preset, "controller"), **self._overrides("controller"),
                 "drift_updates": self.drift_updates}
+
+
+__all__ = ["DiffusionOptions", "knob"]

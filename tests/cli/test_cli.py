@@ -26,23 +26,26 @@ def test_help_of_every_command_lists_its_options_with_defaults():
         text = invoke(*path, "--help").output
         assert all(option in text for option in options), (path, text)
     toy_help = invoke("run", "toy", "--help").output
-    for option in ["--out", "--iters", "--seeds", "--methods", "--compare / --no-compare", "--device", "--threads"]:
+    for option in ["--outdir, --out", "--iterations, --iters", "--seeds", "--methods", "--device", "--threads",
+                   "--instance-sigma", "--kimg"]:  # every knob of ToyConfig is an option
         assert option in toy_help
     assert "[default: toy-run]" in toy_help
 
 
 def test_run_toy_writes_metrics_and_plots(tmp_path):
     out = tmp_path / "run"
-    result = invoke("run", "toy", "--out", str(out), "--iters", "30", "--seeds", "2", "--methods", "plain,fixed,diffusion")
+    result = invoke("run", "toy", "--outdir", str(out), "--iterations", "30", "--seeds", "2", "--methods",
+                    "plain,instance,diffusion")
     assert result.exit_code == 0, result.output
-    for name in ("plain", "fixed", "diffusion"):
+    for name in ("plain", "instance", "diffusion"):
         assert name in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= {"config", "wall_seconds", "runs", "summary", "history", "environment"}
-    assert metrics["config"]["iters"] == 30 and metrics["environment"]["threads"] == 2
+    assert metrics["config"]["iterations"] == 30 and metrics["environment"]["threads"] == 2
+    assert metrics["config"]["seeds"] == [0, 1]  # a count on the command line, recorded as the seeds
     assert len(metrics["runs"]) == 6
     for run in metrics["runs"]:
-        assert run["method"] in ("plain", "fixed", "diffusion") and run["seed"] in (0, 1)
+        assert run["method"] in ("plain", "instance", "diffusion") and run["seed"] in (0, 1)
         assert 0 <= run["modes_covered"] <= run["modes_hit"] <= 25
         assert 0.0 <= run["hq_share"] <= 1.0
         assert run["wall_seconds"] == pytest.approx(metrics["wall_seconds"] / 6)
@@ -51,7 +54,7 @@ def test_run_toy_writes_metrics_and_plots(tmp_path):
             assert 10 <= run["final_T"] <= 1000 and 0.0 <= run["final_p"] <= 1.0
         else:
             assert run["final_T"] is None
-    assert set(metrics["summary"]) == {"plain", "fixed", "diffusion"}
+    assert set(metrics["summary"]) == {"plain", "instance", "diffusion"}
     assert metrics["summary"]["plain"]["modes_covered"]["min"] <= metrics["summary"]["plain"]["modes_covered"]["median"]
     assert metrics["history"]["iteration"][-1] == 30
     assert set(metrics["history"]["T"]) == {"diffusion/seed0", "diffusion/seed1"}
@@ -71,7 +74,8 @@ def test_run_toy_default_compares_plain_and_diffusion(tmp_path):
 def test_run_toy_same_seed_is_reproducible(tmp_path):
     outs = []
     for name in ("a", "b"):
-        assert invoke("run", "toy", "--out", str(tmp_path / name), "--iters", "15", "--seeds", "1", "--no-compare").exit_code == 0
+        assert invoke("run", "toy", "--out", str(tmp_path / name), "--iters", "15", "--seeds", "1", "--methods",
+                      "diffusion").exit_code == 0
         runs = json.loads((tmp_path / name / "metrics.json").read_text())["runs"]
         outs.append([{k: v for k, v in r.items() if k != "wall_seconds"} for r in runs])
     assert outs[0] == outs[1] and [r["method"] for r in outs[0]] == ["diffusion"]
@@ -80,7 +84,9 @@ def test_run_toy_same_seed_is_reproducible(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--methods", "plain,wgan"], "unknown method(s) ['wgan']; choose from plain, fixed, diffusion"),
+        (["--methods", "plain,wgan"], "unknown method(s) ['wgan']; choose from plain, instance, diffusion"),
+        (["--target", "1.5"], "1.5 is not in the range -1.0<=x<=1.0"),
+        (["--embed-dim", "7"], "--embed-dim must be even"),
         (["--iters", "0"], "0 is not in the range x>=1"),
         (["--sigma", "0"], "0.0 is not in the range x>0"),
     ],

@@ -168,7 +168,7 @@ def short_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("digits-run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIFFAUG_NOISE_DATA", str(data_root))
-        result = invoke("run", "digits", "--out", str(out), "--steps", "60", "--eval-every", "20", "--seeds", "2",
+        result = invoke("run", "digits", "--outdir", str(out), "--iterations", "60", "--eval-every", "20", "--seeds", "2",
                         "--methods", "plain,instance,diffusion,diffusion-fixed", "--fixed-T", "50", "--save-samples")
     return result, out
 
@@ -192,7 +192,7 @@ def test_run_digits_writes_metrics_plots_and_samples(short_run):
         else:
             assert run["final_T"] is None and run["max_T"] is None
     history = metrics["history"]
-    assert history["score_step"] == [20, 40, 60] and history["step"][-1] == 60
+    assert history["score_iteration"] == [20, 40, 60] and history["iteration"][-1] == 60
     assert set(history["T"]) == {f"{m}/seed{s}" for m in ("diffusion", "diffusion-fixed") for s in (0, 1)}
     assert len(history["r_d"]) == 8 and all(-1 <= v <= 1 for values in history["r_d"].values() for v in values)
     for png in ("samples.png", "training.png"):
@@ -205,7 +205,7 @@ def test_a_run_does_not_depend_on_the_other_methods_beside_it(data_root):
     """Same data, latents and initial weights per seed whatever else trains in the batch."""
     from diffaug_noise.demos.digits import train_digits
 
-    settings = dict(steps=30, eval_every=10, seeds=(1,), eval_samples=300)
+    settings = dict(iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
     alone = train_digits(DigitsConfig(methods=("diffusion",), **settings), classifier_cache=data_root)
     beside = train_digits(DigitsConfig(methods=("plain", "diffusion"), **settings), classifier_cache=data_root)
     torch.testing.assert_close(alone["history"]["score"]["diffusion/seed1"], beside["history"]["score"]["diffusion/seed1"],

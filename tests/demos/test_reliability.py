@@ -19,11 +19,11 @@ from diffaug_noise.checkpoint import CheckpointError, load_checkpoint, save_chec
 from diffaug_noise.cli.main import main
 
 CLI = [sys.executable, "-c", "from diffaug_noise.cli.main import main; main()"]
-TOY = ["run", "toy", "--iters", "240", "--checkpoint-every", "30", "--methods", "plain,diffusion"]
+TOY = ["run", "toy", "--iterations", "240", "--checkpoint-every", "30", "--methods", "plain,diffusion"]
 
 
 def _toy(out, *extra):
-    return subprocess.run(CLI + TOY + ["--out", str(out), *extra], capture_output=True, text=True, timeout=300)
+    return subprocess.run(CLI + TOY + ["--outdir", str(out), *extra], capture_output=True, text=True, timeout=300)
 
 
 def _same_training(a: pathlib.Path, b: pathlib.Path):
@@ -60,7 +60,7 @@ def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
             if it == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)
         os.makedirs({str(killed)!r}, exist_ok=True)
-        train_toy(ToyConfig(iters=240, methods=("plain", "diffusion")), on_step=on_step,
+        train_toy(ToyConfig(iterations=240, methods=("plain", "diffusion")), on_step=on_step,
                   checkpoint={str(killed / 'checkpoint.pt')!r}, checkpoint_every=30)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
@@ -81,7 +81,7 @@ def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(tmp_path):
     save_checkpoint({"iteration": 1}, broken)
     data = broken.read_bytes()[:-40]  # truncated, as by a copy that died
     broken.write_bytes(data)
-    result = CliRunner().invoke(main, ["run", "toy", "--iters", "5", "--out", str(out), "--resume"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "5", "--outdir", str(out), "--resume"])
     assert result.exit_code != 0
     assert "corrupt or truncated" in result.output and "delete it" in result.output
     assert broken.read_bytes() == data
@@ -89,9 +89,9 @@ def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(tmp_path):
 
 def test_resume_with_other_settings_names_them(tmp_path):
     out = tmp_path / "run"
-    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
     before = (out / "metrics.json").read_bytes()
-    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--sigma", "1.5", "--out", str(out), "--resume"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--sigma", "1.5", "--outdir", str(out), "--resume"])
     assert result.exit_code != 0
     assert "sigma: checkpoint 2.0 vs now 1.5" in result.output
     assert (out / "metrics.json").read_bytes() == before  # earlier outputs intact
@@ -99,7 +99,7 @@ def test_resume_with_other_settings_names_them(tmp_path):
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     out = tmp_path / "run"
-    args = ["run", "toy", "--iters", "6", "--out", str(out), "--checkpoint-every", "2"]
+    args = ["run", "toy", "--iterations", "6", "--outdir", str(out), "--checkpoint-every", "2"]
     assert CliRunner().invoke(main, args).exit_code == 0
     first = json.loads((out / "metrics.json").read_text())
     assert CliRunner().invoke(main, args + ["--resume"]).exit_code == 0
@@ -161,7 +161,7 @@ def test_check_finite_raises_and_default_passes_nan_through_in_place():
 
 def _toy_checkpoint(tmp_path):
     out = tmp_path / "run"
-    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
     return out, load_checkpoint(out / "checkpoint.pt")
 
 
@@ -178,7 +178,7 @@ def test_a_safe_but_structurally_wrong_toy_checkpoint_is_one_line(tmp_path, dama
     damage(state)
     save_checkpoint(state, out / "checkpoint.pt")
     before = (out / "checkpoint.pt").read_bytes()
-    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2",
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2",
                                        "--resume"])
     assert result.exit_code == 1 and "Traceback" not in result.output and result.exception.__class__ is SystemExit
     assert "checkpoint" in result.output and ("does not fit this run" in result.output or "lacks" in result.output)
@@ -186,7 +186,7 @@ def test_a_safe_but_structurally_wrong_toy_checkpoint_is_one_line(tmp_path, dama
 
 
 def test_a_full_disk_during_run_toy_is_one_line_and_leaves_no_temp_file(full_disk):
-    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(full_disk), "--checkpoint-every", "2"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(full_disk), "--checkpoint-every", "2"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device (ENOSPC); the disk is full" in result.output and "checkpoint.pt" in result.output
     assert not list(full_disk.glob(".*.tmp"))
@@ -209,7 +209,7 @@ def test_an_injected_full_disk_while_checkpointing_is_one_line(tmp_path, monkeyp
         def __exit__(self, *exc):
             self.file.close()
     monkeypatch.setattr("diffaug_noise.checkpoint.open", FullFile, raising=False)
-    result = CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(tmp_path / "o"), "--checkpoint-every", "2"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(tmp_path / "o"), "--checkpoint-every", "2"])
     assert result.exit_code == 1 and "cannot write" in result.output and "the disk is full" in result.output
 
 
@@ -218,11 +218,11 @@ def test_stale_temp_files_of_a_killed_toy_run_are_removed_by_the_next(tmp_path):
     out.mkdir()
     stale = out / ".checkpoint.pt.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
-    assert CliRunner().invoke(main, ["run", "toy", "--iters", "4", "--out", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
     assert not stale.exists()
 
 
-DIGITS = ["run", "digits", "--steps", "120", "--eval-every", "40", "--checkpoint-every", "25", "--seeds", "2",
+DIGITS = ["run", "digits", "--iterations", "120", "--eval-every", "40", "--checkpoint-every", "25", "--seeds", "2",
           "--methods", "plain,diffusion"]
 
 
@@ -231,14 +231,14 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     """SIGKILL at a random step between checkpoints (drawn afresh on every test run), then --resume: the same run."""
     env = dict(os.environ, DIFFAUG_NOISE_DATA=str(tmp_path / "root"))
     straight = tmp_path / "straight"
-    assert subprocess.run(CLI + DIGITS + ["--out", str(straight)], capture_output=True, timeout=600, env=env).returncode == 0
+    assert subprocess.run(CLI + DIGITS + ["--outdir", str(straight)], capture_output=True, timeout=600, env=env).returncode == 0
 
     killed = tmp_path / "killed"
     kill_at = random.Random(os.urandom(8)).choice([s for s in range(26, 120) if s % 25])
     script = textwrap.dedent(f"""
         import os, signal
         from diffaug_noise.demos.digits import DigitsConfig, train_digits
-        config = DigitsConfig(steps=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
+        config = DigitsConfig(iterations=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
         def on_step(step, scores):
             if step == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -247,10 +247,10 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=600, env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert load_checkpoint(killed / "checkpoint.pt")["step"] == kill_at // 25 * 25  # the last one before the kill
+    assert load_checkpoint(killed / "checkpoint.pt")["iteration"] == kill_at // 25 * 25  # the last one before the kill
     assert not (killed / "metrics.json").exists()
 
-    resumed = subprocess.run(CLI + DIGITS + ["--out", str(killed), "--resume"], capture_output=True, text=True,
+    resumed = subprocess.run(CLI + DIGITS + ["--outdir", str(killed), "--resume"], capture_output=True, text=True,
                              timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming from {killed / 'checkpoint.pt'}" in resumed.stderr
@@ -258,7 +258,7 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     drop = lambda runs: [{k: v for k, v in r.items() if k != "seconds"} for r in runs]  # noqa: E731
     assert drop(ma["runs"]) == drop(mb["runs"]) and ma["history"] == mb["history"]
     ca, cb = (load_checkpoint(d / "checkpoint.pt") for d in (straight, killed))
-    assert ca["step"] == cb["step"] == 120
+    assert ca["iteration"] == cb["iteration"] == 120
     for key in ("G", "D"):
         assert all(torch.equal(ca[key][name], cb[key][name]) for name in ca[key]), key
     assert all(torch.equal(a, b) for a, b in zip(ca["data_gens"] + ca["noise_gens"], cb["data_gens"] + cb["noise_gens"]))

@@ -74,7 +74,7 @@ def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exa
 
     from diffaug_noise.demos.toy import ToyConfig, train_toy
 
-    config = ToyConfig(iters=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4)
+    config = ToyConfig(iterations=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4)
     whole = train_toy(config)
     assert [(r["method"], r["seed"], r["nfe"]) for r in whole["runs"]] == [("plain", 0, 1), ("plain", 1, 1),
                                                                           ("ddgan", 0, 4), ("ddgan", 1, 4)]

@@ -30,6 +30,7 @@ from ...controller import AdaptiveController
 from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
+from ...knobs import check_knobs, knob
 from ...timesteps import T_DISTS
 from ..training import member_inputs, summarize
 from .classifier import load_classifier
@@ -38,7 +39,7 @@ from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 METHODS = ("plain", "instance", "diffusion", "diffusion-fixed")
 DIFFUSION_METHODS = ("diffusion", "diffusion-fixed")
 METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
-STATE_KEYS = ("step", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises", "controllers",
+STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises", "controllers",
               "history", "sign_sums", "signs_counted", "latest", "samples")  # what a checkpoint holds besides the config
 
 
@@ -46,48 +47,49 @@ STATE_KEYS = ("step", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "
 class DigitsConfig:
     """Settings of the digits run; defaults are the ones docs/digits.md reports."""
 
-    steps: int = 4000  # training steps (one D and one G step each)
-    seeds: tuple = (0, 1, 2)  # one run per seed and method; the seed also draws the training subset
-    methods: tuple = ("plain", "instance", "diffusion")  # any of METHODS
-    train_size: int = 200  # training images, a stratified subset of the 1,797 digits
-    batch_size: int = 64  # real and fake images per step
-    z_dim: int = 32  # latent dimension
-    lr: float = 2e-4  # Adam learning rate (G and D)
+    iterations: int = knob(4000, "Training iterations (one D and one G step each).", kind=int, minimum=1,
+                           aliases=("--steps",))
+    seeds: tuple = knob((0, 1, 2), "Seeds (0..N-1); each draws its own training subset and initial weights.", kind="count")
+    methods: tuple = knob(("plain", "instance", "diffusion"), "Comma-separated subset of plain, instance (Gaussian "
+                                                              "instance noise), diffusion (adaptive T), diffusion-fixed "
+                                                              "(T = --fixed-T, no controller).", kind="list", choices=METHODS)
+    train_size: int = knob(200, "Training digits per seed, a stratified draw from the 1,797 (the limited-data knob).",
+                           kind=int, minimum=10, maximum=1797)
+    batch_size: int = knob(64, "Real and fake images per step.", kind=int, minimum=1)
+    z_dim: int = knob(32, "Latent dimension.", kind=int, minimum=1)
+    lr: float = knob(2e-4, "Adam learning rate (G and D).", kind=float, minimum=0.0, exclusive_minimum=True)
     adam_betas: tuple = (0.5, 0.999)  # Adam betas
-    conditioning: str = "projection"  # how D sees t: "projection" or "film"
-    instance_sigma: float = 0.7  # std of the instance noise ("instance"), in pixel units of [-1, 1]; tuned, docs/digits.md
-    sigma: float = 0.5  # diffusion noise std ("diffusion", "diffusion-fixed")
-    t_dist: str = "priority"  # law of t over 1..T
-    clean_prob: float = 0.0  # share of D's inputs left clean (t = 0) by the diffusion
-    t_min: int = 10  # T at p = 0
-    t_max: int = 1000  # T at p = 1
-    target: float = 0.3  # controller target for r_d (the paper's 0.6 lets T fall back here: docs/digits.md)
-    interval: int = 4  # controller interval (steps)
-    kimg: float = 5  # controller speed: thousands of images for p to move by 1
-    fixed_T: int = 200  # T of "diffusion-fixed"
-    eval_every: int = 250  # steps between FD_digits evaluations (and one at the end)
-    eval_samples: int = 2000  # generated digits per evaluation
-    coverage_share: float = 0.05  # a class is covered with this share of the predictions
-    classifier_seed: int = 0  # seed of the FD_digits classifier
-    threads: int = 2  # torch CPU threads (fastest on 2 cores; recorded)
-    device: str = "cpu"  # where G, D and the noise live
-    log_every: int = 25  # resolution of the r_d and T history (steps)
+    conditioning: str = knob("projection", "How D sees t: a projection head, or film (AdaGN-style scale and shift of "
+                                           "every hidden layer).", kind=str, choices=CONDITIONINGS)
+    instance_sigma: float = knob(0.7, "Std of the Gaussian instance noise of 'instance', in pixel units of [-1, 1] "
+                                      "(tuned, docs/digits.md).", kind=float, minimum=0.0, exclusive_minimum=True)
+    sigma: float = knob(0.5, "Diffusion noise std, in pixel units ([-1, 1] images).", kind=float, minimum=0.0,
+                        exclusive_minimum=True)
+    t_dist: str = knob("priority", "Law of t over 1..T.", kind=str, choices=T_DISTS)
+    clean_prob: float = knob(0.0, "Share of D's inputs the diffusion leaves clean (t = 0).", kind=float, minimum=0.0,
+                             maximum=1.0)
+    t_min: int = knob(10, "T at p = 0.", kind=int, minimum=1)
+    t_max: int = knob(1000, "Largest T the controller may reach.", kind=int, minimum=1)
+    target: float = knob(0.3, "Controller target for r_d = E[sign D(noised real)] (the paper's 0.6 lets T fall back "
+                              "here: docs/digits.md).", kind=float, minimum=-1.0, maximum=1.0)
+    interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
+    kimg: float = knob(5, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max.", kind=float,
+                       minimum=0.0, exclusive_minimum=True)
+    fixed_T: int = knob(200, "T of the 'diffusion-fixed' method.", kind=int, minimum=1)
+    eval_every: int = knob(250, "Iterations between FD_digits evaluations (and one at the end).", kind=int, minimum=1)
+    eval_samples: int = knob(2000, "Generated digits per evaluation.", kind=int, minimum=2)
+    coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.", kind=float,
+                                 minimum=0.0, maximum=1.0)
+    classifier_seed: int = knob(0, "Seed of the FD_digits classifier.", kind=int, minimum=0)
+    threads: int = knob(2, "torch CPU threads (recorded; measured fastest on 2 cores, see docs/digits.md).", kind=int,
+                        minimum=1)
+    device: str = knob("cpu", "Where to train; small enough for a laptop CPU.", kind=str, choices=("cpu", "cuda"))
+    log_every: int = knob(25, "Resolution of the r_d and T history (iterations).", kind=int, minimum=1)
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown or no methods {list(self.methods)}; choose from {', '.join(METHODS)}")
-        if self.steps < 1 or not self.seeds:
-            raise ValueError(f"need steps >= 1 and at least one seed; got steps={self.steps}, seeds={list(self.seeds)}")
-        if self.conditioning not in CONDITIONINGS:
-            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-        if self.t_dist not in T_DISTS:
-            raise ValueError(f"unknown t_dist {self.t_dist!r}; choose one of {', '.join(T_DISTS)}")
-        if not (1 <= self.fixed_T <= self.t_max):
-            raise ValueError(f"fixed_T must lie in [1, t_max={self.t_max}]; got {self.fixed_T}")
-        if self.threads < 1 or self.eval_every < 1 or self.eval_samples < 2:
-            raise ValueError(f"need threads >= 1, eval_every >= 1, eval_samples >= 2; got {self.threads}, "
-                             f"{self.eval_every}, {self.eval_samples}")
+        check_knobs(self)
+        if self.fixed_T > self.t_max:
+            raise ValueError(f"fixed_T {self.fixed_T} exceeds t_max {self.t_max}; lower it or raise t_max")
 
 
 def train_digits(
@@ -164,14 +166,14 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         scores = [frechet_distance(feature_statistics(f), real_stats) for f in features.view(K, config.eval_samples, -1)]
         return scores, samples
 
-    history = {"step": [], "T": {k: [] for k, (m, _) in enumerate(members) if m in DIFFUSION_METHODS},
-               "r_d": {k: [] for k in range(K)}, "score_step": [], "score": {k: [] for k in range(K)}}
+    history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m in DIFFUSION_METHODS},
+               "r_d": {k: [] for k in range(K)}, "score_iteration": [], "score": {k: [] for k in range(K)}}
     sign_sums = torch.zeros(K, dtype=torch.float64, device=device)
     signs_counted = 0
     latest, samples = {}, None
 
     def state(step: int, wall: float) -> dict:
-        return {"config": json_safe(dataclasses.asdict(config)), "step": step, "wall_seconds": wall,
+        return {"config": json_safe(dataclasses.asdict(config)), "iteration": step, "wall_seconds": wall,
                 "G": G.state_dict(), "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                 "data_gens": [g.get_state() for g in data_gens], "noise_gens": [g.get_state() for g in noise_gens],
                 "noises": [None if n is None else n.state_dict() for n in noises],
@@ -197,16 +199,16 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                     obj.load_state_dict(s)
             history = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
                        for key, value in saved["history"].items()}
-            if set(history) != {"step", "T", "r_d", "score_step", "score"} or set(history["score"]) != set(range(K)):
+            if set(history) != {"iteration", "T", "r_d", "score_iteration", "score"} or set(history["score"]) != set(range(K)):
                 raise KeyError("the history of another run")
             sign_sums = saved["sign_sums"].to(device=device, dtype=torch.float64).view(K).clone()
             signs_counted, latest, samples = int(saved["signs_counted"]), dict(saved["latest"]), saved["samples"]
-            first, wall_before = int(saved["step"]) + 1, float(saved["wall_seconds"])
+            first, wall_before = int(saved["iteration"]) + 1, float(saved["wall_seconds"])
         if on_step is not None:
             for step in range(1, first):
                 on_step(step, latest)
     start = time.perf_counter()
-    for step in range(first, config.steps + 1):
+    for step in range(first, config.iterations + 1):
         per_seed = [(train_sets[i][torch.randint(len(train_sets[i]), (B,), generator=g)], torch.randn(B, config.z_dim, generator=g))
                     for i, g in enumerate(data_gens)]
         real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
@@ -233,8 +235,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         opt_g.step()
         D.requires_grad_(True)
 
-        if step % config.log_every == 0 or step == config.steps:
-            history["step"].append(step)
+        if step % config.log_every == 0 or step == config.iterations:
+            history["iteration"].append(step)
             r_d = (sign_sums / signs_counted).tolist()
             for k in range(K):
                 history["r_d"][k].append(r_d[k])
@@ -242,13 +244,13 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                 history["T"][k].append(noises[k].T)
             sign_sums.zero_()
             signs_counted = 0
-        if step % config.eval_every == 0 or step == config.steps:
+        if step % config.eval_every == 0 or step == config.iterations:
             scores, samples = evaluate()
-            history["score_step"].append(step)
+            history["score_iteration"].append(step)
             for k in range(K):
                 history["score"][k].append(scores[k])
             latest = {f"{m}/seed{s}": scores[k] for k, (m, s) in enumerate(members)}
-        if checkpoint is not None and (step % checkpoint_every == 0 or step == config.steps):
+        if checkpoint is not None and (step % checkpoint_every == 0 or step == config.iterations):
             save_checkpoint(state(step, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(step, latest)
@@ -278,7 +280,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         "wall_seconds": wall,
         "runs": runs,
         "summary": summarize(runs, config.methods, METRICS),
-        "history": {"step": history["step"], "score_step": history["score_step"],
+        "history": {"iteration": history["iteration"], "score_iteration": history["score_iteration"],
                     **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),

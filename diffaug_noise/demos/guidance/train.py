@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...conditioning import AdaGroupNorm, TimestepEmbedding
+from ...knobs import check_knobs, knob
+from ...schedules import SCHEDULES
 from ...guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
 from ..grid import grid_means, sample_grid
 
@@ -34,29 +36,31 @@ METRICS = ("class_precision", "within_class_coverage", "hq_share")
 class GuidanceConfig:
     """Settings of the guidance demo; defaults are the ones docs/guidance.md reports."""
 
-    seeds: tuple = (0,)  # one DDPM and one classifier per seed
-    scales: tuple = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)  # guidance scales s
-    target_class: int = 0  # the row y samples are guided to (0 = bottom .. 4 = top)
-    ddpm_iters: int = 8000  # training steps of the noise predictor
-    classifier_iters: int = 1000  # training steps of the classifier
-    batch_size: int = 512  # points per training step
-    hidden: int = 128  # width of the MLPs
-    lr: float = 2e-3  # Adam learning rate
-    schedule: str = "cosine"  # beta schedule of the DDPM
-    T: int = 100  # DDPM steps (generator calls per sample)
-    data_scale: float = 1.0  # networks see the grid times this (0.25, ±1, left the DDPM blurry: docs/guidance.md)
-    std: float = 0.05  # each mode's std (the toy's)
-    eval_samples: int = 2500  # guided samples per scale
-    hq_stds: float = 3.0  # high-quality radius, in mode stds
-    min_count: int = 20  # high-quality samples for a mode to count as covered
-    threads: int = 2  # torch CPU threads
-    device: str = "cpu"
+    seeds: tuple = knob((0,), "Seeds (0..N-1): one DDPM and one classifier each.", kind="count")
+    scales: tuple = knob((0.0, 0.5, 1.0, 2.0, 4.0, 8.0), "Guidance scales s, comma-separated.", kind="numbers",
+                         minimum=0.0)
+    target_class: int = knob(0, "The grid row (class) the samples are guided to (0 = bottom .. 4 = top).", kind=int,
+                             minimum=0, maximum=CLASSES - 1, aliases=("--class",))
+    ddpm_iterations: int = knob(8000, "Training iterations of the DDPM's noise predictor.", kind=int, minimum=1,
+                                aliases=("--ddpm-iters",))
+    classifier_iterations: int = knob(1000, "Training iterations of the noise-aware classifier.", kind=int, minimum=1,
+                                      aliases=("--classifier-iters",))
+    batch_size: int = knob(512, "Points per training iteration.", kind=int, minimum=1)
+    hidden: int = knob(128, "Width of the MLPs.", kind=int, minimum=1)
+    lr: float = knob(2e-3, "Adam learning rate.", kind=float, minimum=0.0, exclusive_minimum=True)
+    schedule: str = knob("cosine", "Beta schedule of the DDPM.", kind=str, choices=SCHEDULES)
+    T: int = knob(100, "DDPM steps (network calls per sample).", kind=int, minimum=1)
+    data_scale: float = knob(1.0, "The networks see the grid times this (0.25, ±1, left the DDPM blurry: "
+                                  "docs/guidance.md).", kind=float, minimum=0.0, exclusive_minimum=True)
+    std: float = knob(0.05, "Each mode's std (the toy's).", kind=float, minimum=0.0, exclusive_minimum=True)
+    eval_samples: int = knob(2500, "Guided samples per scale.", kind=int, minimum=1)
+    hq_stds: float = knob(3.0, "High-quality radius, in mode stds.", kind=float, minimum=0.0, exclusive_minimum=True)
+    min_count: int = knob(20, "High-quality samples for a mode to count as covered.", kind=int, minimum=1)
+    threads: int = knob(2, "torch CPU threads (recorded).", kind=int, minimum=1)
+    device: str = knob("cpu", "Where to train.", kind=str, choices=("cpu", "cuda"))
 
     def __post_init__(self):
-        if not 0 <= self.target_class < CLASSES:
-            raise ValueError(f"target_class must be a row 0..{CLASSES - 1}; got {self.target_class}")
-        if not self.seeds or any(s < 0 for s in self.scales):
-            raise ValueError(f"need at least one seed and scales >= 0; got seeds={list(self.seeds)}, scales={list(self.scales)}")
+        check_knobs(self)
 
 
 class NoisePredictor(nn.Module):
@@ -166,8 +170,8 @@ def train_guidance(config: GuidanceConfig, on_step: Callable[[], None] | None = 
                 x0, rows = batch()
                 return noisy_classifier_loss(classifier, chain, x0, rows, generator=g)
 
-            _train(model, ddpm_loss, config.ddpm_iters, config.lr, on_step)
-            _train(classifier, classifier_loss, config.classifier_iters, config.lr, on_step)
+            _train(model, ddpm_loss, config.ddpm_iterations, config.lr, on_step)
+            _train(classifier, classifier_loss, config.classifier_iterations, config.lr, on_step)
             model.eval()
             classifier.eval()
             for scale in config.scales:

@@ -1,4 +1,4 @@
-"""Plain GAN vs fixed instance noise vs Diffusion-GAN (vs Denoising Diffusion GAN) on the 25-Gaussians grid.
+"""Plain GAN vs Gaussian instance noise vs Diffusion-GAN (vs Denoising Diffusion GAN) on the 25-Gaussians grid.
 
 Every (method, seed) pair of the one-step GANs is one member of a batched ensemble, so all of
 them train in one pass over the iterations: same networks, same initial weights and same data for
@@ -25,8 +25,9 @@ from .ddgan import DdganEnsemble
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
 from ..training import member_inputs, summarize
+from ...knobs import check_knobs, knob
 
-METHODS = ("plain", "fixed", "diffusion", "ddgan")
+METHODS = ("plain", "instance", "diffusion", "ddgan")
 METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
 STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises",
               "controllers", "history", "ddgan")  # what a checkpoint holds besides the config
@@ -36,43 +37,49 @@ STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gen
 class ToyConfig:
     """Settings of the toy run; defaults are the ones docs/toy.md reports."""
 
-    iters: int = 6000  # training iterations (one D and one G step each); ~50 s for 2 runs on 2 cores
-    seeds: tuple = (0,)  # one run per seed and method
-    methods: tuple = ("plain", "diffusion")  # any of plain, fixed, diffusion, ddgan
-    batch_size: int = 256  # real and fake samples per step
-    hidden: int = 128  # width of the 3 hidden layers of G and D
-    z_dim: int = 2  # latent dimension
-    lr: float = 1e-3  # Adam learning rate (G and D)
+    iterations: int = knob(6000, "Training iterations (one D and one G step each).", kind=int, minimum=1,
+                           aliases=("--iters",))
+    seeds: tuple = knob((0,), "Seeds: every method trains once per seed (0..N-1).", kind="count")
+    methods: tuple = knob(("plain", "diffusion"), "Comma-separated: plain, instance (Gaussian instance noise, std "
+                                                  "--instance-sigma), diffusion, ddgan (Denoising Diffusion GAN, "
+                                                  "--ddgan-steps denoising steps, docs/ddgan.md).", kind="list",
+                          choices=METHODS)
+    batch_size: int = knob(256, "Real and fake samples per step.", kind=int, minimum=1)
+    hidden: int = knob(128, "Width of the 3 hidden layers of G and D.", kind=int, minimum=1)
+    z_dim: int = knob(2, "Latent dimension.", kind=int, minimum=1)
+    lr: float = knob(1e-3, "Adam learning rate (G and D).", kind=float, minimum=0.0, exclusive_minimum=True)
     adam_betas: tuple = (0.5, 0.999)  # Adam betas
-    grid_size: int = 5  # modes per side
-    spacing: float = 2.0  # distance between neighbouring modes
-    std: float = 0.05  # standard deviation of each mode
-    fixed_sigma: float = 0.2  # std of the fixed instance noise ("fixed")
-    sigma: float = 2.0  # diffusion noise std, in data units ("diffusion")
-    clean_prob: float = 0.1  # share of D's inputs left clean ("diffusion"); see docs/toy.md
-    t_min: int = 10  # diffusion T at p = 0
-    t_max: int = 1000  # diffusion T at p = 1
-    target: float = 0.6  # controller target for r_d
-    interval: int = 4  # controller interval (steps)
-    kimg: float = 100  # controller speed
-    embed_dim: int = 16  # sinusoidal features of t fed to D
-    ddgan_steps: int = 4  # denoising steps T of "ddgan" (generator calls per sample)
-    r1_gamma: float = 0.05  # R1 weight of "ddgan" on real pairs (the official CIFAR-10 setting)
-    eval_samples: int = 2500  # generated samples for the metrics
-    hq_stds: float = 3.0  # HQ radius, in mode stds
-    min_count: int = 20  # HQ samples for a mode to count as covered
-    threads: int = 2  # torch CPU threads (results depend on it)
-    device: str = "cpu"  # where G, D and the noise live
-    log_every: int = 25  # history resolution (iterations)
+    grid_size: int = knob(5, "Modes per side of the grid.", kind=int, minimum=1)
+    spacing: float = knob(2.0, "Distance between neighbouring modes.", kind=float, minimum=0.0, exclusive_minimum=True)
+    std: float = knob(0.05, "Standard deviation of each mode.", kind=float, minimum=0.0, exclusive_minimum=True)
+    instance_sigma: float = knob(0.2, "Std of the Gaussian instance noise of 'instance'.", kind=float, minimum=0.0,
+                                 exclusive_minimum=True, aliases=("--fixed-sigma",))
+    sigma: float = knob(2.0, "Diffusion noise std in data units (the grid spans ±4).", kind=float, minimum=0.0,
+                        exclusive_minimum=True)
+    clean_prob: float = knob(0.1, "Share of D's inputs the diffusion leaves clean (docs/toy.md).", kind=float,
+                             minimum=0.0, maximum=1.0)
+    t_min: int = knob(10, "Diffusion T at p = 0.", kind=int, minimum=1)
+    t_max: int = knob(1000, "Diffusion T at p = 1.", kind=int, minimum=1)
+    target: float = knob(0.6, "Controller target for r_d = E[sign D(noised real)].", kind=float, minimum=-1.0, maximum=1.0)
+    interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
+    kimg: float = knob(100, "Controller speed: thousands of samples for p to move by 1.", kind=float, minimum=0.0,
+                       exclusive_minimum=True)
+    embed_dim: int = knob(16, "Sinusoidal features of t fed to D (even).", kind=int, minimum=2)
+    ddgan_steps: int = knob(4, "Denoising steps T of 'ddgan' (generator calls per sample).", kind=int, minimum=1)
+    r1_gamma: float = knob(0.05, "R1 weight of 'ddgan' on real pairs (the official CIFAR-10 setting).", kind=float,
+                           minimum=0.0)
+    eval_samples: int = knob(2500, "Generated samples for the metrics.", kind=int, minimum=1)
+    hq_stds: float = knob(3.0, "High-quality radius, in mode stds.", kind=float, minimum=0.0, exclusive_minimum=True)
+    min_count: int = knob(20, "High-quality samples for a mode to count as covered.", kind=int, minimum=1)
+    threads: int = knob(2, "torch CPU threads; results depend on it, so it is fixed and recorded.", kind=int, minimum=1)
+    device: str = knob("cpu", "Where to train; the toy is small enough for a laptop CPU.", kind=str,
+                       choices=("cpu", "cuda"))
+    log_every: int = knob(25, "History resolution (iterations).", kind=int, minimum=1)
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"unknown or no methods {list(self.methods)}; choose from {', '.join(METHODS)}")
-        if self.iters < 1 or not self.seeds:
-            raise ValueError(f"need iters >= 1 and at least one seed; got iters={self.iters}, seeds={list(self.seeds)}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1; got {self.threads}")
+        check_knobs(self)
+        if self.embed_dim % 2:
+            raise ValueError(f"embed_dim must be even (cosines and sines of t); got {self.embed_dim}")
 
 
 def train_toy(
@@ -129,7 +136,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
         controllers.append(ctrl)
 
     def discriminate(x):
-        ys, ts = zip(*(member_inputs(x[k], noises[k], config.fixed_sigma if m == "fixed" else 0.0, noise_gens[k])
+        ys, ts = zip(*(member_inputs(x[k], noises[k], config.instance_sigma if m == "instance" else 0.0, noise_gens[k])
                        for k, (m, _) in enumerate(members)))
         return D(torch.cat([torch.stack(ys), embed(torch.log1p(torch.stack(ts).float()) * t_scale)], dim=2))
 
@@ -193,7 +200,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
             for i in range(1, first):
                 on_step(i)
     start = time.perf_counter()
-    for it in range(first, config.iters + 1):
+    for it in range(first, config.iterations + 1):
         per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g)) for g in data_gens]
         if members:
             _one_step_gan_iteration(per_seed)
@@ -203,12 +210,12 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
                        *(torch.stack([torch.randn(B, config.z_dim, generator=g) for g in data_gens]).to(device) for _ in "dg"))
             history["ddgan_seconds"] += time.perf_counter() - ddgan_start
 
-        if it % config.log_every == 0 or it == config.iters:
+        if it % config.log_every == 0 or it == config.iterations:
             history["iteration"].append(it)
             for k in history["T"]:
                 history["T"][k].append(noises[k].T)
                 history["r_d"][k].append(controllers[k].r_d)
-        if checkpoint is not None and (it % checkpoint_every == 0 or it == config.iters):
+        if checkpoint is not None and (it % checkpoint_every == 0 or it == config.iterations):
             save_checkpoint(state(it, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(it)
