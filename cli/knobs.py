@@ -106,8 +106,9 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
     preset_text = _preset_default_text(field, presets)
     if preset_text:
         help_text += f"  [default: {preset_text}]"
-    return click.Option([flag, *meta["aliases"], field.name], type=type_, default=None if meta["required"] else value,
-                        required=meta["required"], show_default=value is not None and not meta["required"],
+    required = meta["required"] and default is None  # a command's own default makes a required knob optional
+    return click.Option([flag, *meta["aliases"], field.name], type=type_, default=None if required else value,
+                        required=required, show_default=value is not None and not required,
                         callback=callback, help=help_text)
 
 
@@ -136,6 +137,11 @@ def values(settings_class, params: dict) -> dict:
     return out
 
 
+@dataclasses.dataclass
+class JsonReport:
+    """A command's results as JSON as well as on the console (the benches)."""
+
+    json: pathlib.Path = knob(None, "Also write the results to this JSON file.", kind="file")
 
 
 @dataclasses.dataclass
@@ -161,5 +167,5 @@ def settings_from(settings_class, params: dict):
         raise click.UsageError(message) from None
 
 
-__all__ = ["RunFolder", "comma_list", "option", "options", "parse_numbers", "parse_shapes", "settings_from", "values",
+__all__ = ["JsonReport", "RunFolder", "comma_list", "option", "options", "parse_numbers", "parse_shapes", "settings_from", "values",
            "with_knobs"]

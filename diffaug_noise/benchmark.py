@@ -9,6 +9,7 @@ at the same batch).
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from typing import Callable
@@ -19,9 +20,25 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .knobs import check_knobs, knob
 from .noise import DiffusionNoise
 
-DEFAULT_SHAPES = ((64, 3, 32, 32), (32, 3, 64, 64), (16, 3, 256, 256))
+
+@dataclasses.dataclass(frozen=True)
+class NoiseBench:
+    """What :func:`bench_noise` times, and how often (``diffaug-noise bench``'s options)."""
+
+    device: str = knob("cpu", "Device to time on.", kind=str, choices=("cpu", "cuda"))
+    shapes: tuple = knob(((64, 3, 32, 32), (32, 3, 64, 64), (16, 3, 256, 256)),
+                         "Input shapes [B, ...], comma-separated, dimensions joined by x.", kind="shapes")
+    repeats: int = knob(50, "Timed calls per method (medians reported).", kind=int, minimum=3)
+    warmup: int = knob(5, "Untimed calls per method first.", kind=int, minimum=0)
+    p: float = knob(0.5, "Noise strength p during the run.", kind=float, minimum=0.0, maximum=1.0)
+    d_step: bool = knob(True, "Also time forward+backward of a StyleGAN2-sized discriminator on image shapes "
+                              "(slow on a CPU).", kind=bool)
+
+    def __post_init__(self):
+        check_knobs(self)
 
 
 class UnfusedReferenceNoise:
@@ -111,21 +128,47 @@ def _d_step(shape, device) -> Callable[[torch.Tensor], object] | None:
     return step
 
 
-def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    if device.type == "cuda":
-        def run(fn):
+class Stopwatch:
+    """Times calls on one device: CUDA event pairs on a GPU, the clock on a CPU; what both benches share.
+
+    ``synced=True`` waits for each call to finish (the layer bench: a call's time includes its host
+    work, as a training step feels it); ``synced=False`` adds no sync at all (the upstream bench times
+    every noise forward inside a training loop it must not slow) and reads the events once, in
+    :meth:`seconds`. Each record keeps the wall-clock time its call began.
+
+    Example:
+        >>> watch = Stopwatch(torch.device("cpu"))
+        >>> watch(lambda: sum(range(1000)))
+        499500
+        >>> len(watch.seconds()), watch.seconds()[0] >= 0
+        (1, True)
+    """
+
+    def __init__(self, device: torch.device, synced: bool = True):
+        self.cuda, self.synced, self.records = device.type == "cuda", synced, []  # (began at, seconds or event pair)
+
+    def __call__(self, fn: Callable[[], object]):
+        began = time.time()
+        if self.cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            out = fn()
             end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000.0
-    else:
-        def run(fn):
-            t0 = time.perf_counter()
-            fn()
-            return time.perf_counter() - t0
-    return run
+            if self.synced:
+                end.synchronize()
+            self.records.append((began, (start, end)))
+            return out
+        clock = time.perf_counter()
+        out = fn()
+        self.records.append((began, time.perf_counter() - clock))
+        return out
+
+    def seconds(self, until: float | None = None) -> list[float]:
+        """The calls' durations, of those begun at ``until`` (a ``time.time()``) or before (default: all)."""
+        kept = [timing for began, timing in self.records if until is None or began <= until]
+        if self.cuda and kept:
+            torch.cuda.synchronize()
+        return [timing[0].elapsed_time(timing[1]) / 1000.0 if self.cuda else timing for timing in kept]
 
 
 def capture_cuda_graph(fn: Callable[[], object]) -> tuple[Callable[[], None], object]:
@@ -146,14 +189,7 @@ def capture_cuda_graph(fn: Callable[[], object]) -> tuple[Callable[[], None], ob
     return graph.replay, output
 
 
-def bench_noise(
-    shapes=DEFAULT_SHAPES,  # input shapes [B, ...]
-    device: str = "cpu",  # "cpu" or "cuda"
-    repeats: int = 50,  # timed calls per method (medians are reported)
-    warmup: int = 5,  # untimed calls per method first
-    p: float = 0.5,  # noise strength during the run
-    d_step: bool = True,  # also time a StyleGAN2-sized D step on image shapes
-) -> list[dict]:
+def bench_noise(settings: NoiseBench = NoiseBench()) -> list[dict]:
     """Median seconds per call of each method and the ratios, one dict per shape.
 
     Methods are interleaved call by call, so drift in machine load hits all of them alike. On
@@ -164,17 +200,16 @@ def bench_noise(
     graph-captured training step pays).
 
     Example:
-        >>> rows = bench_noise(shapes=[(4, 3, 8, 8)], repeats=3, warmup=1)
+        >>> rows = bench_noise(NoiseBench(shapes=((4, 3, 8, 8),), repeats=3, warmup=1))
         >>> sorted(rows[0]["ratios"])
         ['ours/D step', 'ours/copy', 'ours/randn', 'unfused/ours']
     """
-    device = torch.device(device)
-    timer = _timer(device)
-    noise = DiffusionNoise(p=p).to(device)
-    torch_path = DiffusionNoise(p=p, fused=False).to(device)
+    device, repeats = torch.device(settings.device), settings.repeats
+    noise = DiffusionNoise(p=settings.p).to(device)
+    torch_path = DiffusionNoise(p=settings.p, fused=False).to(device)
     unfused = UnfusedReferenceNoise(noise)
     rows = []
-    for shape in shapes:
+    for shape in settings.shapes:
         x = torch.randn(shape, device=device)
         methods = {
             "ours": lambda: noise(x),
@@ -192,19 +227,23 @@ def bench_noise(
                 t, seed = noise.sample_t(shape[0], device), torch.rand(2, dtype=torch.float64, device=device)
                 methods["kernel"] = lambda: fused.launch(x, t, noise.coefficients32, x[0].numel(), seed)
             methods["ours_graphed"] = capture_cuda_graph(lambda: noise(x))[0]
-        step = _d_step(shape, device) if d_step else None
-        times = {name: [] for name in methods}
+        step = _d_step(shape, device) if settings.d_step else None
         with torch.no_grad():
-            for _ in range(warmup):
+            for _ in range(settings.warmup):
                 for fn in methods.values():
                     fn()
+            watches = {name: Stopwatch(device) for name in methods}
             for _ in range(repeats):
                 for name, fn in methods.items():
-                    times[name].append(timer(fn))
+                    watches[name](fn)
+            times = {name: watch.seconds() for name, watch in watches.items()}
         if step is not None:  # fewer repeats: a D step is hundreds of noise calls
             for _ in range(2):
                 step(x)
-            times["D step"] = [timer(lambda: step(x)) for _ in range(max(3, repeats // 10))]
+            watch = Stopwatch(device)
+            for _ in range(max(3, repeats // 10)):
+                watch(lambda: step(x))
+            times["D step"] = watch.seconds()
         med = {name: statistics.median(ts) for name, ts in times.items()}
         rows.append({
             "shape": list(shape),

@@ -35,7 +35,8 @@ def construct(class_name: str, **kwargs):
 
 
 class Wrap:
-    """A patch value that wraps whatever the attribute holds when it is applied: ``fn(current) -> new``.
+    """A patch value that wraps whatever the attribute holds when it is applied: ``fn(current) -> new``
+    (``current`` is None when the attribute is absent, e.g. a module using the builtin ``print``).
 
     Wrappers of one attribute compose in the order of the patch list (after at most one plain
     value, which must come first), so two shims can both wrap, say, upstream's ``training_loop``.
@@ -86,7 +87,10 @@ def patched_attributes(patches: list[tuple[object, str, object]]):
     saved = [(obj, name, current(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, value in patches:
-            put(obj, name, value.fn(current(obj, name)) if isinstance(value, Wrap) else value)
+            if isinstance(value, Wrap):
+                now = current(obj, name)
+                value = value.fn(None if now is missing else now)
+            put(obj, name, value)
         yield
     finally:
         for obj, name, old in reversed(saved):

@@ -62,11 +62,15 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
     from diffaug_noise.cli.main import main
     from diffaug_noise.integrations import bench
 
-    def child(payload, on_tick, kill_after=None):  # upstream's run, as its child process reports it
-        mode = json.loads(payload)[0]
-        run = {"mode": mode, "sec_per_kimg_ticks": [9.0, 2.0, 2.0, 2.0], "kimg": 2.0, "train_seconds": 20.0,
-               "noise_seconds": 0.5 if mode == "diffusion" else 0.0, "stopped": False, "run_dir": str(tmp_path)}
-        return 0, ["tick 0", "BENCH " + json.dumps(run)]
+    def child(payload, on_tick, limit=None):  # upstream's run: its stats.jsonl, its tick lines and the noise reports
+        mode, _, _, args, _, _ = json.loads(payload)
+        run_dir = tmp_path / "runs" / mode / f"{len(list(tmp_path.rglob('stats.jsonl'))):05d}-run"
+        run_dir.mkdir(parents=True)
+        ticks = [{"Timing/sec_per_kimg": {"mean": s}, "Progress/kimg": {"mean": k}}
+                 for s, k in ((9.0, 0.0), (2.0, 1.0), (2.0, 2.0), (2.0, 2.0))]
+        (run_dir / "stats.jsonl").write_text("".join(json.dumps(t) + "\n" for t in ticks))
+        noise = 0.5 if mode == "diffusion" else 0.0
+        return 0, [line for i in range(4) for line in (f"tick {i}", bench.NOISE_LINE + json.dumps({"noise_seconds": noise}))], False
 
     monkeypatch.setattr(bench, "_run_child", child)
     measured, unmeasured = ("noise forward 12.50 % of the diffusion run's sec/kimg",
@@ -74,7 +78,8 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
     for name, gpus, share in (("one", ["--gpus", "1"], measured), ("two", ["--gpus", "2"], unmeasured),
                               ("upstream's", ["--", "--gpus=2"], unmeasured)):  # the last --gpus is upstream's
         out = tmp_path / f"bench-{name}.json"
-        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--json", str(out), *gpus])
+        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--outdir", str(tmp_path / "runs"),
+                                            "--json", str(out), *gpus])
         assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output
         assert json.loads(out.read_text())["noise_share"] == (0.125 if share == measured else None)
 
@@ -105,14 +110,33 @@ def test_a_run_reads_only_the_folder_it_wrote_whatever_the_file_clock(tmp_path):
     assert _ticks(tmp_path, earlier, began)[0] == str(tmp_path / "00000-old")
 
 
-def test_a_run_that_outlives_its_time_limit_is_killed_and_says_so(monkeypatch):
-    """The backstop behind --seconds-per-run: a run that does not stop (stuck in a C call) is killed, with its
-    process group, and the bench names why."""
+def test_a_run_past_its_time_limit_is_stopped_with_everything_it_started(tmp_path, monkeypatch):
+    """--seconds-per-run: the run is stopped however it is stuck (here in a sleep, which no signal handler of its
+    own would break), and so are the processes it started (upstream's spawned ranks, data-loader workers)."""
+    import os
+    import subprocess
+
     from diffaug_noise.integrations import bench
 
-    monkeypatch.setattr(bench, "_CHILD", "import sys, time; print('tick 0', flush=True); time.sleep(120)")
+    pid_file = tmp_path / "grandchild.pid"
+    monkeypatch.setattr(bench, "_CHILD", f"""
+import subprocess, sys, time
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open({str(pid_file)!r}, "w").write(str(worker.pid))
+print("tick 0", flush=True)
+time.sleep(120)
+""")
     ticks, began = [], time.perf_counter()
-    code, lines = bench._run_child("[]", ticks.append, kill_after=1.0)
-    assert time.perf_counter() - began < 30 and code != 0 and ticks == ["tick 0"]
-    assert bench._failure(lines) == (f"TimeoutError: still running 1 s after it began, {bench._GRACE_SECONDS} s past its "
-                                     "time limit; killed")
+    code, lines, stopped = bench._run_child("[]", ticks.append, limit=2.0)
+    assert stopped and time.perf_counter() - began < 30 and ticks == ["tick 0"] and "tick 0" in lines
+    grandchild = int(pid_file.read_text())
+    for _ in range(100):  # killed with the group; the init process reaps it
+        if subprocess.run(["ps", "-o", "stat=", "-p", str(grandchild)], capture_output=True, text=True).stdout.strip()[:1] \
+                in ("", "Z"):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(grandchild, 9)
+        raise AssertionError("the run's own child outlived it")
+    monkeypatch.setattr(bench, "_CHILD", "import sys; print('tick 0'); sys.exit(3)")
+    assert bench._run_child("[]", None, limit=None) == (3, ["tick 0"], False)  # no limit: it runs to its end
