@@ -5,7 +5,8 @@ import sys
 
 
 def run() -> None:
-    """Console entry point: the CLI, or one line naming the extra to install when the CLI's own dependencies are missing."""
+    """Console entry point: the CLI, or one line naming the extra to install when the CLI's own dependencies are
+    missing."""
     try:
         from .main import main
     except ImportError as err:

@@ -41,14 +41,16 @@ def bench_command(ctx, **params):
     rows = [bench_noise(dataclasses.replace(settings, shapes=(shape,)))[0]
             for shape in tqdm(settings.shapes, desc="bench", unit="shape", leave=False)]
     cuda = settings.device == "cuda"
-    click.echo(f"{'shape':<18} {'ours ms':>9} {'randn ms':>9} {'ours/randn':>11} {'unfused/ours':>13} {'ours/copy':>10} "
-               f"{'ours/D step':>12}" + (f" {'torch/ours':>11} {'grad/ours':>10} {'kernel/copy':>12} {'graphed/randn':>14}"
+    click.echo(f"{'shape':<18} {'ours ms':>9} {'randn ms':>9} {'ours/randn':>11} {'unfused/ours':>13} "
+               f"{'ours/copy':>10} {'ours/D step':>12}" + (f" {'torch/ours':>11} {'grad/ours':>10} {'kernel/copy':>12} "
+                                         f"{'graphed/randn':>14}"
                                          if cuda else ""))
     for r in rows:
         med, ratio = r["median_s"], r["ratios"]
         share = "-" if ratio["ours/D step"] is None else f"{ratio['ours/D step']:.2e}"
         click.echo(f"{'x'.join(map(str, r['shape'])):<18} {med['ours'] * 1e3:>9.3f} {med['randn'] * 1e3:>9.3f} "
-                   f"{ratio['ours/randn']:>11.3f} {ratio['unfused/ours']:>13.3f} {ratio['ours/copy']:>10.2f} {share:>12}"
+                   f"{ratio['ours/randn']:>11.3f} {ratio['unfused/ours']:>13.3f} {ratio['ours/copy']:>10.2f} "
+                   f"{share:>12}"
                    + (f" {ratio['ours_torch/ours']:>11.3f} {ratio['ours_grad/ours']:>10.3f}"
                       f" {ratio.get('kernel/copy', float('nan')):>12.2f}"
                       f" {ratio['ours_graphed/randn']:>14.3f}" if cuda else ""))
@@ -67,8 +69,8 @@ _RUN_OPTIONS = ("repo", "data", "data_root", "outdir", "gpus", "shims")  # Upstr
 @with_knobs(UpstreamBench)
 @bench_command.command("upstream", context_settings={"ignore_unknown_options": True})
 @click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
-              help="An adapter setting for both runs, named as `diffaug-noise run ADAPTER --help` spells it without the "
-                   "dashes: preset=stylegan2, pretrained=false, ... Repeatable. [default: the adapter's defaults]")
+              help="An adapter setting for both runs, named as `diffaug-noise run ADAPTER --help` spells it without "
+                   "the dashes: preset=stylegan2, pretrained=false, ... Repeatable. [default: the adapter's defaults]")
 @click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
 def bench_upstream_command(upstream_args, option_pairs, **params):
     """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
@@ -84,7 +86,8 @@ def bench_upstream_command(upstream_args, option_pairs, **params):
     Example (one GPU, 32 px, custom ops built):
       diffaug-noise bench upstream --repo ~/stylegan2-ada-pytorch --data cifar10 -- --cfg cifar --batch 64 --kimg 12
     Example (a pair that ends within ten minutes, whatever its speed):
-      diffaug-noise bench upstream --seconds-per-run 300 --repo ~/stylegan2-ada-pytorch --data ffhq256 -- --cfg paper256 --batch 64
+      diffaug-noise bench upstream --seconds-per-run 300 --repo ~/stylegan2-ada-pytorch --data ffhq256 -- --cfg paper256
+      --batch 64
     """
     from diffaug_noise.data import DatasetError, resolve_data
     from diffaug_noise.integrations import UpstreamError
@@ -98,9 +101,10 @@ def bench_upstream_command(upstream_args, option_pairs, **params):
     settings = settings_from_pairs(ADAPTERS[bench.adapter], option_pairs)
     try:
         data_path = resolve_data(run["data"], run["data_root"])
-        result = bench_upstream(bench, run["repo"], ["--data", str(data_path), "--gpus", str(run["gpus"]), *upstream_args],
-                                run["outdir"], shims=run["shims"], on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"),
-                                **settings)
+        result = bench_upstream(bench, run["repo"], ["--data", str(data_path), "--gpus", str(run["gpus"]),
+                                                     *upstream_args],
+                                run["outdir"], shims=run["shims"],
+                                on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
     except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
         raise click.ClickException(str(err))
     click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}  upstream's CUDA ops")

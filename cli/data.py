@@ -6,8 +6,8 @@ import pathlib
 import click
 
 from diffaug_noise.data import DATASETS, SOURCE_FORMATS, DatasetError, prepare
-from diffaug_noise.data.sources import Limits
 from diffaug_noise.data import data_root as resolve_root
+from diffaug_noise.data.sources import Limits
 from diffaug_noise.extras import require
 
 from .io import DATA_ROOT_HELP
@@ -19,7 +19,8 @@ def data_group():
 
 
 @data_group.command("list")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=DATA_ROOT_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help=DATA_ROOT_HELP)
 def list_command(data_root):
     """Show every registered name, its resolution, whether it is prepared, and where its source comes from."""
     root = resolve_root(data_root)
@@ -35,7 +36,8 @@ def list_command(data_root):
 @click.option("--source", default=None, type=click.Path(exists=True, path_type=pathlib.Path),
               help="The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip of images, "
                    "or cifar-10-python.tar.gz. Not needed for bundled datasets (digits).  [required otherwise]")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None, help=DATA_ROOT_HELP)
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
+              help=DATA_ROOT_HELP)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
 @click.option("--resolution", type=click.IntRange(min=1), default=None,
@@ -46,12 +48,14 @@ def list_command(data_root):
 @click.option("--height", type=click.IntRange(min=1), default=None,
               help="center-crop-wide's band height (dataset_tool's --height). [default: --resolution]")
 @click.option("--labels", type=click.Choice(["folders"]), default=None,
-              help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image source.")
+              help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image "
+                   "source.")
 @click.option("--max-images", type=click.IntRange(min=1), default=None,
-              help="Read only the first N images of the source, counting corrupt ones and those the transform drops, as "
-                   "dataset_tool.py's --max-images does. [default: the registry's, e.g. 200000 for lsun_bedroom]")
+              help="Read only the first N images of the source, counting corrupt ones and those the transform drops, "
+                   "as dataset_tool.py's --max-images does. [default: the registry's, e.g. 200000 for lsun_bedroom]")
 @click.option("--subset", type=click.IntRange(min=1), default=None,
-              help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. 2000 for ffhq_2k]")
+              help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. "
+                   "2000 for ffhq_2k]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
 @click.option("--max-image-bytes", type=click.IntRange(min=1), default=Limits.max_image_bytes, show_default=True,
               help="Skip a source image whose declared size (zip header, file size, lmdb value) is larger, unread.")
@@ -60,7 +64,8 @@ def list_command(data_root):
                    "decompression bomb cannot exhaust memory.")
 @click.option("--force", is_flag=True, help="Rebuild the zip even if it is up to date with the source and settings.")
 @click.option("--source-format", type=click.Choice(SOURCE_FORMATS.names()), default=None,
-              help="How to read --source. [default: the registered dataset's (data list shows it), else read from the path]")
+              help="How to read --source. [default: the registered dataset's (data list shows it), else read from "
+                   "the path]")
 def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed,
                     max_image_bytes, max_image_pixels, force, source_format):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
@@ -109,7 +114,8 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         if keys:
             click.echo(f"warning: skipped {len(keys)} {what}: {_shown(keys)}", err=True)
     skipped = len(report.skipped) + len(report.dropped) + len(report.oversized)
-    click.echo(f"wrote {report.path}: {report.images} images at {report.resolution}x{report.resolution}, {skipped} skipped")
+    side = report.resolution
+    click.echo(f"wrote {report.path}: {report.images} images at {side}x{side}, {skipped} skipped")
 
 
 def _shown(keys: list) -> str:

@@ -23,7 +23,8 @@ from .report import span, write_metrics
 
 def format_table(result: dict) -> str:
     """One line per method: median [min-max] over seeds."""
-    lines = [f"{'method':<16} {'FD_digits (final)':<22} {'FD_digits (best)':<22} {'classes /10':<12} {'final T':<20} max T",
+    lines = [f"{'method':<16} {'FD_digits (final)':<22} {'FD_digits (best)':<22} {'classes /10':<12} "
+             f"{'final T':<20} max T",
              "-" * 100]
     for method, stats in result["summary"].items():
         rows = [r for r in result["runs"] if r["method"] == method]
@@ -31,7 +32,8 @@ def format_table(result: dict) -> str:
         max_T = [r["max_T"] for r in rows if r["max_T"] is not None]
         lines.append(f"{method:<16} {span(stats['score'], lambda v: f'{v:.1f}'):<22} "
                      f"{span(stats['best_score'], lambda v: f'{v:.1f}'):<22} "
-                     f"{span(stats['classes_covered'], lambda v: f'{v:g}'):<12} {str(final_T or '-'):<20} {max_T or '-'}")
+                     f"{span(stats['classes_covered'], lambda v: f'{v:g}'):<12} {str(final_T or '-'):<20} "
+                     f"{max_T or '-'}")
     config = result["config"]
     lines.append(f"{len(config['seeds'])} seed(s) {list(config['seeds'])}, {config['train_size']} training digits, "
                  f"{config['iterations']} iterations, {result['wall_seconds']:.1f} s on {config['threads']} thread(s) "
@@ -85,19 +87,20 @@ def digits_command(**params):
     if folder.resume and checkpoint.exists():
         click.echo(f"resuming from {checkpoint}", err=True)
 
-    with tqdm(total=config.iterations, desc=f"digits: {len(methods)} method(s) x {len(config.seeds)} seed(s)", unit="it",
-              leave=False) as bar:
+    with tqdm(total=config.iterations, desc=f"digits: {len(methods)} method(s) x {len(config.seeds)} seed(s)",
+              unit="it", leave=False) as bar:
         def on_step(step, scores):
             bar.update(1)
             if scores and step % config.eval_every == 0:
                 medians = {m: statistics.median(v for k, v in scores.items() if k.startswith(m + "/")) for m in methods}
                 bar.set_postfix_str("FD_digits " + " ".join(f"{m}={v:.0f}" for m, v in medians.items()), refresh=False)
         try:
-            result = train_digits(config, on_step=on_step, checkpoint=checkpoint, checkpoint_every=folder.checkpoint_every,
-                                  resume=folder.resume)
+            result = train_digits(config, on_step=on_step, checkpoint=checkpoint,
+                                  checkpoint_every=folder.checkpoint_every, resume=folder.resume)
         except (DatasetError, CheckpointError) as err:
             raise click.ClickException(str(err))
-    written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads, device)]
+    written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads,
+                             device)]
     if save_samples:
         (out_dir / "samples").mkdir(exist_ok=True)
         for name, images in result["samples"].items():

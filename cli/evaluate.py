@@ -16,7 +16,8 @@ from .knobs import comma_list
 @click.option("--fake", required=True, type=click.Path(exists=True, path_type=pathlib.Path),
               help="Generated images (zip or folder), or a generator file (.pkl/.pt: an nn.Module with z_dim, "
                    "or a StyleGAN2-ADA snapshot; needs --trust-pickle).")
-@click.option("--metrics", callback=lambda ctx, param, value: None if value is None else comma_list(value, METRICS, "metric"),
+@click.option("--metrics",
+              callback=lambda ctx, param, value: None if value is None else comma_list(value, METRICS, "metric"),
               default=None, help="Comma-separated: fid,kid,precision,recall.  [default: fid, or the protocol's]")
 @click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
               help="A StyleGAN2-ADA metric as the paper's forks report it: its metrics and sample counts (fid50k_full: "
@@ -24,7 +25,8 @@ from .knobs import comma_list
 @click.option("--num", type=click.IntRange(min=2), default=None,
               help="Images per side. [default: all real images; all generated images of a folder/zip, as many as the "
                    "real ones from a generator file]")
-@click.option("--num-fake", type=click.IntRange(min=2), default=None, help="Generated images, overriding --num for that side.")
+@click.option("--num-fake", type=click.IntRange(min=2), default=None,
+              help="Generated images, overriding --num for that side.")
 @click.option("--num-real", type=click.IntRange(min=2), default=None,
               help="Real images, overriding --num: a random subset drawn with --seed when smaller than the dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
@@ -32,9 +34,9 @@ from .knobs import comma_list
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
               help="Local InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline machines.")
 @click.option("--feature-extractor", default="inception-v3-compat", show_default=True,
-              help="inception-v3-compat (FID), or 'digits-classifier': FD_digits, the number `diffaug-noise run digits` "
-                   "reports (no download). torch-fidelity's vgg16, clip-* and dinov2-* unpickle their weights: they "
-                   "need --trust-pickle.")
+              help="inception-v3-compat (FID), or 'digits-classifier': FD_digits, the number `diffaug-noise run "
+                   "digits` reports (no download). torch-fidelity's vgg16, clip-* and dinov2-* unpickle their "
+                   "weights: they need --trust-pickle.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where to run.")
 @click.option("--trust-pickle", is_flag=True,
@@ -46,8 +48,8 @@ from .knobs import comma_list
                    "content, the extractor and the count); --no-cache recomputes them.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
-def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor, batch_size, device,
-                 trust_pickle, seed, cache, json_path):
+def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor,
+                 batch_size, device, trust_pickle, seed, cache, json_path):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -55,21 +57,22 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     (the error message names the folder).
     """
     from diffaug_noise.data import DatasetError
-    from diffaug_noise.metrics.evaluation import EvaluationError, evaluate  # first: a missing torch-fidelity names its extra
-
-    from diffaug_noise.demos.digits import fidelity
+    from diffaug_noise.demos.digits import fidelity  # each names the extra when torch-fidelity is missing
+    from diffaug_noise.metrics.evaluation import EvaluationError, evaluate
 
     fidelity.register()
     check_device(device)
     try:
         result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
                           num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
-                          weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed, cache=cache)
+                          weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed,
+                          cache=cache)
     except (DatasetError, EvaluationError) as err:
         raise click.ClickException(str(err))
     if json_path is not None:
         write_json(json_path, {"real": str(real), "fake": str(fake), **result})
     computed = [m for m in METRICS if m in result]
-    numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "") for m in computed)
+    numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "")
+                        for m in computed)
     click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, {feature_extractor}"
                + (f", {protocol})" if protocol else ")"))

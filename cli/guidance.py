@@ -19,8 +19,9 @@ def format_table(result: dict) -> str:
         lines.append(f"{row['scale']:<9g} {100 * row['class_precision']:<19.1f} {row['within_class_coverage']:<27g} "
                      f"{100 * row['hq_share']:.1f}")
     config = result["config"]
-    lines.append(f"medians over {len(config['seeds'])} seed(s), class {config['target_class']}, {config['eval_samples']} samples "
-                 f"per scale, {config['T']} sampling steps; {result['wall_seconds']:.1f} s")
+    lines.append(f"medians over {len(config['seeds'])} seed(s), class {config['target_class']}, "
+                 f"{config['eval_samples']} samples per scale, {config['T']} sampling steps; "
+                 f"{result['wall_seconds']:.1f} s")
     return "\n".join(lines)
 
 

@@ -25,7 +25,8 @@ def ensure_outdir(path: pathlib.Path) -> pathlib.Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise click.ClickException(f"cannot create output folder {str(path)!r}: {err.strerror}; pass --outdir with a writable path")
+        raise click.ClickException(f"cannot create output folder {str(path)!r}: {err.strerror}; pass --outdir with a "
+                                   "writable path")
     if not os.access(path, os.W_OK):
         raise click.ClickException(f"output folder {str(path)!r} is not writable; pass --outdir with a writable path")
     return path

@@ -31,11 +31,13 @@ _TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
 
 def comma_list(value: str, allowed, what: str, param_hint: str | None = None) -> tuple:
-    """``"a, b"`` as ``("a", "b")``, each one of ``allowed``; otherwise a usage error naming the bad ones and the choices."""
+    """``"a, b"`` as ``("a", "b")``, each one of ``allowed``; otherwise a usage error naming the bad ones and the
+    choices."""
     items = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in allowed]
     if bad or not items:
-        raise click.BadParameter(f"unknown {what}(s) {bad or value!r}; choose from {', '.join(allowed)}", param_hint=param_hint)
+        raise click.BadParameter(f"unknown {what}(s) {bad or value!r}; choose from {', '.join(allowed)}",
+                                 param_hint=param_hint)
     return items
 
 
@@ -78,10 +80,11 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
     help_text = meta["help"]
     if kind is bool:
         return click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=value, show_default=True, help=help_text)
-    callback, shown = None, None
+    callback = None
     if kind == "list":
         type_, value = click.STRING, ",".join(value)
-        callback = lambda ctx, param, v, c=choices, n=field.name: comma_list(v, c, n.rstrip("s"), "--" + n.replace("_", "-"))  # noqa: E731
+        def callback(ctx, param, v, c=choices, n=field.name):
+            return comma_list(v, c, n.rstrip("s"), "--" + n.replace("_", "-"))
     elif kind == "numbers":
         type_, value = click.STRING, ",".join(f"{v:g}" for v in value)
         callback = lambda ctx, param, v, n=field.name: parse_numbers(v, n)  # noqa: E731
@@ -152,8 +155,9 @@ class RunFolder:
                                 aliases=("--out",))
     checkpoint_every: int = knob(500, "Save the whole training state to OUTDIR/checkpoint.pt every N iterations "
                                       "(atomically) and at the end.", kind=int, minimum=1)
-    resume: bool = knob(False, "Continue from OUTDIR/checkpoint.pt (same settings required); the result is bit-identical "
-                               "to an uninterrupted run. Starts afresh if there is no checkpoint yet.", kind=bool)
+    resume: bool = knob(False, "Continue from OUTDIR/checkpoint.pt (same settings required); the result is "
+                               "bit-identical to an uninterrupted run. Starts afresh if there is no checkpoint "
+                               "yet.", kind=bool)
 
 
 def settings_from(settings_class, params: dict):
@@ -167,5 +171,5 @@ def settings_from(settings_class, params: dict):
         raise click.UsageError(message) from None
 
 
-__all__ = ["JsonReport", "RunFolder", "comma_list", "option", "options", "parse_numbers", "parse_shapes", "settings_from", "values",
-           "with_knobs"]
+__all__ = ["JsonReport", "RunFolder", "comma_list", "option", "options", "parse_numbers", "parse_shapes",
+           "settings_from", "values", "with_knobs"]

@@ -91,7 +91,8 @@ class RunGroup(click.Group):
 
 @main.group("run", cls=RunGroup)
 def run_group():
-    """Train: `digits`, `toy` and `guidance` are built-in CPU demos; each upstream codebase has its adapter's command."""
+    """Train: `digits`, `toy` and `guidance` are built-in CPU demos; each upstream codebase has its adapter's
+    command."""
 
 
 run_group.add_command(digits_command)

@@ -13,7 +13,8 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        click.echo("warning: matplotlib is not installed, so no plots; install it with: pip install 'diffaug-noise[plot]'", err=True)
+        click.echo("warning: matplotlib is not installed, so no plots; install it with: pip install "
+                   "'diffaug-noise[plot]'", err=True)
         return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -37,7 +38,8 @@ def toy_samples(plt, result: dict, path: pathlib.Path) -> None:
         pts = result["samples"][f"{method}/seed{seed}"]
         run = next(r for r in result["runs"] if r["method"] == method and r["seed"] == seed)
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
-        ax.set_title(f"{method}: {run['modes_covered']}/25 covered, {run['modes_hit']} hit, HQ {100 * run['hq_share']:.0f}%", fontsize=9)
+        ax.set_title(f"{method}: {run['modes_covered']}/25 covered, {run['modes_hit']} hit, HQ "
+                     f"{100 * run['hq_share']:.0f}%", fontsize=9)
     for ax in axes:
         ax.set_xlim(-6, 6)
         ax.set_ylim(-6, 6)
@@ -86,7 +88,8 @@ def digits_samples(plt, result: dict, path: pathlib.Path, per_side: int = 10) ->
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{result['config']['train_size']} training digits, seed {seed}, {result['config']['iterations']} iterations")
+    config = result["config"]
+    fig.suptitle(f"{config['train_size']} training digits, seed {seed}, {config['iterations']} iterations")
     save(fig, path)
     plt.close(fig)
 
@@ -98,7 +101,8 @@ def digits_training(plt, result: dict, path: pathlib.Path) -> None:
     fig, (ax_s, ax_r, ax_T) = plt.subplots(3, 1, figsize=(7.5, 8), sharex=True)
     for name, values in history["score"].items():
         method = name.split("/")[0]
-        ax_s.plot(history["score_iteration"], values, color=colours[method], lw=1, label=method if name.endswith("/seed%d" % config["seeds"][0]) else None)
+        ax_s.plot(history["score_iteration"], values, color=colours[method], lw=1,
+                  label=method if name.endswith("/seed%d" % config["seeds"][0]) else None)
     for name, values in history["r_d"].items():
         ax_r.plot(history["iteration"], values, color=colours[name.split("/")[0]], lw=0.7, alpha=0.8)
     for name, values in history["T"].items():
@@ -135,7 +139,8 @@ def guidance(plt, result: dict, path: pathlib.Path) -> None:
     s = [row["scale"] for row in result["per_scale"]]
     curve.plot(s, [100 * row["class_precision"] for row in result["per_scale"]], "o-", label="class precision %")
     twin = curve.twinx()
-    twin.plot(s, [row["within_class_coverage"] for row in result["per_scale"]], "s--", color="C1", label="modes of class covered")
+    twin.plot(s, [row["within_class_coverage"] for row in result["per_scale"]], "s--", color="C1",
+              label="modes of class covered")
     twin.set_ylim(0, 5.5)
     curve.set_ylim(0, 105)
     curve.set_xlabel("guidance scale s")

@@ -11,18 +11,21 @@ from diffaug_noise.integrations.recipes import RECIPES, commands
 
 
 def format_list() -> str:
-    lines = [f"{'row':<26} {'model':<24} {'dataset':<14} {'res':>5} {'paper FID':>9} {'GPUs':>5} {'kimg':>7} {'V100 GPU-days':>14}",
+    lines = [f"{'row':<26} {'model':<24} {'dataset':<14} {'res':>5} {'paper FID':>9} {'GPUs':>5} {'kimg':>7} "
+             f"{'V100 GPU-days':>14}",
              "-" * 112]
     for r in RECIPES.values():
         days = "-" if r.gpu_days is None else f"{r.gpu_days:.0f}"
         fid = "-" if r.paper_fid is None else f"{r.paper_fid:.2f}"
-        lines.append(f"{r.row:<26} {r.model:<24} {r.dataset:<14} {r.resolution:>5} {fid:>9} {r.gpus:>5} {r.kimg:>7} {days:>14}")
+        lines.append(f"{r.row:<26} {r.model:<24} {r.dataset:<14} {r.resolution:>5} {fid:>9} {r.gpus:>5} {r.kimg:>7} "
+                     f"{days:>14}")
     return "\n".join(lines)
 
 
 @click.command("recipe")
 @click.argument("row", required=False)
-@click.option("--list", "show_list", is_flag=True, help="Show every row: model, dataset, the paper's FID, GPUs, kimg, GPU-days.")
+@click.option("--list", "show_list", is_flag=True,
+              help="Show every row: model, dataset, the paper's FID, GPUs, kimg, GPU-days.")
 @click.option("--repo", default="REPO", help="Your upstream checkout, put into the printed commands.")
 @click.option("--source", default="SOURCE", help="The downloaded dataset, put into the prepare command.")
 @click.option("--outdir", default="runs", show_default=True, help="Where the training run goes.")
@@ -35,7 +38,8 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
     \b
     Example:
       diffaug-noise recipe --list
-      diffaug-noise recipe stylegan2-lsun-church --repo ~/stylegan2-ada-pytorch --source ~/lsun/church_outdoor_train_lmdb
+      diffaug-noise recipe stylegan2-lsun-church --repo ~/stylegan2-ada-pytorch --source
+      ~/lsun/church_outdoor_train_lmdb
     """
     if show_list or row is None:
         click.echo(format_list())
@@ -45,7 +49,8 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
     recipe = RECIPES[row]
     lines = commands(recipe, repo=repo, source=source, outdir=outdir)
     fid = "not in the paper" if recipe.paper_fid is None else f"the paper's FID {recipe.paper_fid}"
-    click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): {fid}" + (f"; {recipe.note}" if recipe.note else ""))
+    note = f"; {recipe.note}" if recipe.note else ""
+    click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): {fid}{note}")
     for line in lines:
         click.echo(line)
     if run_it:

@@ -37,8 +37,8 @@ def demo_image(size: int) -> torch.Tensor:
 
 def load_image(path: pathlib.Path, size: int) -> torch.Tensor:
     """An image file as ``[1, 3, size, size]`` in [-1, 1] (center-cropped, resized with Pillow)."""
-    from PIL import Image, UnidentifiedImageError
     import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
@@ -48,7 +48,8 @@ def load_image(path: pathlib.Path, size: int) -> torch.Tensor:
             im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
             arr = np.asarray(im, dtype=np.float32) / 127.5 - 1
     except (UnidentifiedImageError, OSError) as err:
-        raise click.BadParameter(f"cannot read {str(path)!r} as an image ({err}); pass a PNG/JPEG or use --demo", param_hint="--input")
+        raise click.BadParameter(f"cannot read {str(path)!r} as an image ({err}); pass a PNG/JPEG or use --demo",
+                                 param_hint="--input")
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -58,17 +59,18 @@ def show_group():
 
 
 @show_group.command("noise")
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
-              help="Image to noise (PNG/JPEG); center-cropped to a square.")
+@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
+              default=None, help="Image to noise (PNG/JPEG); center-cropped to a square.")
 @click.option("--demo", is_flag=True, help="Use a built-in procedural test image instead of --input.")
 @click.option("--preset", type=click.Choice(list(dn.PRESETS)), default="paper", show_default=True,
               help="Noise settings (sigma, schedule, t range) to visualise.")
 @click.option("--ts", callback=_int_list, default="0,10,50,100,200,500,1000", show_default=True,
               help="Timesteps to show; values above the preset's t_max are dropped.")
-@click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True, help="Side of the image in pixels.")
+@click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True,
+              help="Side of the image in pixels.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of eps (shared by all columns).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="noise.png", show_default=True,
-              help="PNG to write.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="noise.png",
+              show_default=True, help="PNG to write.")
 def show_noise(input_path, demo, preset, ts, size, seed, out_path):
     """A row of one image noised at several t, as the discriminator sees it (pixels in [-1, 1])."""
     if (input_path is None) == (not demo):
@@ -103,11 +105,12 @@ def show_noise(input_path, demo, preset, ts, size, seed, out_path):
               help="Noise settings whose tables give sqrt(abar_t) and the noise scale.")
 @click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Override the preset's sigma.  [default: the preset's]")
-@click.option("--ts", callback=_int_list, default="0,1,10,100,500,1000", show_default=True, help="Timesteps, one curve each.")
+@click.option("--ts", callback=_int_list, default="0,1,10,100,500,1000", show_default=True,
+              help="Timesteps, one curve each.")
 @click.option("--theta-max", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
               help="Plot theta in [-theta_max, theta_max].")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="js.png", show_default=True,
-              help="PNG to write.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="js.png",
+              show_default=True, help="PNG to write.")
 def show_js(preset, sigma, ts, theta_max, out_path):
     """JS divergence between noised real (point mass at 0) and fake (at theta) vs theta: the paper's Fig. 2.
 

@@ -20,7 +20,8 @@ def format_table(result: dict) -> str:
     for method, stats in result["summary"].items():
         Ts = sorted(r["final_T"] for r in result["runs"] if r["method"] == method and r["final_T"] is not None)
         lines.append(
-            f"{method:<10} {span(stats['modes_covered'], lambda v: f'{v:g}'):<20} {span(stats['modes_hit'], lambda v: f'{v:g}'):<16} "
+            f"{method:<10} {span(stats['modes_covered'], lambda v: f'{v:g}'):<20} "
+            f"{span(stats['modes_hit'], lambda v: f'{v:g}'):<16} "
             f"{span(stats['hq_share'], lambda v: f'{100 * v:.1f}'):<20} "
             f"{span(stats['reverse_kl'], lambda v: f'{v:.3f}'):<20} "
             f"{next(r['nfe'] for r in result['runs'] if r['method'] == method):<5} {Ts if Ts else '-'}"

@@ -31,13 +31,13 @@ class UpstreamRun:
     outdir: pathlib.Path = knob(None, "Where upstream writes its run folders.", kind="dir", required=True)
     gpus: int = knob(1, "GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all).",
                      kind=int, minimum=1)
-    launcher: str = knob("spawn", "spawn: upstream starts --gpus processes on this machine; torchrun: this process is one "
-                                  "rank of a torchrun job (several nodes; --gpus becomes the world size; "
+    launcher: str = knob("spawn", "spawn: upstream starts --gpus processes on this machine; torchrun: this process is "
+                                  "one rank of a torchrun job (several nodes; --gpus becomes the world size; "
                                   "docs/integrations.md).", kind=str, choices=LAUNCHERS)
     shims: bool = knob(True, "Compatibility shims for current torch/numpy/setuptools and CPU-only machines "
                              "(docs/integrations.md).", kind=bool)
-    trust_pickle: bool = knob(False, "Allow upstream's --resume PKL: unpickling a snapshot runs code named in it; only for "
-                                     "files you trust.", kind=bool)
+    trust_pickle: bool = knob(False, "Allow upstream's --resume PKL: unpickling a snapshot runs code named in it; "
+                                     "only for files you trust.", kind=bool)
 
 
 def settings_from_pairs(adapter, pairs) -> dict:
@@ -92,5 +92,6 @@ def adapter_command(adapter) -> click.Command:
                  f"the CPU: that checks mechanics, it does not train a model (small settings: {adapter.cpu_note}); "
                  f"upstream's generation scripts assume CUDA.\n\n"
                  f"\b\nExample:\n  diffaug-noise run {adapter.name} {adapter.example}")
-    return click.Command(adapter.name, callback=callback, help=help_text, context_settings={"ignore_unknown_options": True},
+    return click.Command(adapter.name, callback=callback, help=help_text,
+                         context_settings={"ignore_unknown_options": True},
                          params=shared + knobs + [click.Argument(["upstream_args"], nargs=-1, type=click.UNPROCESSED)])

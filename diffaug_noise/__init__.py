@@ -8,6 +8,7 @@ condition the discriminator on the timestep, and let a controller adapt the diff
 >>> ctrl = dn.AdaptiveController(noise, batch_size=8)
 >>> y, t = noise(torch.randn(8, 3, 32, 32))
 """
+from . import theory
 from .conditioning import (
     CONDITIONINGS,
     AdaGroupNorm,
@@ -21,7 +22,6 @@ from .controller import SIGNALS, AdaptiveController, relativistic_target
 from .noise import DiffusionNoise
 from .presets import PRESETS
 from .schedules import SCHEDULES, alphas_cumprod, beta_schedule, diffusion_tables, posterior_variance
-from . import theory
 from .timesteps import T_DISTS, projected_gan_clean_prob, timestep_law
 
 __version__ = "0.1.0"

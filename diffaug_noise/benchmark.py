@@ -16,9 +16,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .knobs import check_knobs, knob
 from .noise import DiffusionNoise
@@ -220,7 +219,8 @@ def bench_noise(settings: NoiseBench = NoiseBench()) -> list[dict]:
         if device.type == "cuda":
             from . import fused  # imports Triton: only for CUDA runs
 
-            x_grad, noise_with_grad = x.detach().requires_grad_(), torch.enable_grad()(noise)  # the loop runs under no_grad
+            # the loop runs under no_grad
+            x_grad, noise_with_grad = x.detach().requires_grad_(), torch.enable_grad()(noise)
             methods["ours_grad"] = lambda: noise_with_grad(x_grad)
             methods["ours_torch"] = lambda: torch_path(x)
             if fused.supports(x):  # the kernel alone, t and seed drawn beforehand: its bytes vs a copy's

@@ -44,7 +44,8 @@ class CheckpointError(RuntimeError):
 
 
 class StorageError(OSError):
-    """Writing failed for a reason of the machine (disk full, read-only, permissions); the message names the path and the fix."""
+    """Writing failed for a reason of the machine (disk full, read-only, permissions); the message names the path and
+    the fix."""
 
 
 _FIXES = {
@@ -151,7 +152,8 @@ def load_checkpoint(path, trust_pickle: bool = False, map_location="cpu"):
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds pickled Python objects, and unpickling them runs code named in the "
                 f"file; only if you trust where it came from, pass trust_pickle=True (CLI: --trust-pickle)") from err
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt (not a checkpoint or pickle); delete it or restore a copy") from err
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt (not a checkpoint or pickle); delete it or restore "
+                              "a copy") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, pickle.UnpicklingError) as err:
         detail = str(err).splitlines()[0] if str(err) else "no detail"
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated ({type(err).__name__}: {detail}); "
@@ -212,7 +214,9 @@ def json_safe(config: dict) -> dict:
 
 
 def pairs(mine: list, saved) -> list:
-    """``zip(mine, saved)`` of equal lengths, or ``ValueError`` (inside :func:`restoring`: a checkpoint of another run)."""
+    """``zip(mine, saved)`` of equal lengths, or ``ValueError`` (inside :func:`restoring`: a checkpoint of another
+    run)."""
     if not isinstance(saved, (list, tuple)) or len(saved) != len(mine):
-        raise ValueError(f"expected {len(mine)} saved entries, found {len(saved) if isinstance(saved, (list, tuple)) else saved!r}")
+        raise ValueError(f"expected {len(mine)} saved entries, found "
+                         f"{len(saved) if isinstance(saved, (list, tuple)) else saved!r}")
     return list(zip(mine, saved))

@@ -55,7 +55,8 @@ class TimestepEmbedding(nn.Module):
             raise ValueError(f"max_period must be > 1; got {max_period!r}")
         self.dim = dim
         half = dim // 2
-        self.register_buffer("frequencies", torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half))
+        frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("frequencies", frequencies)
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if mlp else nn.Identity()
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

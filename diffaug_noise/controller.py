@@ -242,14 +242,15 @@ class AdaptiveController:
         if self.drift is not None or self.drift_updates is None or abs(self.pinned) < self.drift_updates:
             return
         if at_max:
-            self.drift = (f"T has been at t_max = {self.noise.t_max} for {self.pinned} adjustments (r_d {r_d:+.2f} above the "
-                          f"target {self.target:g}): D separates the reals even through the most noise. Try a larger "
-                          f"t_max or sigma, check that D is conditioned on t, or a signal that suits the loss "
-                          f"(docs/method.md); samples may be drifting towards noise")
+            self.drift = (f"T has been at t_max = {self.noise.t_max} for {self.pinned} adjustments (r_d {r_d:+.2f} "
+                          f"above the target {self.target:g}): D separates the reals even through the most noise. Try "
+                          "a larger t_max or sigma, check that D is conditioned on t, or a signal that suits the loss "
+                          "(docs/method.md); samples may be drifting towards noise")
         else:
-            self.drift = (f"T has stayed at t_min = {self.noise.t_min} for {-self.pinned} adjustments with r_d {r_d:+.2f}, "
-                          f"far below the target {self.target:g}: the noise is not what holds D back. The target may not "
-                          f"suit this loss or D (the sign signal's centre, or signal='relativistic'; docs/method.md)")
+            self.drift = (f"T has stayed at t_min = {self.noise.t_min} for {-self.pinned} adjustments with r_d "
+                          f"{r_d:+.2f}, far below the target {self.target:g}: the noise is not what holds D back. The "
+                          "target may not suit this loss or D (the sign signal's centre, or signal='relativistic'; "
+                          "docs/method.md)")
         warnings.warn(f"diffaug-noise drift guard: {self.drift}", stacklevel=3)
 
     def state_dict(self) -> dict:
@@ -276,12 +277,15 @@ class AdaptiveController:
         controller's (states written before signals existed were the sign signal's, centre 0).
         """
         if not isinstance(state, dict):
-            raise TypeError(f"controller state must be a dict from AdaptiveController.state_dict(); got {type(state).__name__}")
+            raise TypeError("controller state must be a dict from AdaptiveController.state_dict(); got "
+                            f"{type(state).__name__}")
         missing = {"step", "skipped_updates", "r_d", "sums", "noise"} - set(state)
         if missing:
-            raise ValueError(f"controller state is missing {sorted(missing)}; was it saved by AdaptiveController.state_dict()?")
+            raise ValueError(f"controller state is missing {sorted(missing)}; was it saved by "
+                             "AdaptiveController.state_dict()?")
         mine = {"signal": self.signal_name, "centre": self.centre, "target": self.target}
-        saved = {"signal": state.get("signal", "sign"), "centre": state.get("centre", 0.0), "target": state.get("target", self.target)}
+        saved = {"signal": state.get("signal", "sign"), "centre": state.get("centre", 0.0),
+                 "target": state.get("target", self.target)}
         differ = [f"{k}: saved {saved[k]!r} vs this controller {mine[k]!r}" for k in mine if saved[k] != mine[k]]
         if differ:
             raise ValueError(f"controller state was saved with other settings ({', '.join(differ)}); construct the "
@@ -298,8 +302,8 @@ class AdaptiveController:
                              f"{drift!r}")
         r_d = state["r_d"]
         if isinstance(r_d, bool) or not isinstance(r_d, Real) or not (math.isnan(r_d) or -1.0 <= r_d <= 1.0):
-            raise ValueError(f"controller state 'r_d' must be a mean of signs in [-1, 1] (or NaN before any adjustment); "
-                             f"got {r_d!r}")
+            raise ValueError("controller state 'r_d' must be a mean of signs in [-1, 1] (or NaN before any "
+                             f"adjustment); got {r_d!r}")
         sums = state["sums"]
         if not isinstance(sums, torch.Tensor) or sums.shape != (3,) or sums.dtype != torch.float64:
             got = f"{sums.dtype} {tuple(sums.shape)}" if isinstance(sums, torch.Tensor) else type(sums).__name__

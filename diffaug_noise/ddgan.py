@@ -7,7 +7,8 @@ large denoising steps with a conditional GAN. With ``T`` steps (4 in the paper) 
 - forward: :math:`q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I)` and
   :math:`q(x_{t+1} \mid x_t) = \mathcal N(\sqrt{1-\beta_{t+1}}\,x_t,\ \beta_{t+1} I)`;
 - posterior: :math:`q(x_{t-1} \mid x_t, x_0) = \mathcal N(c_1(t)\,x_0 + c_2(t)\,x_t,\ \tilde\beta_t I)` with
-  :math:`c_1 = \beta_t\sqrt{\bar\alpha_{t-1}}/(1-\bar\alpha_t)`, :math:`c_2 = (1-\bar\alpha_{t-1})\sqrt{1-\beta_t}/(1-\bar\alpha_t)`,
+  :math:`c_1 = \beta_t\sqrt{\bar\alpha_{t-1}}/(1-\bar\alpha_t)`,
+  :math:`c_2 = (1-\bar\alpha_{t-1})\sqrt{1-\beta_t}/(1-\bar\alpha_t)`,
   :math:`\tilde\beta_t = \beta_t(1-\bar\alpha_{t-1})/(1-\bar\alpha_t)`;
 - model: G(x_t, z, t) predicts :math:`x_0`, and :math:`x_{t-1} \sim q(x_{t-1} \mid x_t, \hat x_0)`;
   D(x_{t-1}, x_t, t) tells true pairs from generated ones (:class:`PairDiscriminator`).
@@ -43,7 +44,8 @@ from torch import nn
 from .conditioning import TimestepConditionedDiscriminator
 from .schedules import alphas_cumprod, posterior_variance
 
-VARIANCE_SCHEDULES = ("vp", "geometric")  # of the continuous variance the betas come from (the core's SCHEDULES are others)
+# of the continuous variance the betas come from (the core's SCHEDULES are others)
+VARIANCE_SCHEDULES = ("vp", "geometric")
 EPS_SMALL = 1e-3  # the official code's smallest diffusion time
 DUMMY_BETA = 1e-8  # the official code's extra first beta
 LOG_VARIANCE_FLOOR = 1e-20  # the official clip of the posterior variance before its log
@@ -115,12 +117,13 @@ class DenoisingChain(nn.Module):
         if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"t must be an integer tensor; got {type(t).__name__} {getattr(t, 'dtype', '')}")
         if x.ndim == 0 or t.shape != x.shape[:1]:
-            raise ValueError(f"t must have shape [B] = [{x.shape[0] if x.ndim else '?'}] for x of shape {tuple(x.shape)}; "
-                             f"got {tuple(t.shape)}")
+            raise ValueError(f"t must have shape [B] = [{x.shape[0] if x.ndim else '?'}] for x of shape "
+                             f"{tuple(x.shape)}; got {tuple(t.shape)}")
         # On the CPU the range check is free; on CUDA it would cost a host sync per call, and an index
         # outside the table fails in the gather kernel anyway.
         if t.device.type == "cpu" and t.numel() and (int(t.min()) < low or int(t.max()) > high):
-            raise ValueError(f"{what} needs t in {low}..{high} (T = {self.T}); got values in {int(t.min())}..{int(t.max())}")
+            raise ValueError(f"{what} needs t in {low}..{high} (T = {self.T}); got values in "
+                             f"{int(t.min())}..{int(t.max())}")
 
     def _at(self, table: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``table[t]`` shaped to broadcast against ``x`` ``[B, ...]``, in ``x``'s dtype and device."""
@@ -130,13 +133,15 @@ class DenoisingChain(nn.Module):
         """Draw ``x_t ~ q(x_t | x_0)`` for ``t`` in ``0..T`` (``t = 0`` returns ``x0``)."""
         self._check_t(t, x0, 0, self.T, "q_sample")
         noise = _randn_like(x0, generator)
-        return self._at(self.sqrt_alphas_cumprod, t, x0) * x0 + self._at(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+        return (self._at(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self._at(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def q_sample_pairs(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
         """Draw ``(x_t, x_{t+1})`` for ``t`` in ``0..T-1``: ``x_t ~ q(x_t | x_0)``, then one forward step."""
         self._check_t(t, x0, 0, self.T - 1, "q_sample_pairs")
         x_t = self.q_sample(x0, t, generator)
-        x_next = self._at(self.sqrt_alphas, t + 1, x0) * x_t + self._at(self.sqrt_betas, t + 1, x0) * _randn_like(x0, generator)
+        x_next = (self._at(self.sqrt_alphas, t + 1, x0) * x_t
+                  + self._at(self.sqrt_betas, t + 1, x0) * _randn_like(x0, generator))
         return x_t, x_next
 
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
@@ -145,14 +150,16 @@ class DenoisingChain(nn.Module):
         mean = self._at(self.posterior_mean_coef1, t, x_t) * x0 + self._at(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, self._at(self.posterior_variance, t, x_t), self._at(self.posterior_log_variance_clipped, t, x_t)
 
-    def sample_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None = None):
+    def sample_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
+                         generator: torch.Generator | None = None):
         """Draw ``x_{t-1} ~ q(x_{t-1} | x_t, x_0)``; at ``t = 1`` the variance is 0 and ``x_0`` comes back exactly."""
         mean, variance, _ = self.q_posterior(x0, x_t, t)
         return mean + variance.sqrt() * _randn_like(x_t, generator)
 
     @torch.no_grad()
     def sample(self, model, x_T: torch.Tensor, z_dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The reverse chain from ``x_T``: ``T`` calls ``x0_hat = model(x_t, z, t)``, ``z ~ N(0, I)`` of width ``z_dim``."""
+        """The reverse chain from ``x_T``: ``T`` calls ``x0_hat = model(x_t, z, t)``, ``z ~ N(0, I)`` of width
+        ``z_dim``."""
         x = x_T
         for step in range(self.T, 0, -1):
             t = torch.full((x.shape[0],), step, dtype=torch.int64, device=x.device)

@@ -9,11 +9,12 @@ Example:
     >>> require("no_such_module_here", "eval")
     Traceback (most recent call last):
     ...
-    diffaug_noise.extras.MissingExtraError: this needs no_such_module_here, which is not installed: pip install 'diffaug-noise[eval]'
+    diffaug_noise.extras.MissingExtraError: this needs no_such_module_here, which is not installed: pip install ...
 """
 from __future__ import annotations
 
 import importlib
+
 
 class MissingExtraError(ImportError):
     """An optional dependency is missing; the message names the extra to install."""
@@ -26,4 +27,5 @@ def require(module: str, extra: str):
     except ImportError as err:
         if err.name is not None and module.split(".")[0] != err.name.split(".")[0]:
             raise  # the module exists but one of its own dependencies is broken: show the real error
-        raise MissingExtraError(f"this needs {module}, which is not installed: pip install 'diffaug-noise[{extra}]'") from err
+        raise MissingExtraError(f"this needs {module}, which is not installed: pip install "
+                                f"'diffaug-noise[{extra}]'") from err

@@ -10,8 +10,8 @@ where each Philox call (counter ``c``) feeds four elements ``BLOCK`` apart, one 
 computed in float32 and rounded once to ``x``'s dtype. ``eps`` never touches memory, so the pass
 moves one read of ``x`` and one write of ``y`` (plus the small ``t`` and table reads, which stay in
 cache). A program whose ``4 · BLOCK`` elements share one ``t`` (most, at image sizes) reads its
-coefficients once; one that spans two gathers them per element. The 64-bit Philox seed is made by the kernel from two uniforms ``u_0, u_1`` in [0, 1) drawn
-by torch on the device (in the same call as the uniforms that pick ``t``):
+coefficients once; one that spans two gathers them per element. The 64-bit Philox seed is made by the kernel from two
+uniforms ``u_0, u_1`` in [0, 1) drawn by torch on the device (in the same call as the uniforms that pick ``t``):
 ``seed = floor(2^32 u_0) · 2^32 + floor(2^32 u_1)`` (:func:`philox_seed`), so there is no host
 round-trip, no extra launch, and ``torch.manual_seed`` still makes runs reproducible. With 64 bits
 two calls share a stream with probability ~n²/2⁶⁵ over ``n`` calls (a 31-bit seed reached 50 % by
@@ -27,7 +27,8 @@ module imports Triton; :func:`available` tells whether that works.
 
 Example (CUDA only, so not run as a doctest)::
 
-    y = fused_forward(x, t, noise.coefficients32, inner=x[0].numel(), seed=torch.rand(2, dtype=torch.float64, device="cuda"))
+    seed = torch.rand(2, dtype=torch.float64, device="cuda")
+    y = fused_forward(x, t, noise.coefficients32, inner=x[0].numel(), seed=seed)
 """
 from __future__ import annotations
 
@@ -85,9 +86,10 @@ if triton is not None:
             _combine(x_ptr, y_ptr, eps_ptr, base + 2 * BLOCK, eps2, a, b, n_elements, WRITE_EPS)
             _combine(x_ptr, y_ptr, eps_ptr, base + 3 * BLOCK, eps3, a, b, n_elements, WRITE_EPS)
         else:
-            _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base, eps0, n_elements, inner, table_stride, WRITE_EPS)
-            _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + BLOCK, eps1, n_elements, inner, table_stride,
+            _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base, eps0, n_elements, inner, table_stride,
                               WRITE_EPS)
+            _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + BLOCK, eps1, n_elements, inner,
+                              table_stride, WRITE_EPS)
             _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + 2 * BLOCK, eps2, n_elements, inner,
                               table_stride, WRITE_EPS)
             _combine_gathered(x_ptr, y_ptr, eps_ptr, t_ptr, coef_ptr, base + 3 * BLOCK, eps3, n_elements, inner,
@@ -192,7 +194,8 @@ class _EagerDiffuse(torch.autograd.Function):
         return _grad_x(grad_y, t, table, ctx.x_ndim), None, None, None, None
 
 
-def fused_forward(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int, seed: torch.Tensor) -> torch.Tensor:
+def fused_forward(x: torch.Tensor, t: torch.Tensor, table: torch.Tensor, inner: int,
+                  seed: torch.Tensor) -> torch.Tensor:
     """Noise ``x`` in one kernel; differentiable in ``x``. ``x`` must satisfy :func:`supports`.
 
     Traced by ``torch.compile``: the operator :func:`diffuse`. In eager mode the kernel is launched

@@ -5,7 +5,8 @@ discriminator with a softmax head: it sees exactly what :class:`~diffaug_noise.D
 any forward chain) produces. Its gradient steers a diffusion sampler towards class :math:`y`:
 
 - ancestral sampling (ADM's Algorithm 1): :math:`\mu \leftarrow \mu + s\,\Sigma\,\nabla_{x_t}\log p_\phi(y \mid x_t)`;
-- DDIM (Algorithm 2): :math:`\hat\epsilon \leftarrow \hat\epsilon - \sqrt{1-\bar\alpha_t}\, s\,\nabla_{x_t}\log p_\phi(y \mid x_t)`.
+- DDIM (Algorithm 2):
+  :math:`\hat\epsilon \leftarrow \hat\epsilon - \sqrt{1-\bar\alpha_t}\, s\,\nabla_{x_t}\log p_\phi(y \mid x_t)`.
 
 :class:`AncestralChain` is the DDPM chain of one of this library's beta schedules, with the
 pieces a guided ancestral sampler needs.
@@ -18,7 +19,8 @@ Example:
     >>> from diffaug_noise import DiffusionNoise
     >>> classifier = lambda x, t: torch.stack([x.sum(1), -x.sum(1)], dim=1)   # logits of 2 classes
     >>> loss = noisy_classifier_loss(classifier, DiffusionNoise(), torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
-    >>> g = classifier_gradient(classifier, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.tensor([0, 0, 1]), scale=2.0)
+    >>> g = classifier_gradient(classifier, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long),
+    ...                         torch.tensor([0, 0, 1]), scale=2.0)
     >>> g.tolist()   # d/dx log softmax: class 0 pulls towards +x, class 1 towards -x
     [[2.0, 2.0], [2.0, 2.0], [-2.0, -2.0]]
 """
@@ -47,8 +49,10 @@ def noisy_classifier_loss(classifier, noise, x: torch.Tensor, y: torch.Tensor,
     return F.cross_entropy(classifier(x_t, t), y)
 
 
-def classifier_gradient(classifier, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    r""":math:`s\,\nabla_{x_t} \log \mathrm{softmax}(\mathrm{classifier}(x_t, t))_y`, per sample; no graph is left behind.
+def classifier_gradient(classifier, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                        scale: float = 1.0) -> torch.Tensor:
+    r""":math:`s\,\nabla_{x_t} \log \mathrm{softmax}(\mathrm{classifier}(x_t, t))_y`, per sample; no graph is left
+    behind.
 
     The classifier's parameters get no gradient, and ``x_t`` is not modified.
     """
@@ -66,7 +70,8 @@ def condition_mean(mean: torch.Tensor, variance: torch.Tensor, gradient: torch.T
 
 
 def condition_eps(eps: torch.Tensor, sqrt_one_minus_abar: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
-    r"""Guided noise prediction for DDIM: :math:`\hat\epsilon - \sqrt{1-\bar\alpha_t}\,g` (``gradient`` already scaled)."""
+    r"""Guided noise prediction for DDIM: :math:`\hat\epsilon - \sqrt{1-\bar\alpha_t}\,g` (``gradient`` already
+    scaled)."""
     return eps - sqrt_one_minus_abar * gradient
 
 

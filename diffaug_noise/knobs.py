@@ -34,8 +34,8 @@ from numbers import Real
 KINDS = (int, float, str, bool, "path", "dir", "file", "list", "numbers", "count", "shapes")
 
 
-def knob(default, help: str, *, kind=None, choices=None, minimum=None, maximum=None, exclusive_minimum=False, aliases=(),
-         preset_part=None, required=False):
+def knob(default, help: str, *, kind=None, choices=None, minimum=None, maximum=None, exclusive_minimum=False,
+         aliases=(), preset_part=None, required=False):
     """A settings field with what the CLI needs to show it and :func:`check_knobs` to check it.
 
     ``choices`` restricts the values (each value, for ``"list"``); ``minimum`` and ``maximum`` bound them
@@ -82,19 +82,20 @@ def check_knob(field, value) -> None:
             isinstance(s, (tuple, list)) and s and all(scalar[int](d) and d >= 1 for d in s) for s in value)
     if not ok:
         what = {bool: "true or false", int: "an int", float: "a finite number", "list": "a non-empty list",
-                "numbers": "a non-empty list of finite numbers",
-                "count": "a non-empty list of ints >= 0", "shapes": "a list of shapes of positive ints"}.get(kind, "a string")
+                "numbers": "a non-empty list of finite numbers", "count": "a non-empty list of ints >= 0",
+                "shapes": "a list of shapes of positive ints"}.get(kind, "a string")
         raise ValueError(f"{name} must be {what}; got {value!r}")
     bad = [v for v in (value if kind == "list" else [value]) if meta["choices"] and v not in meta["choices"]]
     if bad:
         shown = repr(bad) if kind == "list" else repr(bad[0])
         raise ValueError(f"unknown {name} {shown}; choose one of {', '.join(map(str, meta['choices']))}")
     low, high, open_low = meta["minimum"], meta["maximum"], meta["exclusive_minimum"]
+    each, shown = ("numbers ", "{:g}") if kind == "numbers" else ("", "{}")  # "scales must be numbers >= 0"
     for v in (value if kind == "numbers" else [value]):
         if low is not None and (v <= low if open_low else v < low):
-            raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}; got {value!r}")
+            raise ValueError(f"{name} must be {each}{'>' if open_low else '>='} {shown.format(low)}; got {value!r}")
         if high is not None and v > high:
-            raise ValueError(f"{name} must be <= {high}; got {value!r}")
+            raise ValueError(f"{name} must be {each}<= {shown.format(high)}; got {value!r}")
 
 
 def check_knobs(settings) -> None:

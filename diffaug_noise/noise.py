@@ -44,8 +44,8 @@ class DiffusionNoise(nn.Module):
     Drawing ``(t, eps)`` is separate from applying them, so a transform replays exactly:
     ``noise.apply_transform(x, *noise.sample(x, generator=g))`` equals ``noise(x, generator=g')`` for two
     generators in the same state (on CUDA with ``fused=True`` the forward draws ``eps`` inside its
-    kernel instead, from another stream of the same law). Tables and the law of ``t`` are float64 buffers on the module's
-    device; the forward pass makes no host round-trip. ``p``, ``T`` and the tables are buffers too,
+    kernel instead, from another stream of the same law). Tables and the law of ``t`` are float64 buffers on the
+    module's device; the forward pass makes no host round-trip. ``p``, ``T`` and the tables are buffers too,
     so ``state_dict()``, pickling and upstream loops that copy buffers restore them exactly.
 
     Args:
@@ -175,7 +175,8 @@ class DiffusionNoise(nn.Module):
         kwargs = preset_kwargs(name, "noise")
         unknown = set(overrides) - set(kwargs) - {"p"}
         if unknown:
-            raise TypeError(f"unknown override(s) {sorted(unknown)} for preset {name!r}; allowed: {sorted(kwargs)} and p")
+            raise TypeError(f"unknown override(s) {sorted(unknown)} for preset {name!r}; allowed: {sorted(kwargs)} "
+                            "and p")
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -215,7 +216,8 @@ class DiffusionNoise(nn.Module):
     def _tables_for(self, p: float) -> dict:
         """Every buffer's value at strength ``p`` (on the CPU), computed without touching the module."""
         T = self._T_for(p)
-        sqrt_abar, sqrt_one_minus_abar = diffusion_tables(beta_schedule(self.schedule, T, self.beta_start, self.beta_end))
+        betas = beta_schedule(self.schedule, T, self.beta_start, self.beta_end)
+        sqrt_abar, sqrt_one_minus_abar = diffusion_tables(betas)
         cdf = torch.cumsum(timestep_law(T, self.t_dist, self.current_clean_prob(p), self.priority_offset), dim=0)
         cdf[-1] = 1.0  # so a uniform draw u < 1 never lands past T, whatever the rounding
         pad = self.t_max - T  # entries past T are never drawn; they repeat the last value
@@ -297,7 +299,8 @@ class DiffusionNoise(nn.Module):
             values[name] = value.detach().cpu()
         p = float(values["p_value"])
         if not (0.0 <= p <= 1.0):  # also NaN
-            raise ValueError(f"DiffusionNoise state holds p = {p!r}, outside [0, 1]; the file is damaged or not one of ours")
+            raise ValueError(f"DiffusionNoise state holds p = {p!r}, outside [0, 1]; the file is damaged or not one of "
+                             "ours")
         expected = self._tables_for(p)
         if int(values["T_value"]) != int(expected["T_value"]):
             raise ValueError(f"DiffusionNoise state holds T = {int(values['T_value'])}, but its p = {p!r} gives "
@@ -361,7 +364,8 @@ class DiffusionNoise(nn.Module):
         return torch.searchsorted(self.t_cdf.to(u.device), u, right=True)
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``(t, eps)`` for a batch like ``x``: ``t`` int64 ``[B]`` (``[B, C]`` per channel), ``eps`` like ``x``."""
+        """Draw ``(t, eps)`` for a batch like ``x``: ``t`` int64 ``[B]`` (``[B, C]`` per channel), ``eps`` like
+        ``x``."""
         self._check_x(x)
         t = self.sample_t(self._t_shape(x), x.device, generator)
         eps = torch.empty_like(x).normal_(generator=generator)
@@ -386,7 +390,8 @@ class DiffusionNoise(nn.Module):
         expected = self._t_shape(x)
         if not isinstance(t, torch.Tensor) or t.dtype != torch.int64 or tuple(t.shape) != expected:
             got = f"{t.dtype} {tuple(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"t must be an int64 tensor of shape {expected} for x of shape {tuple(x.shape)}; got {got}")
+            raise ValueError(f"t must be an int64 tensor of shape {expected} for x of shape {tuple(x.shape)}; "
+                             f"got {got}")
         if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
             got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
             raise ValueError(f"eps must be a tensor of x's shape {tuple(x.shape)}; got {got}")
@@ -424,7 +429,8 @@ class DiffusionNoise(nn.Module):
             if fused_kernel.supports(x):
                 self._check_x(x)
                 t_shape = self._t_shape(x)
-                # One draw for the t of every sample and, last, the kernel's 64-bit seed (two uniforms): one launch fewer.
+                # One draw for the t of every sample and, last, the kernel's 64-bit seed (two uniforms): one launch
+                # fewer.
                 u = torch.rand(math.prod(t_shape) + 2, dtype=torch.float64, device=x.device, generator=generator)
                 t = self._t_from_uniform(u[:-2]).view(t_shape)
                 return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-2:]), t

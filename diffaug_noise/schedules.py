@@ -101,7 +101,8 @@ def diffusion_tables(betas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def posterior_variance(betas: torch.Tensor) -> torch.Tensor:
-    r"""The variance of ``q(x_{t-1} | x_t, x_0)`` over ``t = 0..T``: ``beta_t (1 - abar_{t-1}) / (1 - abar_t)``, 0 at ``t = 0``.
+    r"""The variance of ``q(x_{t-1} | x_t, x_0)`` over ``t = 0..T``: ``beta_t (1 - abar_{t-1}) / (1 - abar_t)``, 0 at
+    ``t = 0``.
 
     The reverse step's variance of DDPM (Ho et al. 2020) and of Denoising Diffusion GAN's posterior;
     0 at ``t = 1`` too, where ``x_0`` comes back exactly.

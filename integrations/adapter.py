@@ -116,8 +116,8 @@ class Adapter:
         return patched_upstream(self.upstream, repo, shims, lambda modules: [],
                                 self.compat_patches(self.settings(**options)))
 
-    def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False, launcher: str = "spawn",
-            **options) -> None:
+    def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
+            launcher: str = "spawn", **options) -> None:
         """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`.
 
         ``launcher="torchrun"``: this process is one rank of a torchrun job (several nodes allowed);

@@ -48,9 +48,9 @@ class UpstreamBench:
     """Which adapter :func:`bench_upstream` times, and for how long (``bench upstream``'s own options)."""
 
     adapter: str = knob("stylegan2", "A registered adapter (`diffaug-noise run --help` lists them).", kind=str)
-    seconds_per_run: float = knob(None, "Stop each run after this many seconds (startup included) and measure it on the "
-                                        "ticks it logged, so the pair fits a known time. [default: no limit; each run "
-                                        "trains its --kimg]", kind=float, minimum=0.0, exclusive_minimum=True)
+    seconds_per_run: float = knob(None, "Stop each run after this many seconds (startup included) and measure it on "
+                                        "the ticks it logged, so the pair fits a known time. [default: no limit; each "
+                                        "run trains its --kimg]", kind=float, minimum=0.0, exclusive_minimum=True)
 
     def __post_init__(self):
         check_knobs(self)
@@ -114,7 +114,8 @@ def _ticks(outdir: pathlib.Path, earlier: set, since: float) -> tuple[str | None
         return None, []
     log = max(logs, key=lambda log: log.stat().st_mtime)
     lines = log.read_text().splitlines()
-    return str(log.parent), [json.loads(line) for line in lines if line.endswith("}")]  # a stop mid-write leaves half a line
+    # a stop mid-write leaves half a line
+    return str(log.parent), [json.loads(line) for line in lines if line.endswith("}")]
 
 
 def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool) -> None:
@@ -227,11 +228,12 @@ def bench_upstream(bench: UpstreamBench, repo, upstream_args: list, outdir, shim
         if len(seconds) < 2:  # checked before the next run: the same arguments would give it no more ticks
             logged = "only the warm-up tick" if seconds else "no tick"
             if stopped:
-                raise RuntimeError(f"the {mode} run was stopped at its {seconds_per_run:g} s limit after logging {logged}; "
-                                   f"give it more seconds per run, or smaller ticks (two at least)")
+                raise RuntimeError(f"the {mode} run was stopped at its {seconds_per_run:g} s limit after logging "
+                                   f"{logged}; give it more seconds per run, or smaller ticks (two at least)")
             raise RuntimeError(f"the {mode} run logged {logged}; give upstream more --kimg (at least two ticks)")
         runs[mode] = {"mode": mode, "sec_per_kimg_ticks": seconds, "kimg": ticks[-1]["Progress/kimg"]["mean"],
-                      "train_seconds": wall, "noise_seconds": noise[len(ticks) - 1] if len(noise) >= len(ticks) else 0.0,
+                      "train_seconds": wall,
+                      "noise_seconds": noise[len(ticks) - 1] if len(noise) >= len(ticks) else 0.0,
                       "stopped": stopped, "run_dir": run_dir, "custom_ops": _custom_ops(lines),
                       "sec_per_kimg": statistics.median(seconds[1:])}
     diffusion = runs["diffusion"]
@@ -240,4 +242,5 @@ def bench_upstream(bench: UpstreamBench, repo, upstream_args: list, outdir, shim
     one_process = int(flag_value(upstream_args, "--gpus") or 1) == 1
     return {"adapter": adapter_name, "upstream_args": upstream_args, "runs": runs,
             "ratio": diffusion["sec_per_kimg"] / runs["baseline"]["sec_per_kimg"],
-            "noise_share": diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"] if one_process else None}
+            "noise_share": (diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"]
+                            if one_process else None)}

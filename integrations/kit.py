@@ -69,7 +69,8 @@ def swap_class(kwargs, our_class: str, **settings):
     """
     rest = dict(kwargs)
     upstream = rest.pop("class_name")
-    return type(kwargs)(class_name=our_class, upstream_class=upstream, **settings, **rest)  # upstream's EasyDict stays one
+    # upstream's EasyDict stays one
+    return type(kwargs)(class_name=our_class, upstream_class=upstream, **settings, **rest)
 
 
 def unwrap(module):

@@ -47,7 +47,8 @@ def join_group() -> None:
 
 
 class LocalRankTorch(types.ModuleType):
-    """``torch`` with ``device('cuda', i)`` meaning this node's ``cuda:LOCAL_RANK`` (upstream indexes by global rank)."""
+    """``torch`` with ``device('cuda', i)`` meaning this node's ``cuda:LOCAL_RANK`` (upstream indexes by global
+    rank)."""
 
     def __init__(self, local_rank: int):
         super().__init__("torch")

@@ -1,8 +1,8 @@
 """The settings of an adapter: one dataclass, one name per knob, documented once, from CLI flag to constructor.
 
 Each field is a :func:`~diffaug_noise.knobs.knob`: its default, its help (shown by
-``diffaug-noise run NAME --help``, which is generated from these fields), and how the CLI reads it. The shared knobs are the core's
-own names (``sigma``, ``t_dist``, ``t_min``, ``t_max``, ``target``: the arguments of
+``diffaug-noise run NAME --help``, which is generated from these fields), and how the CLI reads it. The shared knobs are
+the core's own names (``sigma``, ``t_dist``, ``t_min``, ``t_max``, ``target``: the arguments of
 :class:`~diffaug_noise.DiffusionNoise` and :class:`~diffaug_noise.AdaptiveController`); the
 official forks' spellings (``--noise-sd``, ``--ts-dist``) are accepted on the command line as
 aliases. ``None`` means "the preset's value", and the help lists it per preset.
@@ -27,7 +27,8 @@ from diffaug_noise.timesteps import T_DISTS
 class DiffusionOptions:
     """The paper's knobs, shared by every adapter; an adapter subclasses this to add its own."""
 
-    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's (docs/reference-quirks.md).",
+    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
+                                "(docs/reference-quirks.md).",
                        kind=str, choices=tuple(PRESETS))
     target: float | None = knob(None, "Controller target for r_d = E[sign D(noised real)], a mean of signs in [-1, 1].",
                                 kind=float, minimum=-1.0, maximum=1.0, preset_part="controller")
@@ -37,8 +38,9 @@ class DiffusionOptions:
                                exclusive_minimum=True, aliases=("--noise-sd",), preset_part="noise")
     t_min: int | None = knob(None, "Smallest T (at p = 0).", kind=int, minimum=1, preset_part="noise")
     t_max: int | None = knob(None, "Largest T (at p = 1).", kind=int, minimum=1, preset_part="noise")
-    drift_updates: int = knob(200, "The drift guard: say once (tick line, log.txt) when T has sat at t_max, or at t_min "
-                                   "with r_d far below the target, for this many controller adjustments.", kind=int,
+    drift_updates: int = knob(200, "The drift guard: say once (tick line, log.txt) when T has sat at t_max, or at "
+                                   "t_min with r_d far below the target, for this many controller "
+                                   "adjustments.", kind=int,
                               minimum=1)
 
     def __post_init__(self):

@@ -4,8 +4,8 @@ stylegan2-ada-pytorch's ``training_loop`` (and InsGen's, StyleGAN3's and R3GAN's
 starts every run with ``cur_nimg = 0`` (R3GAN: the snapshot's), ``cur_tick = 0`` and ``batch_idx = 0``
 and takes no argument for them, so a resumed run restarts its kimg: the ``--kimg`` budget, snapshot
 names, the EMA ramp-up, the phase of ADA's and lazy regularisation's every-N-iterations steps and
-the logged ``Progress/kimg`` all start again. :func:`resumable_loop` recompiles upstream's function from upstream's own source with one
-change: each of those three top-level assignments reads ``(resume_progress or {}).get(name, value)``,
+the logged ``Progress/kimg`` all start again. :func:`resumable_loop` recompiles upstream's function from upstream's own
+source with one change: each of those three top-level assignments reads ``(resume_progress or {}).get(name, value)``,
 ``value`` being upstream's expression and ``resume_progress`` a new keyword argument (default
 ``None``: upstream's behaviour). The checkout on disk is untouched, and tracebacks keep upstream's
 file and line numbers.
@@ -32,7 +32,8 @@ PROGRESS_NAMES = ("cur_nimg", "cur_tick", "batch_idx")
 def _progress_value(name: str, upstream_value: ast.expr) -> ast.expr:
     """``(resume_progress or {}).get(name, upstream_value)``."""
     progress = ast.BoolOp(op=ast.Or(), values=[ast.Name("resume_progress", ast.Load()), ast.Dict(keys=[], values=[])])
-    return ast.Call(func=ast.Attribute(progress, "get", ast.Load()), args=[ast.Constant(name), upstream_value], keywords=[])
+    return ast.Call(func=ast.Attribute(progress, "get", ast.Load()), args=[ast.Constant(name), upstream_value],
+                    keywords=[])
 
 
 def resumable_loop(function):
@@ -53,8 +54,8 @@ def resumable_loop(function):
             assignments[statement.targets[0].id].append(statement)
     for name, found in assignments.items():
         if len(found) != 1:
-            raise UpstreamError(f"{function.__module__}.{function.__name__} assigns {name} {len(found)} times at its top "
-                                "level (expected once); this checkout's loop is not one the adapter was tested on")
+            raise UpstreamError(f"{function.__module__}.{function.__name__} assigns {name} {len(found)} times at its "
+                                "top level (expected once); this checkout's loop is not one the adapter was tested on")
         found[0].value = _progress_value(name, found[0].value)
     definition.args.kwonlyargs.append(ast.arg("resume_progress"))
     definition.args.kw_defaults.append(ast.Constant(None))
@@ -107,8 +108,9 @@ def continue_run(options, fresh, snapshot: dict, kimg_per_tick_default: float, l
               "so kimg and ADA p start from zero, as upstream resumes.")
         return None
     if nimg >= options.total_kimg * 1000:
-        raise UpstreamError(f"the --resume snapshot is at kimg {nimg / 1000:g}, not below --kimg {options.total_kimg:g}; "
-                            "raise --kimg to continue the run, or pass --no-resume-progress to train from it anew")
+        raise UpstreamError(f"the --resume snapshot is at kimg {nimg / 1000:g}, not below --kimg "
+                            f"{options.total_kimg:g}; raise --kimg to continue the run, or pass --no-resume-progress "
+                            "to train from it anew")
     _take(options, fresh, (set(options) | set(fresh)) - {"resume_pkl", "loss_kwargs", "run_dir"})
     _take(options.loss_kwargs, fresh.loss_kwargs, loss_keys)
     progress = progress_at(nimg, options.batch_size, options.get("kimg_per_tick", kimg_per_tick_default))

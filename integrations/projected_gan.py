@@ -45,8 +45,14 @@ from .adapter import Adapter
 from .kit import swap_class
 from .options import DiffusionOptions, knob
 from .patching import construct
-from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, plain_conv2d_patch,
-                    registered_extension_patch, sampler_signature_patch)
+from .shims import (
+    cpu_patches,
+    custom_op_fallback_patch,
+    float_adam_betas_patch,
+    plain_conv2d_patch,
+    registered_extension_patch,
+    sampler_signature_patch,
+)
 from .spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
@@ -58,7 +64,8 @@ PROJECTED_GAN = Upstream(
              "pg_modules/projector.py", "torch_utils/misc.py"),
     names={"train": ["main", "launch_training", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["ProjectedGANLoss"], "pg_modules.discriminator": ["ProjectedDiscriminator"],
-           "pg_modules.projector": ["F_RandomProj", "_make_efficientnet", "timm"], "pg_modules.diffaug": ["DiffAugment"],
+           "pg_modules.projector": ["F_RandomProj", "_make_efficientnet", "timm"],
+           "pg_modules.diffaug": ["DiffAugment"],
            "torch_utils.misc": ["InfiniteSampler"], "torch_utils.training_stats": ["report"],
            "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"],
            "torch_utils.ops.conv2d_gradfix": ["_should_use_custom_op"]},
@@ -74,10 +81,12 @@ class FeatureDiffusionOptions(DiffusionOptions):
 
     preset: str = knob("projected_gan", "Noise and controller settings: the official fork's (projected_gan) or the "
                                         "paper's image defaults.", kind=str, choices=("projected_gan", "paper"))
-    d_pos: str = knob("first", "Noise the backbone's feature maps before the random projections (first) or after them (last).",
+    d_pos: str = knob("first", "Noise the backbone's feature maps before the random projections (first) or after them "
+                               "(last).",
                       kind=str, choices=D_POSITIONS)
     t_to_d: bool = knob(False, "Feed t to the mini-discriminators (our extension; needs --preset paper).", kind=bool)
-    pretrained: bool = knob(True, "ImageNet weights for the EfficientNet backbone; off (random) is for mechanics tests only.",
+    pretrained: bool = knob(True, "ImageNet weights for the EfficientNet backbone; off (random) is for mechanics tests "
+                                  "only.",
                             kind=bool)
     backbone_weights: str | None = knob(None, "Local tf_efficientnet_lite0 state dict for offline machines (instead of "
                                               "timm's hub).", kind="path")
@@ -87,7 +96,8 @@ class FeatureDiffusionOptions(DiffusionOptions):
         if self.t_to_d and self.noise_kwargs()["per_channel"]:
             raise ValueError("t_to_d needs one t per sample; the preset draws t per channel (use preset='paper')")
         if self.t_to_d and self.noise_kwargs()["t_max"] >= MINI_D_CLASSES:
-            raise ValueError(f"t_to_d labels t as one of upstream's {MINI_D_CLASSES} classes: t_max must be < {MINI_D_CLASSES}")
+            raise ValueError(f"t_to_d labels t as one of upstream's {MINI_D_CLASSES} classes: t_max must be < "
+                             f"{MINI_D_CLASSES}")
         if self.backbone_weights is not None and not pathlib.Path(self.backbone_weights).expanduser().is_file():
             raise ValueError(f"backbone_weights {self.backbone_weights!r} does not exist")
 
@@ -194,10 +204,11 @@ def configure(c, options: FeatureDiffusionOptions) -> None:
     if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
         raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
                             f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
-    c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionProjectedDiscriminator", noise_kwargs=options.noise_kwargs(),
-                            d_pos=options.d_pos, t_to_d=options.t_to_d)
+    c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionProjectedDiscriminator",
+                            noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d)
     c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionProjectedGANLoss",
-                               diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
+                               diffusion=dict(batch_size=c.batch_size,
+                                              rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
                                               controller=options.controller_kwargs()))
 
 
@@ -233,11 +244,11 @@ class BackboneTimm:
         try:
             return self._timm.create_model(name, pretrained=True, **kwargs)
         except Exception as err:  # hub unreachable, no cache: the message says how to proceed offline
-            raise UpstreamError(f"cannot get the pretrained {name} weights from timm's hub ({type(err).__name__}: {err}). "
-                                f"Offline: download them on a machine with internet (timm.create_model({name!r}, "
-                                f"pretrained=True); torch.save(model.state_dict(), 'lite0.pth')) and pass "
-                                f"--backbone-weights lite0.pth; --no-pretrained gives a random backbone for mechanics "
-                                f"tests only") from err
+            raise UpstreamError(f"cannot get the pretrained {name} weights from timm's hub ({type(err).__name__}: "
+                                f"{err}). Offline: download them on a machine with internet "
+                                f"(timm.create_model({name!r}, pretrained=True); torch.save(model.state_dict(), "
+                                "'lite0.pth')) and pass --backbone-weights lite0.pth; --no-pretrained gives a random "
+                                "backbone for mechanics tests only") from err
 
     def __getattr__(self, name):
         return getattr(self._timm, name)
@@ -273,7 +284,8 @@ def compat_patches(backbone: dict | None = None) -> list:
             + custom_op_fallback_patch([bias_act, upfirdn2d])
             + plain_conv2d_patch(conv2d_gradfix)
             + [(projector, "_make_efficientnet", _efficientnet_layers),
-               (projector, "timm", BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
+               (projector, "timm",
+                BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
 
 
 def entry_patches(modules: dict, options: FeatureDiffusionOptions) -> list:
@@ -283,7 +295,8 @@ def entry_patches(modules: dict, options: FeatureDiffusionOptions) -> list:
 
     def launch_training(c, desc, outdir, dry_run):
         configure(c, options)
-        return original_launch(c=c, desc=f"{desc}-diffusion-{options.preset}-{options.d_pos}", outdir=outdir, dry_run=dry_run)
+        return original_launch(c=c, desc=f"{desc}-diffusion-{options.preset}-{options.d_pos}", outdir=outdir,
+                               dry_run=dry_run)
 
     return [(train, "launch_training", launch_training)]
 
@@ -301,8 +314,9 @@ ADAPTER = Adapter(
                 "the loss drives the controller. Upstream's train.py needs --cfg and --batch; FastGAN needs 128 px or "
                 "more (use --cfg stylegan2 below).",
     example="--repo ~/projected-gan --data lsun_church --outdir runs --gpus 8 -- --cfg fastgan --batch 64",
-    cpu_note="--no-pretrained -- --cfg stylegan2 --cbase 1024 --cmax 32 --batch 4 --kimg 1 --metrics none (any resolution; "
-             "about 6 minutes on 2 cores: EfficientNet at 224 px dominates and --kimg 1 is upstream's shortest run)",
+    cpu_note="--no-pretrained -- --cfg stylegan2 --cbase 1024 --cmax 32 --batch 4 --kimg 1 --metrics none (any "
+             "resolution; about 6 minutes on 2 cores: EfficientNet at 224 px dominates and --kimg 1 is upstream's "
+             "shortest run)",
 )
 
 __all__ = ["ADAPTER", "PROJECTED_GAN", "BackboneTimm", "DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss",

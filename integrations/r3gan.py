@@ -38,8 +38,14 @@ from .kit import DiffusionDiscriminator, TimestepLabelOptions, launch_training_p
 from .options import knob
 from .patching import construct
 from .progress import continue_run
-from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, pkg_resources_patch,
-                    registered_extension_patch, sampler_signature_patch)
+from .shims import (
+    cpu_patches,
+    custom_op_fallback_patch,
+    float_adam_betas_patch,
+    pkg_resources_patch,
+    registered_extension_patch,
+    sampler_signature_patch,
+)
 from .spec import Upstream
 
 R3GAN = Upstream(
@@ -52,8 +58,8 @@ R3GAN = Upstream(
     names={"train": ["main", "launch_training", "subprocess_fn"], "training.training_loop": ["training_loop"],
            "training.loss": ["R3GANLoss"], "training.networks": ["Discriminator"],
            "R3GAN.Trainer": ["AdversarialTraining"], "torch_utils.training_stats": ["report"],
-           "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"], "legacy": ["load_network_pkl"],
-           "dnnlib.util": ["open_url"]},
+           "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"],
+           "legacy": ["load_network_pkl"], "dnnlib.util": ["open_url"]},
     loop_restarts_progress=True,
     import_shims=(pkg_resources_patch,),
 )
@@ -61,7 +67,8 @@ R3GAN = Upstream(
 
 @dataclasses.dataclass
 class R3GANOptions(TimestepLabelOptions):
-    """The paper's knobs for a relativistic D: its target translated, ``t`` through D's condition, pairs sharing ``t``."""
+    """The paper's knobs for a relativistic D: its target translated, ``t`` through D's condition, pairs sharing
+    ``t``."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's.", kind=str, choices=("paper",))
     target: float | None = knob(None, "Controller target for r_d = E[sign(D(noised real_i) - D(noised fake_i))], the "
@@ -71,8 +78,8 @@ class R3GANOptions(TimestepLabelOptions):
     t_label: str | None = knob("embedding", "How t enters D's condition: sinusoids of t (R3GAN embeds its condition "
                                             "linearly, without bias, so a raw t would vanish at t = 0).",
                                kind=str, choices=("embedding",))
-    pair_t: bool = knob(True, "A real and the fake it is compared with share t (the relativistic logit compares them at "
-                              "one noise level); off: each draws its own.", kind=bool)
+    pair_t: bool = knob(True, "A real and the fake it is compared with share t (the relativistic logit compares them "
+                              "at one noise level); off: each draws its own.", kind=bool)
 
     def controller_kwargs(self) -> dict:
         kwargs = super().controller_kwargs()
@@ -135,7 +142,8 @@ def configure(c, options: R3GANOptions) -> None:
         c.D_kwargs.ConditionEmbeddingDimension = c.D_kwargs.WidthPerStage[-1]  # what upstream gives conditional runs
     c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionDiscriminator", **options.discriminator_settings())
     c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionR3GANLoss",
-                               diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.d_batch_gpu * c.num_gpus),
+                               diffusion=dict(batch_size=c.batch_size,
+                                              rounds=c.batch_size // (c.d_batch_gpu * c.num_gpus),
                                               controller=options.controller_kwargs(), pair_t=options.pair_t))
 
 
@@ -186,8 +194,8 @@ ADAPTER = Adapter(
                 "drives the controller (R3GAN has no ADA). Upstream's train.py needs --preset and --batch.",
     example="--repo ~/R3GAN --data cifar10 --outdir runs --gpus 8 -- --preset CIFAR10 --batch 512 --mirror 1 --aug 1 "
             "--cond 1 --tick 1 --snap 200",
-    cpu_note="-- --preset CIFAR10 --batch 4 --kimg 1 --metrics none (upstream's networks are large: minutes per tick on a "
-             "CPU)",
+    cpu_note="-- --preset CIFAR10 --batch 4 --kimg 1 --metrics none (upstream's networks are large: minutes per tick "
+             "on a CPU)",
 )
 
 __all__ = ["ADAPTER", "R3GAN", "DiffusionDiscriminator", "DiffusionR3GANLoss", "R3GANOptions", "compat_patches",

@@ -20,8 +20,11 @@ AFHQ rows used AFHQv2; the registered ``afhq_*`` sets are the first AFHQ release
 Example:
     >>> RECIPES["stylegan2-cifar10"].paper_fid
     3.19
-    >>> print(commands(RECIPES["stylegan2-cifar10"], repo="~/sg2", source="~/cifar-10-python.tar.gz")[1])
-    diffaug-noise run stylegan2 --repo ~/sg2 --data cifar10 --outdir runs/stylegan2-cifar10 --gpus 4 --preset stylegan2 --aug none --target 0.6 --sigma 0.05 --t-dist priority -- --cfg cifar --kimg 50000
+    >>> import textwrap
+    >>> print(textwrap.fill(commands(RECIPES["stylegan2-cifar10"], repo="~/sg2", source="~/cifar-10-python.tar.gz")[1]))
+    diffaug-noise run stylegan2 --repo ~/sg2 --data cifar10 --outdir
+    runs/stylegan2-cifar10 --gpus 4 --preset stylegan2 --aug none --target
+    0.6 --sigma 0.05 --t-dist priority -- --cfg cifar --kimg 50000
 """
 from __future__ import annotations
 
@@ -50,7 +53,8 @@ class Recipe:
 
     @property
     def gpu_days(self) -> float | None:
-        """Expected V100 GPU-days: upstream's s/kimg of this config, else StyleGAN2-ADA's table (8 GPUs), for ``kimg``."""
+        """Expected V100 GPU-days: upstream's s/kimg of this config, else StyleGAN2-ADA's table (8 GPUs), for
+        ``kimg``."""
         if self.v100_sec_per_kimg is not None:
             return self.v100_sec_per_kimg * self.kimg * self.gpus / 86_400
         days = _V100_DAYS_8GPU_25K.get(self.resolution)
@@ -58,15 +62,19 @@ class Recipe:
 
 
 def _sg2(dataset, resolution, fid, cfg, gpus, kimg=25_000,
-         note="target and noise std: the official CIFAR-10 command's; --cfg and kimg: upstream's (the README gives no other)"):
-    return Recipe(f"stylegan2-{dataset.replace('_', '-')}", "Diffusion-StyleGAN2", dataset, resolution, fid, "stylegan2", gpus,
-                  ("--preset", "stylegan2", "--aug", "none", "--target", "0.6", "--sigma", "0.05", "--t-dist", "priority"),
+         note="target and noise std: the official CIFAR-10 command's; --cfg and kimg: upstream's (the README gives no "
+              "other)"):
+    return Recipe(f"stylegan2-{dataset.replace('_', '-')}", "Diffusion-StyleGAN2", dataset, resolution, fid,
+                  "stylegan2", gpus,
+                  ("--preset", "stylegan2", "--aug", "none", "--target", "0.6", "--sigma", "0.05", "--t-dist",
+                   "priority"),
                   ("--cfg", cfg, "--kimg", str(kimg)), kimg, note)
 
 
 def _pg(dataset, resolution, fid, cfg, gpus, kimg=50_000,
         note="target, noise std, batch and kimg: the official CIFAR-10 command's (the README gives no other)"):
-    return Recipe(f"projectedgan-{dataset.replace('_', '-')}", "Diffusion-ProjectedGAN", dataset, resolution, fid, "projectedgan",
+    return Recipe(f"projectedgan-{dataset.replace('_', '-')}", "Diffusion-ProjectedGAN", dataset, resolution, fid,
+                  "projectedgan",
                   gpus, ("--preset", "projected_gan", "--target", "0.45", "--sigma", "0.5", "--d-pos", "first"),
                   ("--cfg", cfg, "--batch", "64", "--batch-gpu", "16", "--kimg", str(kimg)), kimg, note)
 
@@ -77,22 +85,23 @@ def _insgen(dataset, fid, kimg=25_000):
 
 
 def _sg3(cfg, dataset, resolution, gamma, sec_per_kimg, extra=()):
-    return Recipe(f"{cfg}-{dataset.replace('_', '-')}", f"Diffusion-StyleGAN3-{cfg[-1].upper()}", dataset, resolution, None,
-                  "stylegan3", 8, ("--preset", "paper"),
+    return Recipe(f"{cfg}-{dataset.replace('_', '-')}", f"Diffusion-StyleGAN3-{cfg[-1].upper()}", dataset, resolution,
+                  None, "stylegan3", 8, ("--preset", "paper"),
                   ("--cfg", cfg, "--batch", "32", "--gamma", f"{gamma:g}", "--mirror", "1", *extra, "--kimg", "25000"),
-                  25_000, "upstream's recommended config (stylegan3 docs/configs.md); no Diffusion-GAN result to compare",
+                  25_000,
+                  "upstream's recommended config (stylegan3 docs/configs.md); no Diffusion-GAN result to compare",
                   sec_per_kimg)
 
 
 def _r3gan(dataset, resolution, preset, batch, cond=False):
     return Recipe(f"r3gan-{dataset.replace('_', '-')}", "Diffusion-R3GAN", dataset, resolution, None, "r3gan", 8, (),
-                  ("--preset", preset, "--batch", str(batch), "--mirror", "1", "--aug", "1", *(("--cond", "1") if cond else ()),
-                   "--tick", "1", "--snap", "200", "--kimg", "20000"), 20_000,
+                  ("--preset", preset, "--batch", str(batch), "--mirror", "1", "--aug", "1",
+                   *(("--cond", "1") if cond else ()), "--tick", "1", "--snap", "200", "--kimg", "20000"), 20_000,
                   "R3GAN's README command (no Diffusion-GAN result to compare); --kimg where its schedules end")
 
 
-_SMALL_FASTGAN = ("the fork trained its FastGAN here; upstream projected-gan's FastGAN needs >= 128 px, so --cfg stylegan2 "
-                  "(expect a different FID)")
+_SMALL_FASTGAN = ("the fork trained its FastGAN here; upstream projected-gan's FastGAN needs >= 128 px, so --cfg "
+                  "stylegan2 (expect a different FID)")
 
 RECIPES: dict[str, Recipe] = {r.row: r for r in [
     _sg2("cifar10", 32, 3.19, "cifar", 4, kimg=50_000, note=""),
@@ -125,9 +134,9 @@ RECIPES: dict[str, Recipe] = {r.row: r for r in [
 def commands(recipe: Recipe, repo: str = "REPO", source: str = "SOURCE", outdir: str = "runs") -> list[str]:
     """The prepare, train and eval command lines of ``recipe``."""
     run_dir = f"{outdir}/{recipe.row}"
-    train = " ".join(["diffaug-noise", "run", recipe.adapter, "--repo", repo, "--data", recipe.dataset, "--outdir", run_dir,
-                      "--gpus", str(recipe.gpus), *recipe.options, "--", *recipe.upstream])
+    train = " ".join(["diffaug-noise", "run", recipe.adapter, "--repo", repo, "--data", recipe.dataset, "--outdir",
+                      run_dir, "--gpus", str(recipe.gpus), *recipe.options, "--", *recipe.upstream])
     return [f"diffaug-noise data prepare {recipe.dataset} --source {source}",
             train,
-            f"diffaug-noise eval --real {recipe.dataset} --fake {run_dir}/<run>/network-snapshot-<kimg>.pkl --trust-pickle "
-            f"--protocol fid50k_full --device cuda"]
+            f"diffaug-noise eval --real {recipe.dataset} --fake {run_dir}/<run>/network-snapshot-<kimg>.pkl "
+            "--trust-pickle --protocol fid50k_full --device cuda"]

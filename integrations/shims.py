@@ -48,7 +48,8 @@ class CpuTorch(types.ModuleType):
         super().__init__("torch")
         self.cuda = types.SimpleNamespace(
             Event=_NoCudaEvent, current_stream=lambda *a: None, synchronize=lambda *a: None,
-            max_memory_allocated=lambda *a: 0, max_memory_reserved=lambda *a: 0, reset_peak_memory_stats=lambda *a: None,
+            max_memory_allocated=lambda *a: 0, max_memory_reserved=lambda *a: 0,
+                                          reset_peak_memory_stats=lambda *a: None,
             is_available=lambda: False,
         )
 
@@ -212,7 +213,8 @@ def custom_op_fallback_patch(op_modules: list) -> list:
                     try:
                         ok = bool(original())
                         reason = str(caught[-1].message).strip().splitlines()[-1] if caught and not ok else ""
-                    except Exception as err:  # compiler/toolkit mismatch: any build failure means "use the reference op"
+                    # compiler/toolkit mismatch: any build failure means "use the reference op"
+                    except Exception as err:
                         ok, reason = False, f"{type(err).__name__}: {err}"
                 if not ok:
                     warnings.warn(f"{name}: CUDA extension failed to build ({reason or 'no plugin'}); "
@@ -255,6 +257,7 @@ def pkg_resources_patch() -> list:
         from packaging.version import parse
     except ImportError:  # torch vendors packaging
         from torch._vendor.packaging.version import parse
-    module = types.ModuleType("pkg_resources", "diffaug-noise's stand-in: parse_version only (shims.pkg_resources_patch)")
+    module = types.ModuleType("pkg_resources", "diffaug-noise's stand-in: parse_version only "
+                                               "(shims.pkg_resources_patch)")
     module.parse_version = parse
     return [(sys.modules, "pkg_resources", module)]

@@ -64,11 +64,12 @@ def import_checked(upstream: Upstream, repo: pathlib.Path) -> dict[str, types.Mo
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise UpstreamError(f"cannot import {module_name} from {str(repo)!r}: {err}. Install upstream's requirements, "
-                                f"or get the expected checkout: {upstream.clone}") from err
+            raise UpstreamError(f"cannot import {module_name} from {str(repo)!r}: {err}. Install upstream's "
+                                f"requirements, or get the expected checkout: {upstream.clone}") from err
         if not str(getattr(module, "__file__", "")).startswith(str(repo)):
-            raise UpstreamError(f"{module_name} was imported from {getattr(module, '__file__', '?')}, not from {str(repo)!r}; "
-                                f"another package of that name shadows the checkout (run from a fresh process)")
+            raise UpstreamError(f"{module_name} was imported from {getattr(module, '__file__', '?')}, not from "
+                                f"{str(repo)!r}; another package of that name shadows the checkout (run from a fresh "
+                                "process)")
         missing += [f"{module_name}.{a}" for a in attributes if not hasattr(module, a)]
         modules[module_name] = module
     if missing:

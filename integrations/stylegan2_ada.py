@@ -32,16 +32,21 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from .adapter import Adapter
 from diffaug_noise.conditioning import RawTimestep  # noqa: F401  (snapshots of earlier versions name it here)
 
 from . import kit
+from .adapter import Adapter
 from .kit import DiffusionDiscriminator, TimestepLabelOptions, swap_class, unwrap
 from .options import knob
 from .patching import construct
 from .progress import continue_run
-from .shims import (cpu_patches, custom_op_fallback_patch, grid_sample_patch, registered_extension_patch,
-                    sampler_signature_patch)
+from .shims import (
+    cpu_patches,
+    custom_op_fallback_patch,
+    grid_sample_patch,
+    registered_extension_patch,
+    sampler_signature_patch,
+)
 from .spec import Upstream
 
 STYLEGAN2_ADA = Upstream(
@@ -49,8 +54,10 @@ STYLEGAN2_ADA = Upstream(
     clone="git clone https://github.com/NVlabs/stylegan2-ada-pytorch",
     env_var="DIFFAUG_NOISE_STYLEGAN2_REPO",
     tested_commits=("d72cc7d041b42ec8e806021a205ed9349f87c6a4",),
-    markers=("train.py", "training/training_loop.py", "training/loss.py", "training/networks.py", "torch_utils/misc.py"),
-    names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"], "training.training_loop": ["training_loop"],
+    markers=("train.py", "training/training_loop.py", "training/loss.py", "training/networks.py",
+             "torch_utils/misc.py"),
+    names={"train": ["main", "setup_training_loop_kwargs", "subprocess_fn"],
+           "training.training_loop": ["training_loop"],
            "training.loss": ["StyleGAN2Loss"], "training.networks": ["Discriminator"],
            "torch_utils.misc": ["ddp_sync", "InfiniteSampler"], "torch_utils.training_stats": ["report", "report0"],
            "torch_utils.ops.grid_sample_gradfix": ["grid_sample"], "torch_utils.ops.bias_act": ["_init"],
@@ -63,11 +70,14 @@ AUGS = ("ada", "diffaug", "none")
 
 @dataclasses.dataclass
 class StyleGAN2Options(TimestepLabelOptions):
-    """The paper's knobs, how ``t`` reaches D (:class:`~.kit.TimestepLabelOptions`), and what augments before the noise."""
+    """The paper's knobs, how ``t`` reaches D (:class:`~.kit.TimestepLabelOptions`), and what augments before the
+    noise."""
 
-    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's (docs/reference-quirks.md).",
+    preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
+                                "(docs/reference-quirks.md).",
                        kind=str, choices=("paper", "stylegan2", "insgen"))
-    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.", kind=str, choices=AUGS)
+    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.", kind=str,
+                    choices=AUGS)
 
 
 class DiffusionLoss(kit.DiffusionLoss):
@@ -164,7 +174,8 @@ def entry_patches(modules: dict, options: StyleGAN2Options) -> list:
             configure(fresh, options)
             with modules["dnnlib.util"].open_url(args.resume_pkl) as f:
                 snapshot = modules["legacy"].load_network_pkl(f)
-            default_tick = inspect.signature(modules["training.training_loop"].training_loop).parameters["kimg_per_tick"]
+            loop = modules["training.training_loop"].training_loop
+            default_tick = inspect.signature(loop).parameters["kimg_per_tick"]
             continue_run(args, fresh, snapshot, default_tick.default)
         return f"{desc}-diffusion-{options.preset}", args
 
@@ -182,9 +193,9 @@ ADAPTER = Adapter(
                 "controller adapts T identically on every GPU, and p/T live in D's buffers, so snapshots, --resume, "
                 "metrics and generate.py work as upstream's.",
     example="--repo ~/stylegan2-ada-pytorch --data lsun_bedroom --outdir runs --gpus 8 -- --cfg paper256 --mirror 1",
-    cpu_note="-- --cfg cifar --fp32 1 --batch 4 --kimg 1 --metrics none: about 4 minutes to tick 0 and 7 s an iteration on "
-             "2 cores, since upstream cannot narrow its networks; `run stylegan3 ... -- --cfg stylegan2 --cbase 1024 --cmax "
-             "32 --map-depth 2` checks the same configuration in about a minute",
+    cpu_note="-- --cfg cifar --fp32 1 --batch 4 --kimg 1 --metrics none: about 4 minutes to tick 0 and 7 s an "
+             "iteration on 2 cores, since upstream cannot narrow its networks; `run stylegan3 ... -- --cfg stylegan2 "
+             "--cbase 1024 --cmax 32 --map-depth 2` checks the same configuration in about a minute",
 )
 
 __all__ = ["ADAPTER", "STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "StyleGAN2Options", "compat_patches",

@@ -1,4 +1,5 @@
-"""Diffusion-GAN on an unmodified NVlabs/stylegan3 checkout (``--cfg stylegan3-t|stylegan3-r|stylegan2``), patched at run time.
+"""Diffusion-GAN on an unmodified NVlabs/stylegan3 checkout (``--cfg stylegan3-t|stylegan3-r|stylegan2``), patched at
+run time.
 
 Upstream's ``main`` builds its config ``c`` and hands it to ``train.launch_training``, which the kit
 wraps (:func:`~.kit.launch_training_patch`) so that ``c`` names our D and loss, each building
@@ -36,8 +37,14 @@ from .kit import DiffusionDiscriminator, TimestepLabelOptions, launch_training_p
 from .options import knob
 from .patching import construct
 from .progress import continue_run
-from .shims import (cpu_patches, custom_op_fallback_patch, float_adam_betas_patch, pkg_resources_patch,
-                    registered_extension_patch, sampler_signature_patch)
+from .shims import (
+    cpu_patches,
+    custom_op_fallback_patch,
+    float_adam_betas_patch,
+    pkg_resources_patch,
+    registered_extension_patch,
+    sampler_signature_patch,
+)
 from .spec import Upstream
 
 STYLEGAN3 = Upstream(
@@ -59,7 +66,8 @@ STYLEGAN3 = Upstream(
 
 @dataclasses.dataclass
 class StyleGAN3Options(TimestepLabelOptions):
-    """The paper's knobs and how ``t`` reaches D (:class:`~.kit.TimestepLabelOptions`); upstream's ``--aug`` augments."""
+    """The paper's knobs and how ``t`` reaches D (:class:`~.kit.TimestepLabelOptions`); upstream's ``--aug``
+    augments."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's, or the official StyleGAN2 fork's "
                                 "(docs/reference-quirks.md).", kind=str, choices=("paper", "stylegan2"))
@@ -89,7 +97,8 @@ class DiffusionStyleGAN3Loss(kit.DiffusionLoss):
         diffusion: dict | None = None,  # batch_size, rounds (accumulation rounds per step), controller kwargs, progress
         **upstream_kwargs,  # everything else upstream gives its loss (r1_gamma, blur_init_sigma, ...)
     ):
-        inner = construct(upstream_class, device=device, G=G, D=NoisedD(D), augment_pipe=augment_pipe, **upstream_kwargs)
+        inner = construct(upstream_class, device=device, G=G, D=NoisedD(D), augment_pipe=augment_pipe,
+                          **upstream_kwargs)
         super().__init__(inner, D.noise, dict(diffusion or {}), images_seen=D.images_seen)
         self._run_D, self.inner.run_D = self.inner.run_D, self.run_D
 
@@ -109,7 +118,8 @@ def configure(c, options: StyleGAN3Options) -> None:
     """Point upstream's config ``c`` (built by its ``main``) at our classes."""
     c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionDiscriminator", **options.discriminator_settings())
     c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionStyleGAN3Loss",
-                               diffusion=dict(batch_size=c.batch_size, rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
+                               diffusion=dict(batch_size=c.batch_size,
+                                              rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
                                               controller=options.controller_kwargs()))
 
 
@@ -156,11 +166,12 @@ ADAPTER = Adapter(
     options_class=StyleGAN3Options,
     entry_patches=entry_patches,
     compat_patches=lambda options: compat_patches,
-    description="D sees D(noise(augment(blur(x))), c, t) in every phase (--cfg stylegan3-t, stylegan3-r or stylegan2), t "
-                "entering through D's label input (a conditional run keeps its labels and adds t); the controller adapts "
-                "T identically on every GPU and D's buffers stay rank-identical, as upstream's snapshot check demands. "
-                "Upstream's train.py needs --cfg, --batch and --gamma.",
-    example="--repo ~/stylegan3 --data afhq_cat --outdir runs --gpus 8 -- --cfg stylegan3-t --batch 32 --gamma 8.2 --mirror 1",
+    description="D sees D(noise(augment(blur(x))), c, t) in every phase (--cfg stylegan3-t, stylegan3-r or "
+                "stylegan2), t entering through D's label input (a conditional run keeps its labels and adds t); the "
+                "controller adapts T identically on every GPU and D's buffers stay rank-identical, as upstream's "
+                "snapshot check demands. Upstream's train.py needs --cfg, --batch and --gamma.",
+    example="--repo ~/stylegan3 --data afhq_cat --outdir runs --gpus 8 -- --cfg stylegan3-t --batch 32 --gamma 8.2 "
+            "--mirror 1",
     cpu_note="-- --cfg stylegan2 --batch 4 --gamma 1 --kimg 1 --cbase 1024 --cmax 32 --map-depth 2 --metrics none",
 )
 

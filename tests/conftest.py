@@ -55,7 +55,8 @@ def _mount_tmpfs(path, options):
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A folder on a 64 KiB tmpfs: the first sizeable write fills it (ENOSPC for real). Skipped where mount is not allowed."""
+    """A folder on a 64 KiB tmpfs: the first sizeable write fills it (ENOSPC for real). Skipped where mount is not
+    allowed."""
     import subprocess
 
     path = _mount_tmpfs(tmp_path / "full", "size=64k")

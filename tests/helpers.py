@@ -94,7 +94,8 @@ def forget_upstream(standin, module_roots):
 
 
 def chi_square_pvalue(samples, law):
-    """p-value of a chi-square test of integer ``samples`` against the probabilities ``law`` (asserts impossible draws absent)."""
+    """p-value of a chi-square test of integer ``samples`` against the probabilities ``law`` (asserts impossible draws
+    absent)."""
     import numpy as np
     from scipy import stats
 

@@ -13,17 +13,48 @@ CORE = pathlib.Path(dn.__file__).parent
 
 
 def test_importing_the_core_pulls_in_no_cli_plotting_or_metrics_packages():
-    code = ("import sys, diffaug_noise, diffaug_noise.demos.toy, diffaug_noise.demos.digits, diffaug_noise.data, diffaug_noise.checkpoint; "
-            "bad = [m for m in ('click', 'matplotlib', 'torch_fidelity', 'lmdb', 'PIL', 'sklearn', 'triton', 'diffaug_noise.cli', "
-            "'diffaug_noise.integrations') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = ("import sys, diffaug_noise, diffaug_noise.demos.toy, diffaug_noise.demos.digits, diffaug_noise.data, "
+            "diffaug_noise.checkpoint; bad = [m for m in ('click', 'matplotlib', 'torch_fidelity', 'lmdb', 'PIL', "
+            "'sklearn', 'triton', 'diffaug_noise.cli', 'diffaug_noise.integrations') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_core_sources_never_import_integrations_or_cli():
-    pattern = re.compile(r"^\s*(from|import)\s+(diffaug_noise\.)?(integrations|cli)\b|^\s*from\s+\.+(integrations|cli)\b", re.M)
+    pattern = re.compile(r"^\s*(from|import)\s+(diffaug_noise\.)?(integrations|cli)\b"
+                         r"|^\s*from\s+\.+(integrations|cli)\b", re.M)
     offenders = [str(p) for p in CORE.rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+DEMOS = sorted(p.name for p in (CORE / "demos").iterdir() if (p / "__init__.py").is_file())
+
+
+def imported_modules(path: pathlib.Path) -> set:
+    """Every module ``path`` imports, absolute (relative imports resolved against its package)."""
+    import ast
+
+    package = ".".join(path.relative_to(CORE.parent).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module) if p)
+            names |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def test_the_metrics_import_no_demo_and_no_demo_imports_another():
+    assert DEMOS == ["digits", "guidance", "toy"]
+    for path in (CORE / "metrics").rglob("*.py"):
+        assert not any(m.startswith("diffaug_noise.demos") for m in imported_modules(path)), path
+    for demo in DEMOS:
+        others = tuple(f"diffaug_noise.demos.{other}" for other in DEMOS if other != demo)
+        for path in (CORE / "demos" / demo).rglob("*.py"):
+            assert not [m for m in imported_modules(path) if m.startswith(others)], path
 
 
 def test_cli_and_integrations_ship_inside_the_distribution():

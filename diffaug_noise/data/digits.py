@@ -65,7 +65,8 @@ def stratified_subset(labels: torch.Tensor, size: int, seed: int) -> torch.Tenso
         members = np.flatnonzero(labels_np == digit)
         if per_class[digit] > len(members):
             raise DatasetError(f"train size {size} asks for {per_class[digit]} images of digit {digit}, which has "
-                               f"{len(members)}; use a train size of at most {NUM_CLASSES * min(np.bincount(labels_np))}")
+                               f"{len(members)}; use a train size of at most "
+                               f"{NUM_CLASSES * min(np.bincount(labels_np))}")
         chosen.append(rng.permutation(members)[: per_class[digit]])
     return torch.from_numpy(np.sort(np.concatenate(chosen)))
 

@@ -13,7 +13,7 @@ Example:
     ...         pass
     Traceback (most recent call last):
     ...
-    diffaug_noise.data.lock.LockedError: another data prepare of set.zip is at work (pid ...); wait for it to finish, ...
+    diffaug_noise.data.lock.LockedError: another data prepare of set.zip is at work (pid ...); wait for it ...
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def exclusive(path: pathlib.Path, what: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "pid unknown"
-            raise LockedError(f"another {what} is at work ({holder}); wait for it to finish, or run this one with another "
-                              f"--out") from None
+            raise LockedError(f"another {what} is at work ({holder}); wait for it to finish, or run this one with "
+                              "another --out") from None
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)

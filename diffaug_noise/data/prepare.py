@@ -2,8 +2,8 @@
 
 Output layout: ``00000/img00000000.png``, ``00000/img00000001.png``, ... (1,000 per folder),
 RGB, square, ``resolution`` pixels a side; ``dataset.json`` with ``{"labels": [[name, label], ...]}``
-when the source has labels (CIFAR-10, digits, or class subfolders with ``labels="folders"``); and ``diffaug_noise.json``, the manifest that makes a re-run
-with the same source and settings a no-op.
+when the source has labels (CIFAR-10, digits, or class subfolders with ``labels="folders"``); and
+``diffaug_noise.json``, the manifest that makes a re-run with the same source and settings a no-op.
 
 Each image is decoded, converted to RGB, brought to a square by ``transform`` and resized with
 Lanczos filtering to ``resolution`` a side, with StyleGAN2-ADA ``dataset_tool.py``'s geometry:
@@ -65,19 +65,22 @@ class PrepareReport:
     up_to_date: bool  # True: the zip already matched source and settings; nothing was written
     resolution: int  # side of the written images
     oversized: list = dataclasses.field(default_factory=list)  # "key (why)" of each image over the limits, not decoded
-    outside: list = dataclasses.field(default_factory=list)  # symlinks in the source folder pointing out of it, not followed
+    # symlinks in the source folder pointing out of it, not followed
+    outside: list = dataclasses.field(default_factory=list)
 
 
 def prepare(
     name: str,  # a registered dataset name, or any name when resolution is given
-    source: str | os.PathLike | None,  # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive; None for bundled ones
+    # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive; None for bundled ones
+    source: str | os.PathLike | None,
     out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
     data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
     resolution: int | None = None,  # side of the output images (default: the registry's); dataset_tool's --width
     transform: str | None = None,  # center-crop, center-crop-wide or pad (default: the registry's, else center-crop)
     height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
     labels: str | None = None,  # "folders": class labels from the top-level subfolders of an image folder or zip
-    max_images: int | None = None,  # read only the first this many source entries (corrupt or dropped ones count, as dataset_tool's)
+    # read only the first this many source entries (corrupt or dropped ones count, as dataset_tool's)
+    max_images: int | None = None,
     subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
     seed: int = 0,  # seed of the subset permutation
     on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
@@ -112,7 +115,8 @@ def prepare(
     if transform != "center-crop-wide" and height != resolution:
         raise DatasetError("height only applies to --transform center-crop-wide (the others write squares)")
     subset = subset if subset is not None else (spec.subset if spec is not None else None)
-    for label, value in (("resolution", resolution), ("height", height), ("max_images", max_images), ("subset", subset)):
+    for label, value in (("resolution", resolution), ("height", height), ("max_images", max_images),
+                         ("subset", subset)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise DatasetError(f"{label} must be a positive int; got {value!r}")
     if max_images is not None and subset is not None:
@@ -121,7 +125,8 @@ def prepare(
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or --out") from err
+        raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or "
+                           "--out") from err
 
     if labels not in (None, "folders"):
         raise DatasetError(f"unknown labels {labels!r}; the only choice is 'folders' (class subfolders)")
@@ -199,22 +204,24 @@ def _write(reader, out, manifest, source, resolution, transform, height, labels,
                                    f"over the size limits)")
             if all(label is not None for _, label in written):
                 z.writestr("dataset.json", json.dumps({"labels": written}))
-            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped, "dropped": dropped,
-                                             "oversized": oversized}, indent=1))
+            z.writestr(MANIFEST, json.dumps({"settings": manifest, "images": count, "skipped": skipped,
+                                             "dropped": dropped, "oversized": oversized}, indent=1))
 
     write_atomic(out, write)
-    return PrepareReport(str(out), count, skipped, dropped, False, resolution, oversized, getattr(reader, "outside", []))
+    return PrepareReport(str(out), count, skipped, dropped, False, resolution, oversized,
+                         getattr(reader, "outside", []))
 
 
 def _folder_labels(reader):
     """``key -> class index`` from each image's top-level folder (classes in sorted folder order)."""
     if reader.format != "image_folder":
-        raise DatasetError(f"labels from folders need a folder or zip of images; {reader.format} sources carry their own")
+        raise DatasetError(f"labels from folders need a folder or zip of images; {reader.format} sources carry their "
+                           "own")
     tops = {key: pathlib.PurePath(key).parts for key in reader.keys()}
     loose = [key for key, parts in tops.items() if len(parts) < 2]
     if loose:
-        raise DatasetError(f"labels from folders: {loose[0]!r} (and {len(loose) - 1} more) is not inside a class folder; "
-                           f"put every image in a subfolder named after its class")
+        raise DatasetError(f"labels from folders: {loose[0]!r} (and {len(loose) - 1} more) is not inside a class "
+                           "folder; put every image in a subfolder named after its class")
     classes = sorted({parts[0] for parts in tops.values()})
     return lambda key: classes.index(tops[key][0])
 

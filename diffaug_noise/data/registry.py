@@ -40,7 +40,8 @@ class DatasetSpec:
 
     name: str  # registry key, e.g. "lsun_bedroom"
     resolution: int  # square side of the prepared images
-    source_format: str  # a name of sources.SOURCE_FORMATS: its reader reads the source ("lsun_lmdb", "image_folder", ...)
+    # a name of sources.SOURCE_FORMATS: its reader reads the source ("lsun_lmdb", "image_folder", ...)
+    source_format: str
     download: str  # where the source comes from (shown when it is missing)
     subset: int | None = None  # limited-data subsets: number of images, drawn by seed
     parent: str | None = None  # the full dataset a subset is drawn from
@@ -49,7 +50,8 @@ class DatasetSpec:
 
     @property
     def bundled(self) -> bool:
-        """True when an installed package holds the source (its reader says so), so ``prepare`` needs no ``--source``."""
+        """True when an installed package holds the source (its reader says so), so ``prepare`` needs no
+        ``--source``."""
         from .sources import SOURCE_FORMATS
 
         return getattr(SOURCE_FORMATS[self.source_format], "bundled", False)
@@ -74,7 +76,8 @@ for _spec in [
     DatasetSpec("celeba", 64, "image_folder",
                 "CelebA img_align_celeba from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (folder or zip)"),
     DatasetSpec("stl10", 64, "image_folder",
-                "STL-10 unlabeled split exported as images (e.g. torchvision.datasets.STL10(split='unlabeled') saved as PNGs)"),
+                "STL-10 unlabeled split exported as images (e.g. torchvision.datasets.STL10(split='unlabeled') saved "
+                "as PNGs)"),
     # The paper's LSUN sets, as the official Diffusion-GAN README prepares them with dataset_tool.py:
     # the first 200k images, Bedroom center-cropped, Church with center-crop-wide; the full sets beside them.
     DatasetSpec("lsun_bedroom", 256, "lsun_lmdb", _LSUN.format("bedroom"), max_images=200_000),
@@ -86,10 +89,12 @@ for _spec in [
     DatasetSpec("afhq_dog", 512, "image_folder", _AFHQ.format("dog")),
     DatasetSpec("afhq_wild", 512, "image_folder", _AFHQ.format("wild")),
     DatasetSpec("ffhq", 1024, "image_folder", _FFHQ),
-    DatasetSpec("ffhq_256", 256, "image_folder", _FFHQ),  # the whole set at 256 px (R3GAN's FFHQ-256, StyleGAN2's paper256)
+    # the whole set at 256 px (R3GAN's FFHQ-256, StyleGAN2's paper256)
+    DatasetSpec("ffhq_256", 256, "image_folder", _FFHQ),
     DatasetSpec("ffhq_64", 64, "image_folder", _FFHQ),  # the whole set at 64 px (R3GAN's FFHQ-64)
     DatasetSpec("digits", 8, "sklearn_digits",
-                "bundled with scikit-learn (pip install 'diffaug-noise[digits]'), no download: diffaug-noise data prepare digits"),
+                "bundled with scikit-learn (pip install 'diffaug-noise[digits]'), no download: diffaug-noise data "
+                "prepare digits"),
     *[DatasetSpec(f"ffhq_{label}", 256, "image_folder", _FFHQ, subset=n, parent="ffhq")
       for label, n in [("200", 200), ("500", 500), ("1k", 1000), ("2k", 2000), ("5k", 5000)]],
 ]:
@@ -147,7 +152,8 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
     if path.exists():
         if path.is_dir() or path.suffix == ".zip":
             return path
-        raise DatasetError(f"--data {str(data)!r} is neither a folder nor a .zip; prepare it with diffaug-noise data prepare")
+        raise DatasetError(f"--data {str(data)!r} is neither a folder nor a .zip; prepare it with diffaug-noise data "
+                           "prepare")
     if isinstance(data, str) and data in DATASETS:
         spec, root = DATASETS[data], data_root(data_root_arg)
         prepared = root / spec.filename
@@ -157,8 +163,9 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
         if len(others) == 1:
             return others[0]
         if others:
-            raise DatasetError(f"dataset {data!r} is prepared at several resolutions ({', '.join(p.name for p in others)}) "
-                               f"but not at {spec.resolution}; pass --data with the path of the one you want")
+            raise DatasetError(f"dataset {data!r} is prepared at several resolutions "
+                               f"({', '.join(p.name for p in others)}) but not at {spec.resolution}; pass --data with "
+                               "the path of the one you want")
         source = "--source PATH_TO_FFHQ_IMAGES" if spec.parent else "" if spec.bundled else "--source PATH"
         fetch = "It is bundled with scikit-learn; run: " if spec.bundled else f"Download {spec.download}, then run: "
         raise DatasetError(

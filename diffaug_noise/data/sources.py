@@ -94,18 +94,19 @@ class LsunLmdb:
 
         self.path, self.limits, self._error = path, limits, lmdb.Error
         try:
-            self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir(), max_readers=8)
+            self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=path.is_dir(),
+                                 max_readers=8)
         except lmdb.Error as err:
-            raise DatasetError(f"cannot open lmdb {str(path)!r}: {err}; pass the folder that holds data.mdb (a folder or "
-                               f"zip of images instead: --source-format image_folder)") from err
+            raise DatasetError(f"cannot open lmdb {str(path)!r}: {err}; pass the folder that holds data.mdb (a folder "
+                               "or zip of images instead: --source-format image_folder)") from err
         # lmdb maps the file and trusts its meta page: pages past the end of a truncated file are only
         # found when read, as a SIGBUS that kills the process. The meta page says how many pages there are.
         data = path / "data.mdb" if path.is_dir() else path
         needed = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
         if data.stat().st_size < needed:
             self.env.close()
-            raise DatasetError(f"lmdb {str(data)!r} is truncated: {data.stat().st_size:,} bytes where its own index needs "
-                               f"{needed:,}; download or copy it again")
+            raise DatasetError(f"lmdb {str(data)!r} is truncated: {data.stat().st_size:,} bytes where its own index "
+                               f"needs {needed:,}; download or copy it again")
 
     def __len__(self) -> int:
         return self.env.stat()["entries"]
@@ -299,7 +300,8 @@ for _reader in (LsunLmdb, ImageFiles, Cifar10Python, SklearnDigits):
 
 
 def open_source(path: str | os.PathLike, limits: Limits = Limits(), source_format: str | None = None):
-    """The reader for ``path``: the ``source_format``'s, else lmdb if it holds ``*.mdb``, CIFAR-10 batches, else image files."""
+    """The reader for ``path``: the ``source_format``'s, else lmdb if it holds ``*.mdb``, CIFAR-10 batches, else image
+    files."""
     path = pathlib.Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"source {str(path)!r} does not exist; pass the downloaded dataset with --source")
@@ -350,7 +352,8 @@ class ImageDataset(torch.utils.data.Dataset):
         except ImageTooLarge as err:
             raise DatasetError(f"image {where} is {err}; remove it, or raise the limit") from None
         except Exception as err:  # any decoder failure: name the file, not the decoder's internals
-            raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace it") from None
+            raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace "
+                               "it") from None
         return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
     def __getstate__(self):

@@ -42,8 +42,10 @@ class EnsembleMLP(nn.Module):
                 weights[i].append((torch.rand(fan_in, fan_out, generator=gen) * 2 - 1) * bound)
                 biases[i].append((torch.rand(1, fan_out, generator=gen) * 2 - 1) * bound)
         shapes = list(zip(sizes[:-1], sizes[1:]))  # zero members: empty [0, ...] tensors, a no-op network
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack(w) if w else torch.empty(0, i, o)) for w, (i, o) in zip(weights, shapes))
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack(b) if b else torch.empty(0, 1, o)) for b, (_, o) in zip(biases, shapes))
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack(w) if w else torch.empty(0, i, o))
+                                        for w, (i, o) in zip(weights, shapes))
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack(b) if b else torch.empty(0, 1, o))
+                                       for b, (_, o) in zip(biases, shapes))
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

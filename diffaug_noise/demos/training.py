@@ -30,7 +30,8 @@ def summarize(runs: list[dict], methods, metrics) -> dict:
     for method in methods:
         rows = [r for r in runs if r["method"] == method]
         out[method] = {
-            key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows), "max": max(r[key] for r in rows)}
+            key: {"median": statistics.median(r[key] for r in rows), "min": min(r[key] for r in rows),
+                  "max": max(r[key] for r in rows)}
             for key in metrics
         }
     return out

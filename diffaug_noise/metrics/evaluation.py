@@ -73,7 +73,8 @@ from ..extras import require
 from ..registry import Registry
 
 torch_fidelity = require("torch_fidelity", "eval")
-from torch_fidelity import metric_fid, metric_kid, metric_prc, utils as fidelity_utils  # noqa: E402
+from torch_fidelity import metric_fid, metric_kid, metric_prc  # noqa: E402
+from torch_fidelity import utils as fidelity_utils  # noqa: E402
 from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
@@ -133,7 +134,8 @@ def _inception(name, features_list, weights=None, cache_dir=None, trust_pickle=F
     with tempfile.TemporaryDirectory(prefix="diffaug-noise-weights-") as private:  # 0700: only this user reads it
         copy = pathlib.Path(private) / INCEPTION_FILE
         torch.save(state, copy)
-        return FEATURE_EXTRACTORS_REGISTRY[INCEPTION](name, list(features_list), feature_extractor_weights_path=str(copy))
+        return FEATURE_EXTRACTORS_REGISTRY[INCEPTION](name, list(features_list),
+                                                      feature_extractor_weights_path=str(copy))
 
 
 def _downloaded_inception_weights() -> pathlib.Path:
@@ -166,9 +168,9 @@ def _safe_state_dict(path: pathlib.Path, what: str) -> dict:
 def _unpickling(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
     """torch-fidelity's other built-in extractors unpickle their weights (or load TorchScript): trusted only."""
     if not trust_pickle:
-        raise EvaluationError(f"feature extractor {name!r} loads its weights by unpickling (which runs code named in the "
-                              f"file); pass --trust-pickle (Python: trust_pickle=True) if you trust your torch hub cache, "
-                              f"or use {INCEPTION!r}")
+        raise EvaluationError(f"feature extractor {name!r} loads its weights by unpickling (which runs code named in "
+                              "the file); pass --trust-pickle (Python: trust_pickle=True) if you trust your torch hub "
+                              f"cache, or use {INCEPTION!r}")
     kwargs = {} if weights is None else {"feature_extractor_weights_path": str(weights)}
     return FEATURE_EXTRACTORS_REGISTRY[name](name, list(features_list), **kwargs)
 
@@ -194,8 +196,10 @@ def evaluate(
     fake,  # path to a zip / image folder of generated images, or a generator file
     metrics=("fid",),  # any of fid, kid, precision, recall
     num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
-    num_fake: int | None = None,  # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
-    num_real: int | None = None,  # real images, overriding num: a random subset drawn with `seed` when smaller than the set
+    # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
+    num_fake: int | None = None,
+    # real images, overriding num: a random subset drawn with `seed` when smaller than the set
+    num_real: int | None = None,
     protocol: str | None = None,  # a name of PROTOCOLS: its metrics and counts (num_fake/num_real given here win)
     cache: bool = True,  # reuse the real set's features from an earlier call (see real_cache_name)
     data_root=None,  # where registered datasets are prepared and the real features cached (see diffaug_noise.data)
@@ -203,7 +207,8 @@ def evaluate(
     weights=None,  # local file of the feature extractor's weights (offline machines)
     batch_size: int = 64,  # images per feature-extractor batch
     device: str = "cpu",  # "cpu" or "cuda"
-    trust_pickle: bool = False,  # allow unpickling a generator file, or an extractor's weights (runs code named in them)
+    # allow unpickling a generator file, or an extractor's weights (runs code named in them)
+    trust_pickle: bool = False,
     seed: int = 0,  # seed of the generator's latents and of KID's subsets
     verbose: bool = False,  # torch-fidelity's progress output
 ) -> dict:
@@ -244,7 +249,8 @@ def evaluate(
         fake_features = fidelity_utils.get_featuresdict_from_generative_model(fake_input, extractor, n_fake,
                                                                               rng_seed=seed, **features)
     else:
-        fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True, **features)
+        fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True,
+                                                                     **features)
     cache_file = None
     if cache:
         key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
@@ -341,7 +347,8 @@ def _weights_help(reason: str) -> str:
 
 
 def _fake_input(fake, num: int | None, n_real: int, trust_pickle: bool, seed: int, device: str):
-    """A Dataset of generated images (``num`` of them, default all), or a generator (``num``, default ``n_real``), and the count."""
+    """A Dataset of generated images (``num`` of them, default all), or a generator (``num``, default ``n_real``), and
+    the count."""
     path = pathlib.Path(fake).expanduser()
     if not path.exists():
         raise EvaluationError(f"--fake {str(fake)!r} does not exist; pass a folder/zip of images or a generator file")
@@ -402,7 +409,8 @@ class GeneratorSamples(GenerativeModelBase):
         if self.conditional:
             c = torch.zeros(z.shape[0], self.c_dim, device=z.device)
             if self.c_dim:
-                c[torch.arange(z.shape[0]), torch.randint(self.c_dim, (z.shape[0],), generator=self.rng).to(z.device)] = 1
+                classes = torch.randint(self.c_dim, (z.shape[0],), generator=self.rng).to(z.device)
+                c[torch.arange(z.shape[0]), classes] = 1
             images = self.G(z, c)
         else:
             images = self.G(z)

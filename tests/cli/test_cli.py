@@ -20,9 +20,12 @@ def test_help_of_every_command_lists_its_options_with_defaults():
                  ["data"], ["data", "list"], ["data", "prepare"], ["eval"]]:
         result = invoke(*path, "--help")
         assert result.exit_code == 0, result.output
-    for path, options in [(["data", "prepare"], ["--source", "--data-root", "--resolution", "--subset", "--seed", "--max-images"]),
-                          (["eval"], ["--real", "--fake", "--metrics", "--num", "--weights", "--trust-pickle", "--json"]),
-                          (["run", "toy"], ["--checkpoint-every", "--resume"]), (["bench"], ["--d-step / --no-d-step"])]:
+    for path, options in [(["data", "prepare"], ["--source", "--data-root", "--resolution", "--subset", "--seed",
+                                                 "--max-images"]),
+                          (["eval"], ["--real", "--fake", "--metrics", "--num", "--weights", "--trust-pickle",
+                                      "--json"]),
+                          (["run", "toy"], ["--checkpoint-every", "--resume"]),
+                          (["bench"], ["--d-step / --no-d-step"])]:
         text = invoke(*path, "--help").output
         assert all(option in text for option in options), (path, text)
     toy_help = invoke("run", "toy", "--help").output
@@ -111,7 +114,8 @@ def test_show_noise_demo_and_input(tmp_path):
     assert Image.open(out).size[0] > 100
     src = tmp_path / "in.png"
     Image.new("RGB", (40, 30), (200, 20, 20)).save(src)
-    assert invoke("show", "noise", "--input", str(src), "--preset", "projected_gan", "--out", str(tmp_path / "n2.png")).exit_code == 0
+    assert invoke("show", "noise", "--input", str(src), "--preset", "projected_gan", "--out",
+                  str(tmp_path / "n2.png")).exit_code == 0
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     result = CliRunner().invoke(main, ["show", "noise", "--input", str(bad), "--out", str(tmp_path / "n3.png")])
@@ -145,7 +149,8 @@ def test_bench_reports_ratios_as_json(tmp_path):
 @pytest.mark.gpu
 def test_bench_on_cuda_adds_the_torch_path_the_grad_path_the_kernel_alone_and_a_graphed_forward(tmp_path):
     out = tmp_path / "bench.json"
-    result = invoke("bench", "--device", "cuda", "--shapes", "64x3x32x32", "--repeats", "5", "--no-d-step", "--json", str(out))
+    result = invoke("bench", "--device", "cuda", "--shapes", "64x3x32x32", "--repeats", "5", "--no-d-step", "--json",
+                    str(out))
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())
     assert {"ours_torch/ours", "ours_grad/ours", "kernel/copy", "ours_graphed/randn"} <= set(row["ratios"])

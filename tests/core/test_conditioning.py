@@ -29,7 +29,8 @@ def test_projection_head_is_linear_plus_inner_product():
 
 def test_conditioned_discriminator_depends_on_t_and_trains_the_embedding():
     torch.manual_seed(0)
-    D = dn.TimestepConditionedDiscriminator(torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU()), feature_dim=16, embed_dim=8)
+    D = dn.TimestepConditionedDiscriminator(torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU()),
+                                            feature_dim=16, embed_dim=8)
     y = torch.randn(1, 2).expand(4, 2)
     out = D(y, torch.tensor([0, 10, 100, 1000]))
     assert out.shape == (4, 1) and len(set(out.flatten().tolist())) == 4

@@ -9,7 +9,8 @@ from scipy import stats
 
 from diffaug_noise.ddgan import DenoisingChain, PairDiscriminator
 
-SCHEDULE_SETTINGS = st.sampled_from([("vp", 0.1, 20.0), ("vp", 0.5, 5.0), ("geometric", 0.01, 0.9), ("geometric", 1e-3, 0.5)])
+SCHEDULE_SETTINGS = st.sampled_from([("vp", 0.1, 20.0), ("vp", 0.5, 5.0), ("geometric", 0.01, 0.9),
+                                     ("geometric", 1e-3, 0.5)])
 
 
 def betas_reference(T, schedule, beta_min, beta_max):
@@ -61,9 +62,12 @@ def test_tables_match_the_official_codes_arrays_with_its_indexing():
         assert ref["a_s"].shape == (5,) and ref["posterior_variance"].shape == (4,)
         assert ref["sigmas"][0] == pytest.approx(1e-4)  # the dummy first beta, 1e-8
         for name in ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance"):
-            torch.testing.assert_close(torch.from_numpy(ref[name]).double(), getattr(chain, name)[1:], rtol=2e-5, atol=1e-7)
-        torch.testing.assert_close(torch.from_numpy(ref["a_s_cum"]).double() ** 2, chain.alphas_cumprod, rtol=2e-5, atol=1e-7)
-        torch.testing.assert_close(torch.from_numpy(ref["sigmas"][1:]).double() ** 2, chain.betas[1:], rtol=2e-5, atol=1e-7)
+            torch.testing.assert_close(torch.from_numpy(ref[name]).double(), getattr(chain, name)[1:], rtol=2e-5,
+                                       atol=1e-7)
+        torch.testing.assert_close(torch.from_numpy(ref["a_s_cum"]).double() ** 2, chain.alphas_cumprod, rtol=2e-5,
+                                   atol=1e-7)
+        torch.testing.assert_close(torch.from_numpy(ref["sigmas"][1:]).double() ** 2, chain.betas[1:], rtol=2e-5,
+                                   atol=1e-7)
 
 
 def test_pairs_follow_the_marginal_and_the_one_step_kernel():

@@ -47,7 +47,8 @@ def test_setting_a_bad_p_keeps_the_old_state():
         (torch.ones(4, 3, dtype=torch.int64), TypeError, "x must have a floating dtype; got torch.int64"),
         (torch.ones(4, 3, dtype=torch.uint8), TypeError, "x must have a floating dtype; got torch.uint8"),
         ([1.0, 2.0], TypeError, "x must be a torch.Tensor; got list"),
-        (torch.ones(4, 3, device="meta"), ValueError, "x is on meta but the noise tables are on cpu; call noise.to('meta') once"),
+        (torch.ones(4, 3, device="meta"), ValueError, "x is on meta but the noise tables are on cpu; call "
+                                                      "noise.to('meta') once"),
     ],
 )
 def test_forward_input_errors(x, exc, message):
@@ -92,7 +93,8 @@ def test_controller_errors(kwargs, message):
 
 
 def test_unknown_preset_and_override():
-    with pytest.raises(ValueError, match="unknown preset 'stylegan3'; choose one of paper, stylegan2, projected_gan, insgen"):
+    with pytest.raises(ValueError,
+                       match="unknown preset 'stylegan3'; choose one of paper, stylegan2, projected_gan, insgen"):
         dn.DiffusionNoise.preset("stylegan3")
     with pytest.raises(TypeError, match=r"unknown override\(s\) \['noise_sd'\]"):
         dn.DiffusionNoise.preset("stylegan2", noise_sd=0.1)

@@ -40,7 +40,8 @@ INTERPRETED = textwrap.dedent("""
         y = fused.launch(x, t, noise.coefficients32, inner, seed, eps_out=eps)
         again = fused.launch(x, t, noise.coefficients32, inner, seed)
         other = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.75, 0.5], dtype=torch.float64))
-        low_bits = fused.launch(x, t, noise.coefficients32, inner, torch.tensor([0.25, 0.5 + 2**-30], dtype=torch.float64))
+        low_bits = fused.launch(x, t, noise.coefficients32, inner,
+                                torch.tensor([0.25, 0.5 + 2**-30], dtype=torch.float64))
         xg = x.float().requires_grad_()
         fused.fused_forward(xg, t, noise.coefficients32, inner, seed).sum().backward()
         # R1 differentiates twice: d/dx sum(d/dx sum(y^2)) = d/dx sum(2 a y) = 2 a^2 per element.
@@ -58,7 +59,8 @@ INTERPRETED = textwrap.dedent("""
 def interpreted(tmp_path_factory):
     out = tmp_path_factory.mktemp("fused") / "kernel.pt"
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", INTERPRETED, str(out)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", INTERPRETED, str(out)], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(out)
 

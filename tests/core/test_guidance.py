@@ -1,4 +1,5 @@
-"""Classifier guidance against closed forms: Gaussian classes (exact log-probability gradient), AdaGN, the DDPM chain."""
+"""Classifier guidance against closed forms: Gaussian classes (exact log-probability gradient), AdaGN, the DDPM
+chain."""
 import json
 import math
 
@@ -7,8 +8,13 @@ import torch
 from click.testing import CliRunner
 
 import diffaug_noise as dn
-from diffaug_noise.guidance import (AncestralChain, classifier_gradient, condition_eps, condition_mean,
-                                    noisy_classifier_loss)
+from diffaug_noise.guidance import (
+    AncestralChain,
+    classifier_gradient,
+    condition_eps,
+    condition_mean,
+    noisy_classifier_loss,
+)
 
 MEANS = torch.tensor([[2.0, 0.0], [-1.0, 1.0], [0.0, -2.0]], dtype=torch.float64)
 SIGMA = 0.7
@@ -54,17 +60,20 @@ def test_condition_mean_and_eps_are_the_papers_shifts():
 
 
 def test_ddim_and_ancestral_guidance_agree_on_the_implied_x0_shift():
-    """eps - sqrt(1-abar) g moves x0_hat = (x_t - sqrt(1-abar) eps)/sqrt(abar) by (1-abar)/sqrt(abar) g: the score shift."""
+    """eps - sqrt(1-abar) g moves x0_hat = (x_t - sqrt(1-abar) eps)/sqrt(abar) by (1-abar)/sqrt(abar) g: the score
+    shift."""
     chain = AncestralChain("cosine", 50)
     t = torch.tensor([10])
     a, b = chain.sqrt_abar[t].float(), chain.sqrt_one_minus_abar[t].float()
     x_t, eps, g = torch.randn(1, 2), torch.randn(1, 2), torch.randn(1, 2)
-    x0 = lambda e: (x_t - b * e) / a
+    x0 = lambda e: (x_t - b * e) / a  # noqa: E731
     torch.testing.assert_close(x0(condition_eps(eps, b, g)) - x0(eps), b ** 2 / a * g)
 
 
 def test_noisy_classifier_loss_replays_the_noise_it_was_given():
-    classifier = lambda x, t: torch.stack([x.sum(1) * (1 + t.float() / 100), -x.sum(1)], 1)
+    def classifier(x, t):
+        return torch.stack([x.sum(1) * (1 + t.float() / 100), -x.sum(1)], 1)
+
     x, y = torch.randn(16, 2), torch.randint(0, 2, (16,))
     chain = AncestralChain("cosine", 20)
     loss = noisy_classifier_loss(classifier, chain, x, y, generator=torch.Generator().manual_seed(5))

@@ -71,7 +71,8 @@ def test_t_distribution_closed_forms():
     assert paper.tolist() == pytest.approx([0.0] + [k / (T * (T + 1) / 2) for k in range(1, T + 1)], abs=1e-15)
     # The official code: half the pool is 0, weights k - 1 over 1..T (value 1 is never drawn).
     ref = dn.DiffusionNoise.preset("stylegan2", t_max=T).t_distribution()
-    assert ref.tolist() == pytest.approx([0.5] + [0.5 * (k - 1) / (T * (T - 1) / 2) for k in range(1, T + 1)], abs=1e-15)
+    assert ref.tolist() == pytest.approx([0.5] + [0.5 * (k - 1) / (T * (T - 1) / 2) for k in range(1, T + 1)],
+                                         abs=1e-15)
     uni = dn.DiffusionNoise.preset("insgen", t_max=T).t_distribution()
     assert uni.tolist() == pytest.approx([0.5] + [0.5 / T] * T, abs=1e-15)
 
@@ -90,7 +91,8 @@ def test_projected_gan_preset_noised_share(p):
 
 @pytest.mark.parametrize(
     "t_min, t_max, p, T",
-    [(10, 1000, 0.0, 10), (10, 1000, 1.0, 1000), (10, 1000, 0.25, 258), (10, 11, 0.5, 10), (10, 13, 0.5, 12), (1, 4, 0.5, 3), (1, 2, 0.5, 1)],
+    [(10, 1000, 0.0, 10), (10, 1000, 1.0, 1000), (10, 1000, 0.25, 258), (10, 11, 0.5, 10), (10, 13, 0.5, 12),
+     (1, 4, 0.5, 3), (1, 2, 0.5, 1)],
 )
 def test_T_follows_p_with_round_half_to_even(t_min, t_max, p, T):
     assert dn.DiffusionNoise(t_min=t_min, t_max=t_max, t_dist="uniform", p=p).T == T
@@ -102,7 +104,8 @@ def test_setting_p_rebuilds_the_tables_for_the_new_T():
     assert noise.T == 55
     scale, noise_scale = reference_tables(55)
     torch.testing.assert_close(noise.sqrt_abar[:56], torch.tensor(scale, dtype=torch.float64), rtol=1e-12, atol=0)
-    torch.testing.assert_close(noise.sqrt_one_minus_abar[:56], torch.tensor(noise_scale, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(noise.sqrt_one_minus_abar[:56], torch.tensor(noise_scale, dtype=torch.float64),
+                               rtol=1e-12, atol=0)
 
 
 def test_gradients_flow_to_x_with_the_clean_scale():

@@ -3,7 +3,8 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diffaug_noise import SCHEDULES, beta_schedule, diffusion_tables
 from helpers import abar_reference, linear_betas_reference
@@ -55,7 +56,8 @@ def test_tables_match_cumulative_product(name, T):
     assert sqrt_abar.shape == (T + 1,) and sqrt_abar.dtype == torch.float64
     assert sqrt_abar[0] == 1.0 and sqrt_one_minus[0] == 0.0
     torch.testing.assert_close(sqrt_abar**2, abar, rtol=1e-11, atol=1e-14)
-    torch.testing.assert_close(sqrt_abar**2 + sqrt_one_minus**2, torch.ones(T + 1, dtype=torch.float64), rtol=0, atol=1e-12)
+    torch.testing.assert_close(sqrt_abar**2 + sqrt_one_minus**2, torch.ones(T + 1, dtype=torch.float64), rtol=0,
+                               atol=1e-12)
 
 
 def test_linear_example_values():

@@ -3,9 +3,9 @@ import io
 import pickle
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import torch
 
 import diffaug_noise as dn
 
@@ -64,7 +64,8 @@ def test_controller_resume_mid_interval_continues_identically():
     for b in batches[10:]:
         resumed.observe(b)
         resumed.update()
-    assert (resumed.noise.p, resumed.noise.T, resumed.step, resumed.r_d) == (full.noise.p, full.noise.T, full.step, full.r_d)
+    assert (resumed.noise.p, resumed.noise.T, resumed.step, resumed.r_d) == \
+        (full.noise.p, full.noise.T, full.step, full.r_d)
 
 
 def test_both_objects_pickle_with_state_intact():

@@ -10,7 +10,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import integrate, stats
 
 import diffaug_noise as dn
@@ -47,7 +48,8 @@ def coefficients(noise, t):
     s = noise.sqrt_one_minus_abar[t].item() * noise.sigma
     betas = linear_betas_reference(noise.T, noise.beta_start, noise.beta_end)
     abar = abar_reference(betas)[t]
-    assert a == pytest.approx(math.sqrt(abar), rel=1e-12) and s == pytest.approx(math.sqrt(1 - abar) * noise.sigma, rel=1e-12)
+    assert a == pytest.approx(math.sqrt(abar), rel=1e-12)
+    assert s == pytest.approx(math.sqrt(1 - abar) * noise.sigma, rel=1e-12)
     assert a > 0 and s > 0  # f one-to-one, h a genuine noise: the conditions of Theorem 2
     return a, s
 
@@ -157,7 +159,8 @@ def test_js_of_noised_point_masses_is_smooth_with_nonzero_gradient(t):
     h = 1e-4 * s / a
     for th in thetas:
         grad = (js_by_quadrature(th + h, a, s) - js_by_quadrature(th - h, a, s)) / (2 * h)
-        lib_grad = (dn.theory.js_divergence_point_masses(th + h, a, s) - dn.theory.js_divergence_point_masses(th - h, a, s)) / (2 * h)
+        js = dn.theory.js_divergence_point_masses
+        lib_grad = (js(th + h, a, s) - js(th - h, a, s)) / (2 * h)
         assert grad > 0 and lib_grad == pytest.approx(grad, rel=1e-3)
         assert dn.theory.js_divergence_point_masses(th, a, s) < math.log(2)
 

@@ -208,7 +208,8 @@ def dataset_tool_reference(img, transform, width, height):
     """StyleGAN2-ADA dataset_tool.py's make_transform geometry, written out with numpy slicing and PIL's resize."""
     if transform == "center-crop":
         crop = np.min(img.shape[:2])
-        img = img[(img.shape[0] - crop) // 2:(img.shape[0] + crop) // 2, (img.shape[1] - crop) // 2:(img.shape[1] + crop) // 2]
+        img = img[(img.shape[0] - crop) // 2:(img.shape[0] + crop) // 2,
+                  (img.shape[1] - crop) // 2:(img.shape[1] + crop) // 2]
         return np.array(Image.fromarray(img, "RGB").resize((width, height), Image.LANCZOS))
     ch = int(np.round(width * img.shape[0] / img.shape[1]))
     if img.shape[1] < width or ch < height:
@@ -243,7 +244,8 @@ def test_center_crop_wide_drops_landscape_images_as_the_forks_church_set_does(tm
     report = prepare("church", src, out=tmp_path / "c.zip", resolution=16, transform="center-crop-wide")
     assert report.images == 2 and report.dropped == ["landscape.png (too small for center-crop-wide 16x16)"]
     assert report.skipped == []  # nothing was corrupt
-    shown = CliRunner().invoke(main, ["data", "prepare", "church", "--source", str(src), "--out", str(tmp_path / "cli.zip"),
+    shown = CliRunner().invoke(main, ["data", "prepare", "church", "--source", str(src), "--out",
+                                      str(tmp_path / "cli.zip"),
                                       "--resolution", "16", "--transform", "center-crop-wide"])
     assert shown.exit_code == 0 and "skipped 1 image(s) too small for the transform: landscape.png" in shown.output
     assert "corrupt" not in shown.output and "2 images at 16x16, 1 skipped" in shown.output

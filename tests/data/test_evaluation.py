@@ -16,9 +16,9 @@ from PIL import Image
 torch_fidelity = pytest.importorskip("torch_fidelity")
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
 
-from helpers import fid_reference  # noqa: E402
 from diffaug_noise.cli.main import main  # noqa: E402
 from diffaug_noise.metrics.evaluation import EvaluationError, evaluate  # noqa: E402
+from helpers import fid_reference  # noqa: E402
 
 EXTRACTOR = "test-random-conv"
 
@@ -119,7 +119,8 @@ def test_recall_drops_when_modes_are_dropped(sets):
     dropped = run(sets["real"], sets["dropped"], metrics=("precision", "recall"))
     assert dropped["recall"] < 0.5 < full["recall"]
     assert dropped["precision"] > 0.8  # what it does generate looks real
-    assert dropped["recall"] == pytest.approx(recall_reference(features(sets["real"]), features(sets["dropped"])), abs=1e-6)
+    reference = recall_reference(features(sets["real"]), features(sets["dropped"]))
+    assert dropped["recall"] == pytest.approx(reference, abs=1e-6)
 
 
 def test_kid_and_num_limit_both_sides(sets):
@@ -170,12 +171,15 @@ def test_cli_eval_prints_one_line_and_writes_json(sets, tmp_path):
                                        "--metrics", "fid,recall", "--feature-extractor", EXTRACTOR, "--json", str(out)])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fid ") and "recall" in lines[0] and "160 generated vs 160 real" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("fid ") and "recall" in lines[0]
+    assert "160 generated vs 160 real" in lines[0]
     saved = json.loads(out.read_text())
     assert set(saved) >= {"fid", "recall", "num_real", "num_fake"}
-    bad = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["real"]), "--metrics", "fud"])
+    bad = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["real"]), "--metrics",
+                                    "fud"])
     assert bad.exit_code == 2 and "unknown metric(s) ['fud']" in bad.output
-    missing = CliRunner().invoke(main, ["eval", "--real", "lsun_church", "--data-root", str(tmp_path), "--fake", str(sets["real"])])
+    missing = CliRunner().invoke(main, ["eval", "--real", "lsun_church", "--data-root", str(tmp_path), "--fake",
+                                        str(sets["real"])])
     assert missing.exit_code == 1 and "diffaug-noise data prepare lsun_church" in missing.output
 
 
@@ -202,7 +206,8 @@ def test_protocols_set_metrics_and_counts(sets, protocol, keys):
 
 
 def test_cli_protocol_prints_its_metrics(sets):
-    result = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["dropped"]), "--protocol",
+    result = CliRunner().invoke(main, ["eval", "--real", str(sets["real"]), "--fake", str(sets["dropped"]),
+                                       "--protocol",
                                        "pr50k3_full", "--feature-extractor", EXTRACTOR, "--batch-size", "50"])
     assert result.exit_code == 0, result.output
     assert "precision" in result.output and "recall" in result.output and "pr50k3_full" in result.output

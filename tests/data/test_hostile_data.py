@@ -4,7 +4,6 @@ Each test names the class of failure it guards against (docs/reliability.md list
 """
 import errno
 import io
-import os
 import subprocess
 import sys
 import textwrap
@@ -78,7 +77,8 @@ def test_a_zip_member_declaring_a_huge_size_is_skipped_unread(tmp_path):
     finally:
         zipfile.ZipFile.read = original
     assert report.images == 1 and "bomb.png" not in reads
-    assert report.oversized == ["bomb.png (declares 3,145,728 bytes, over the 1,048,576-byte limit (--max-image-bytes))"]
+    assert report.oversized == ["bomb.png (declares 3,145,728 bytes, over the 1,048,576-byte limit "
+                                "(--max-image-bytes))"]
 
 
 def test_an_image_whose_header_declares_too_many_pixels_is_not_decoded(tmp_path):
@@ -181,7 +181,8 @@ def test_a_full_disk_is_one_line_naming_the_zip(tmp_path, monkeypatch):
     def full(self, name, data, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(zipfile.ZipFile, "writestr", full)
-    with pytest.raises(StorageError, match=r"cannot write '.*out.zip': No space left on device \(ENOSPC\); the disk is full"):
+    with pytest.raises(StorageError,
+                       match=r"cannot write '.*out.zip': No space left on device \(ENOSPC\); the disk is full"):
         prepare("mine", src, out=tmp_path / "out.zip", resolution=8)
     result = CliRunner().invoke(main, ["data", "prepare", "mine", "--source", str(src), "--resolution", "8",
                                        "--out", str(tmp_path / "out.zip")])

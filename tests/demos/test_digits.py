@@ -1,4 +1,5 @@
-"""The digits main job: dataset split, FD_digits (Fréchet distance, classifier, torch-fidelity extractor), the run end to end."""
+"""The digits main job: dataset split, FD_digits (Fréchet distance, classifier, torch-fidelity extractor), the run end
+to end."""
 import json
 import zipfile
 
@@ -7,13 +8,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from helpers import fid_reference
 from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8
 from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier
 from diffaug_noise.demos.digits import classifier as classifier_module
 from diffaug_noise.metrics.frechet import feature_statistics, frechet_distance
+from helpers import fid_reference
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -40,7 +41,8 @@ def classifier(data_root):
 
 
 def score(net, images, reference):
-    return frechet_distance(feature_statistics(net.features(to_uint8(images))), feature_statistics(net.features(to_uint8(reference))))
+    return frechet_distance(feature_statistics(net.features(to_uint8(images))),
+                            feature_statistics(net.features(to_uint8(reference))))
 
 
 def test_digits_are_scikit_learns_scaled_to_unit_range(digits):
@@ -168,7 +170,8 @@ def short_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("digits-run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIFFAUG_NOISE_DATA", str(data_root))
-        result = invoke("run", "digits", "--outdir", str(out), "--iterations", "60", "--eval-every", "20", "--seeds", "2",
+        result = invoke("run", "digits", "--outdir", str(out), "--iterations", "60", "--eval-every", "20", "--seeds",
+                        "2",
                         "--methods", "plain,instance,diffusion,diffusion-fixed", "--fixed-T", "50", "--save-samples")
     return result, out
 
@@ -208,8 +211,8 @@ def test_a_run_does_not_depend_on_the_other_methods_beside_it(data_root):
     settings = dict(iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
     alone = train_digits(DigitsConfig(methods=("diffusion",), **settings), classifier_cache=data_root)
     beside = train_digits(DigitsConfig(methods=("plain", "diffusion"), **settings), classifier_cache=data_root)
-    torch.testing.assert_close(alone["history"]["score"]["diffusion/seed1"], beside["history"]["score"]["diffusion/seed1"],
-                               rtol=1e-3, atol=0)
+    torch.testing.assert_close(alone["history"]["score"]["diffusion/seed1"],
+                               beside["history"]["score"]["diffusion/seed1"], rtol=1e-3, atol=0)
     assert alone["history"]["T"]["diffusion/seed1"] == beside["history"]["T"]["diffusion/seed1"]
     assert beside["history"]["score"]["plain/seed1"] != beside["history"]["score"]["diffusion/seed1"]
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 import torch
@@ -47,7 +46,8 @@ def _same_training(a: pathlib.Path, b: pathlib.Path):
 
 @pytest.mark.slow
 def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
-    """SIGKILL at a random iteration between checkpoints (drawn afresh on every test run), then --resume: the same run."""
+    """SIGKILL at a random iteration between checkpoints (drawn afresh on every test run), then --resume: the same
+    run."""
     straight = tmp_path / "straight"
     assert _toy(straight).returncode == 0
 
@@ -89,9 +89,11 @@ def test_resume_from_a_corrupt_checkpoint_fails_and_keeps_the_file(tmp_path):
 
 def test_resume_with_other_settings_names_them(tmp_path):
     out = tmp_path / "run"
-    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every",
+                                     "2"]).exit_code == 0
     before = (out / "metrics.json").read_bytes()
-    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--sigma", "1.5", "--outdir", str(out), "--resume"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--sigma", "1.5", "--outdir", str(out),
+                                       "--resume"])
     assert result.exit_code != 0
     assert "sigma: checkpoint 2.0 vs now 1.5" in result.output
     assert (out / "metrics.json").read_bytes() == before  # earlier outputs intact
@@ -161,7 +163,8 @@ def test_check_finite_raises_and_default_passes_nan_through_in_place():
 
 def _toy_checkpoint(tmp_path):
     out = tmp_path / "run"
-    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every",
+                                     "2"]).exit_code == 0
     return out, load_checkpoint(out / "checkpoint.pt")
 
 
@@ -178,15 +181,16 @@ def test_a_safe_but_structurally_wrong_toy_checkpoint_is_one_line(tmp_path, dama
     damage(state)
     save_checkpoint(state, out / "checkpoint.pt")
     before = (out / "checkpoint.pt").read_bytes()
-    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2",
-                                       "--resume"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every",
+                                       "2", "--resume"])
     assert result.exit_code == 1 and "Traceback" not in result.output and result.exception.__class__ is SystemExit
     assert "checkpoint" in result.output and ("does not fit this run" in result.output or "lacks" in result.output)
     assert (out / "checkpoint.pt").read_bytes() == before
 
 
 def test_a_full_disk_during_run_toy_is_one_line_and_leaves_no_temp_file(full_disk):
-    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(full_disk), "--checkpoint-every", "2"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(full_disk),
+                                       "--checkpoint-every", "2"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "No space left on device (ENOSPC); the disk is full" in result.output and "checkpoint.pt" in result.output
     assert not list(full_disk.glob(".*.tmp"))
@@ -209,7 +213,8 @@ def test_an_injected_full_disk_while_checkpointing_is_one_line(tmp_path, monkeyp
         def __exit__(self, *exc):
             self.file.close()
     monkeypatch.setattr("diffaug_noise.checkpoint.open", FullFile, raising=False)
-    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(tmp_path / "o"), "--checkpoint-every", "2"])
+    result = CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(tmp_path / "o"),
+                                       "--checkpoint-every", "2"])
     assert result.exit_code == 1 and "cannot write" in result.output and "the disk is full" in result.output
 
 
@@ -218,7 +223,8 @@ def test_stale_temp_files_of_a_killed_toy_run_are_removed_by_the_next(tmp_path):
     out.mkdir()
     stale = out / ".checkpoint.pt.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
-    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every", "2"]).exit_code == 0
+    assert CliRunner().invoke(main, ["run", "toy", "--iterations", "4", "--outdir", str(out), "--checkpoint-every",
+                                     "2"]).exit_code == 0
     assert not stale.exists()
 
 
@@ -231,7 +237,8 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     """SIGKILL at a random step between checkpoints (drawn afresh on every test run), then --resume: the same run."""
     env = dict(os.environ, DIFFAUG_NOISE_DATA=str(tmp_path / "root"))
     straight = tmp_path / "straight"
-    assert subprocess.run(CLI + DIGITS + ["--outdir", str(straight)], capture_output=True, timeout=600, env=env).returncode == 0
+    assert subprocess.run(CLI + DIGITS + ["--outdir", str(straight)], capture_output=True, timeout=600,
+                          env=env).returncode == 0
 
     killed = tmp_path / "killed"
     kill_at = random.Random(os.urandom(8)).choice([s for s in range(26, 120) if s % 25])
@@ -261,5 +268,6 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     assert ca["iteration"] == cb["iteration"] == 120
     for key in ("G", "D"):
         assert all(torch.equal(ca[key][name], cb[key][name]) for name in ca[key]), key
-    assert all(torch.equal(a, b) for a, b in zip(ca["data_gens"] + ca["noise_gens"], cb["data_gens"] + cb["noise_gens"]))
+    generators = lambda c: c["data_gens"] + c["noise_gens"]  # noqa: E731
+    assert all(torch.equal(a, b) for a, b in zip(generators(ca), generators(cb)))
     assert torch.equal(ca["samples"], cb["samples"])

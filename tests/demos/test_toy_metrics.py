@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from diffaug_noise.demos.toy import grid_means, mode_metrics, sample_grid
 from diffaug_noise.demos.ensemble import EnsembleMLP
+from diffaug_noise.demos.toy import grid_means, mode_metrics, sample_grid
 
 MEANS = grid_means(5, 2.0)
 
@@ -64,8 +64,10 @@ def test_ensemble_members_train_independently():
     alone = EnsembleMLP([2], [3, 16, 1])
     opt_t, opt_a = torch.optim.Adam(together.parameters(), 1e-2), torch.optim.Adam(alone.parameters(), 1e-2)
     for _ in range(5):
-        opt_t.zero_grad(); ((together(x) - target) ** 2).mean(dim=(1, 2)).sum().backward(); opt_t.step()
-        opt_a.zero_grad(); ((alone(x[1:]) - target[1:]) ** 2).mean(dim=(1, 2)).sum().backward(); opt_a.step()
+        for opt, loss in ((opt_t, ((together(x) - target) ** 2)), (opt_a, ((alone(x[1:]) - target[1:]) ** 2))):
+            opt.zero_grad()
+            loss.mean(dim=(1, 2)).sum().backward()
+            opt.step()
     torch.testing.assert_close(together(x)[1], alone(x[1:])[0], rtol=1e-5, atol=1e-6)
 
 

@@ -144,7 +144,8 @@ def test_a_registered_adapter_is_a_cli_command_with_generated_options(minimal, t
 def test_preflight_names_the_fix_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    with pytest.raises(integrations.UpstreamError, match=r"^--gpus 4 asks for 4 CUDA devices; this machine has 0: pass --gpus 1"):
+    with pytest.raises(integrations.UpstreamError,
+                       match=r"^--gpus 4 asks for 4 CUDA devices; this machine has 0: pass --gpus 1"):
         check_gpus(["--gpus", "4"], shims=True)
     with pytest.raises(integrations.UpstreamError, match="keep --shims"):
         check_gpus(["--gpus=1"], shims=False)
@@ -179,7 +180,8 @@ def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
     shutil.copytree(STANDIN, repo)
     for cmd in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
         subprocess.run(["git", "-C", str(repo), *cmd], check=True)
-    with pytest.warns(UserWarning, match=r"is at minimal_gan commit [0-9a-f]{12}; the adapter is tested against 000000000000"):
+    with pytest.warns(UserWarning,
+                      match=r"is at minimal_gan commit [0-9a-f]{12}; the adapter is tested against 000000000000"):
         warn_if_untested(MINIMAL, repo)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -33,7 +33,8 @@ def test_the_exception_line_wins_over_a_later_warning():
                 "UnboundLocalError: cannot access local variable 'feat_last'\n"
     warning = "W1128 06:05:06 torch/utils/cpp_extension.py:183] No CUDA runtime is found\n"
     assert _failure(output(traceback, warning)) == "UnboundLocalError: cannot access local variable 'feat_last'"
-    assert _failure(output("", "torch.OutOfMemoryError: CUDA out of memory\n\n")) == "torch.OutOfMemoryError: CUDA out of memory"
+    oom = "torch.OutOfMemoryError: CUDA out of memory"
+    assert _failure(output("", oom + "\n\n")) == oom
 
 
 def test_without_an_exception_line_the_last_line_or_a_plain_note():
@@ -70,7 +71,8 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
                  for s, k in ((9.0, 0.0), (2.0, 1.0), (2.0, 2.0), (2.0, 2.0))]
         (run_dir / "stats.jsonl").write_text("".join(json.dumps(t) + "\n" for t in ticks))
         noise = 0.5 if mode == "diffusion" else 0.0
-        return 0, [line for i in range(4) for line in (f"tick {i}", bench.NOISE_LINE + json.dumps({"noise_seconds": noise}))], False
+        report = bench.NOISE_LINE + json.dumps({"noise_seconds": noise})
+        return 0, [line for i in range(4) for line in (f"tick {i}", report)], False
 
     monkeypatch.setattr(bench, "_run_child", child)
     measured, unmeasured = ("noise forward 12.50 % of the diffusion run's sec/kimg",
@@ -78,7 +80,8 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
     for name, gpus, share in (("one", ["--gpus", "1"], measured), ("two", ["--gpus", "2"], unmeasured),
                               ("upstream's", ["--", "--gpus=2"], unmeasured)):  # the last --gpus is upstream's
         out = tmp_path / f"bench-{name}.json"
-        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--outdir", str(tmp_path / "runs"),
+        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--outdir",
+                                           str(tmp_path / "runs"),
                                             "--json", str(out), *gpus])
         assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output
         assert json.loads(out.read_text())["noise_share"] == (0.125 if share == measured else None)
@@ -131,7 +134,8 @@ time.sleep(120)
     assert stopped and time.perf_counter() - began < 30 and ticks == ["tick 0"] and "tick 0" in lines
     grandchild = int(pid_file.read_text())
     for _ in range(100):  # killed with the group; the init process reaps it
-        if subprocess.run(["ps", "-o", "stat=", "-p", str(grandchild)], capture_output=True, text=True).stdout.strip()[:1] \
+        if subprocess.run(["ps", "-o", "stat=", "-p", str(grandchild)], capture_output=True,
+                          text=True).stdout.strip()[:1] \
                 in ("", "Z"):
             break
         time.sleep(0.1)

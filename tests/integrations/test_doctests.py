@@ -7,7 +7,8 @@ import pytest
 
 import diffaug_noise.integrations as integrations
 
-MODULES = ["diffaug_noise.integrations"] + [f"diffaug_noise.integrations.{m.name}" for m in pkgutil.iter_modules(integrations.__path__)]
+MODULES = ["diffaug_noise.integrations"] + [f"diffaug_noise.integrations.{m.name}"
+                                            for m in pkgutil.iter_modules(integrations.__path__)]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -58,7 +58,8 @@ def test_a_loop_that_does_not_assign_a_counter_once_is_refused(tmp_path, change,
 
 
 def test_progress_at_follows_upstreams_tick_rule():
-    # Tick 0 is the first iteration; later ticks end at the first iteration with cur_nimg >= start + kimg_per_tick * 1000.
+    # Tick 0 is the first iteration; later ticks end at the first iteration with cur_nimg >= start + kimg_per_tick *
+    # 1000.
     assert progress_at(4, 4, 0.008) == {"cur_nimg": 4, "cur_tick": 1, "batch_idx": 1}
     assert progress_at(12, 4, 0.008)["cur_tick"] == 2
     assert [progress_at(n, 4, 0.016)["cur_tick"] for n in (4, 20, 36)] == [1, 2, 3]

@@ -7,13 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from diffaug_noise.integrations.patching import Wrap, patched_attributes
-from diffaug_noise.integrations.shims import (GridSampleTwice, custom_op_fallback_patch, float_adam_betas_patch,
-                                            registered_extension_patch)
+from diffaug_noise.integrations.shims import (
+    GridSampleTwice,
+    custom_op_fallback_patch,
+    float_adam_betas_patch,
+    registered_extension_patch,
+)
 
 
 def _grid(batch, size, seed):
     g = torch.Generator().manual_seed(seed)
-    theta = torch.eye(2, 3).repeat(batch, 1, 1) + 0.2 * torch.randn(batch, 2, 3, generator=g)  # rotations, shifts, shears
+    # rotations, shifts, shears
+    theta = torch.eye(2, 3).repeat(batch, 1, 1) + 0.2 * torch.randn(batch, 2, 3, generator=g)
     return F.affine_grid(theta, [batch, 3, size, size], align_corners=False)
 
 
@@ -32,7 +37,8 @@ def test_grid_sample_twice_matches_torch_in_value_first_and_second_derivative():
     weight = torch.randn(3, 3, 9, 9, dtype=torch.float64, requires_grad=True)
     grid = grid.double()
     ours = _r1(lambda v: GridSampleTwice.apply(v, grid), x, weight)
-    reference = _r1(lambda v: F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False), x, weight)
+    reference = _r1(lambda v: F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False), x,
+                    weight)
     assert torch.allclose(ours[0], reference[0], rtol=1e-10)
     for a, b in zip(ours[1], reference[1]):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
@@ -73,6 +79,7 @@ def get_plugin(module_name, sources, **build_kwargs):   # upstream's torch_utils
 
 def test_a_built_but_unregistered_extension_loads_with_the_shim(monkeypatch):
     import sys
+
     import torch.utils.cpp_extension
 
     built = types.ModuleType("fake_op_plugin")  # what load() returns on current torch: built, not in sys.modules
@@ -95,7 +102,8 @@ def test_a_failing_build_is_tried_once_and_warned_once_in_one_line():
     def _init():  # stylegan2-ada's upfirdn2d: catches the failure, warns a traceback, never sets _inited
         attempts.append(1)
         warnings.warn("Failed to build CUDA kernels for upfirdn2d. Falling back to slow reference implementation. "
-                      "Details:\n\nTraceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'upfirdn2d_plugin'")
+                      "Details:\n\nTraceback (most recent call last):\n  ...\nModuleNotFoundError: No module named "
+                      "'upfirdn2d_plugin'")
         return False
 
     op._init = _init
@@ -105,7 +113,8 @@ def test_a_failing_build_is_tried_once_and_warned_once_in_one_line():
             assert not any(op._init() for _ in range(100))
     assert len(attempts) == 1 and len(caught) == 1
     message = str(caught[0].message)
-    assert "\n" not in message and "No module named 'upfirdn2d_plugin'" in message and "reference implementation" in message
+    assert "\n" not in message and "No module named 'upfirdn2d_plugin'" in message
+    assert "reference implementation" in message
 
 
 def test_plain_conv2d_computes_no_weight_gradient_in_the_r1_pass():

@@ -58,7 +58,8 @@ class DigitsClassifier(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(NATIVE_RESOLUTION ** 2, 256), nn.ReLU(), nn.Linear(256, FEATURES), nn.ReLU())
+        self.body = nn.Sequential(nn.Linear(NATIVE_RESOLUTION ** 2, 256), nn.ReLU(), nn.Linear(256, FEATURES),
+                                  nn.ReLU())
         self.head = nn.Linear(FEATURES, NUM_CLASSES)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,8 @@ def cache_path(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> pat
 
 
 def load_classifier(seed: int = 0, cache_dir: str | os.PathLike | None = None) -> DigitsClassifier:
-    """The classifier trained on all 1,797 digits from ``seed``: from the cache, else trained (a few seconds) and cached.
+    """The classifier trained on all 1,797 digits from ``seed``: from the cache, else trained (a few seconds) and
+    cached.
 
     A cache that is missing, truncated or written for another seed/version is retrained and
     replaced atomically; if the cache folder is not writable the trained network is still returned.

@@ -16,9 +16,12 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from ...extras import require
 from .classifier import load_classifier
+
+require("torch_fidelity", "eval")  # a missing torch-fidelity names its extra
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
 
 NAME = "digits-classifier"
 
@@ -57,7 +60,8 @@ def _build(name, features_list, weights=None, cache_dir=None, trust_pickle=False
 
 
 def register() -> None:
-    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.metrics.evaluation.evaluate` (idempotent)."""
+    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.metrics.evaluation.evaluate`
+    (idempotent)."""
     from ...metrics.evaluation import register_feature_extractor
 
     register_feature_extractor(NAME, DigitsFeatureExtractor, _build)

@@ -52,7 +52,8 @@ class EnsembleDiscriminator(nn.Module):
 
     hidden = 256
 
-    def __init__(self, seeds: list[int], t_max: int, conditioning: str = "projection", embed_dim: int = 32, pixels: int = 64):
+    def __init__(self, seeds: list[int], t_max: int, conditioning: str = "projection", embed_dim: int = 32,
+                 pixels: int = 64):
         super().__init__()
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")

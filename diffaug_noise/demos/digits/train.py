@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
 from ...controller import AdaptiveController
 from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
+from ...knobs import check_knobs, knob
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
-from ...knobs import check_knobs, knob
 from ...timesteps import T_DISTS
 from ..training import member_inputs, summarize
 from .classifier import load_classifier
@@ -39,8 +39,10 @@ from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 METHODS = ("plain", "instance", "diffusion", "diffusion-fixed")
 DIFFUSION_METHODS = ("diffusion", "diffusion-fixed")
 METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
-STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises", "controllers",
-              "history", "sign_sums", "signs_counted", "latest", "samples")  # what a checkpoint holds besides the config
+STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises",
+              "controllers",
+              # what a checkpoint holds besides the config
+              "history", "sign_sums", "signs_counted", "latest", "samples")
 
 
 @dataclasses.dataclass
@@ -49,10 +51,12 @@ class DigitsConfig:
 
     iterations: int = knob(4000, "Training iterations (one D and one G step each).", kind=int, minimum=1,
                            aliases=("--steps",))
-    seeds: tuple = knob((0, 1, 2), "Seeds (0..N-1); each draws its own training subset and initial weights.", kind="count")
+    seeds: tuple = knob((0, 1, 2), "Seeds (0..N-1); each draws its own training subset and initial weights.",
+                        kind="count")
     methods: tuple = knob(("plain", "instance", "diffusion"), "Comma-separated subset of plain, instance (Gaussian "
-                                                              "instance noise), diffusion (adaptive T), diffusion-fixed "
-                                                              "(T = --fixed-T, no controller).", kind="list", choices=METHODS)
+                                                              "instance noise), diffusion (adaptive T), "
+                                                              "diffusion-fixed (T = --fixed-T, no "
+                                                              "controller).", kind="list", choices=METHODS)
     train_size: int = knob(200, "Training digits per seed, a stratified draw from the 1,797 (the limited-data knob).",
                            kind=int, minimum=10, maximum=1797)
     batch_size: int = knob(64, "Real and fake images per step.", kind=int, minimum=1)
@@ -73,13 +77,13 @@ class DigitsConfig:
     target: float = knob(0.3, "Controller target for r_d = E[sign D(noised real)] (the paper's 0.6 lets T fall back "
                               "here: docs/digits.md).", kind=float, minimum=-1.0, maximum=1.0)
     interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
-    kimg: float = knob(5, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max.", kind=float,
-                       minimum=0.0, exclusive_minimum=True)
+    kimg: float = knob(5, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max.",
+                       kind=float, minimum=0.0, exclusive_minimum=True)
     fixed_T: int = knob(200, "T of the 'diffusion-fixed' method.", kind=int, minimum=1)
     eval_every: int = knob(250, "Iterations between FD_digits evaluations (and one at the end).", kind=int, minimum=1)
     eval_samples: int = knob(2000, "Generated digits per evaluation.", kind=int, minimum=2)
-    coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.", kind=float,
-                                 minimum=0.0, maximum=1.0)
+    coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.",
+                                 kind=float, minimum=0.0, maximum=1.0)
     classifier_seed: int = knob(0, "Seed of the FD_digits classifier.", kind=int, minimum=0)
     threads: int = knob(2, "torch CPU threads (recorded; measured fastest on 2 cores, see docs/digits.md).", kind=int,
                         minimum=1)
@@ -94,7 +98,8 @@ class DigitsConfig:
 
 def train_digits(
     config: DigitsConfig,  # what to train
-    on_step: Callable[[int, dict], None] | None = None,  # called after each step with the latest scores (a progress bar hooks in)
+    # called after each step with the latest scores (a progress bar hooks in)
+    on_step: Callable[[int, dict], None] | None = None,
     classifier_cache=None,  # folder of the cached FD_digits classifier (default: the data root)
     checkpoint: str | os.PathLike | None = None,  # file to save the whole training state to (atomically)
     checkpoint_every: int = 500,  # steps between checkpoints (and one at the end)
@@ -144,7 +149,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     train_sets = [flat[stratified_subset(labels, config.train_size, s)] for s in config.seeds]
 
     G = EnsembleGenerator([s for _, s in members], config.z_dim, flat.shape[1]).to(device)
-    D = EnsembleDiscriminator([s + 10_000 for _, s in members], config.t_max, config.conditioning, pixels=flat.shape[1]).to(device)
+    D = EnsembleDiscriminator([s + 10_000 for _, s in members], config.t_max, config.conditioning,
+                              pixels=flat.shape[1]).to(device)
     opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
@@ -163,7 +169,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     def evaluate():
         samples = to_uint8(G(eval_z))  # what an image file of the samples would hold
         features = classifier.features(samples.reshape(K * config.eval_samples, 1, 8, 8))
-        scores = [frechet_distance(feature_statistics(f), real_stats) for f in features.view(K, config.eval_samples, -1)]
+        scores = [frechet_distance(feature_statistics(f), real_stats)
+                  for f in features.view(K, config.eval_samples, -1)]
         return scores, samples
 
     history = {"iteration": [], "T": {k: [] for k, (m, _) in enumerate(members) if m in DIFFUSION_METHODS},
@@ -199,7 +206,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                     obj.load_state_dict(s)
             history = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
                        for key, value in saved["history"].items()}
-            if set(history) != {"iteration", "T", "r_d", "score_iteration", "score"} or set(history["score"]) != set(range(K)):
+            if set(history) != {"iteration", "T", "r_d", "score_iteration",
+                                "score"} or set(history["score"]) != set(range(K)):
                 raise KeyError("the history of another run")
             sign_sums = saved["sign_sums"].to(device=device, dtype=torch.float64).view(K).clone()
             signs_counted, latest, samples = int(saved["signs_counted"]), dict(saved["latest"]), saved["samples"]
@@ -209,7 +217,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                 on_step(step, latest)
     start = time.perf_counter()
     for step in range(first, config.iterations + 1):
-        per_seed = [(train_sets[i][torch.randint(len(train_sets[i]), (B,), generator=g)], torch.randn(B, config.z_dim, generator=g))
+        per_seed = [(train_sets[i][torch.randint(len(train_sets[i]), (B,), generator=g)],
+                     torch.randn(B, config.z_dim, generator=g))
                     for i, g in enumerate(data_gens)]
         real = torch.stack([r for r, _ in per_seed])[seed_index].to(device)
         z = torch.stack([z for _, z in per_seed])[seed_index].to(device)

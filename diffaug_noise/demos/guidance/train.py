@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...conditioning import AdaGroupNorm, TimestepEmbedding
+from ...guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
 from ...knobs import check_knobs, knob
 from ...schedules import SCHEDULES
-from ...guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
 from ..grid import grid_means, sample_grid
 
 CLASSES = 5  # the grid's rows
@@ -184,7 +184,8 @@ def train_guidance(config: GuidanceConfig, on_step: Callable[[], None] | None = 
         torch.set_num_threads(previous)
     for run in runs:
         run["seconds"] = seconds[run["seed"]]  # the seed's whole run: both trainings and all scales
-    per_scale = [{"scale": scale, **{key: statistics.median(r[key] for r in runs if r["scale"] == scale) for key in METRICS}}
+    per_scale = [{"scale": scale,
+                  **{key: statistics.median(r[key] for r in runs if r["scale"] == scale) for key in METRICS}}
                  for scale in config.scales]
     return {"config": dataclasses.asdict(config), "runs": runs, "per_scale": per_scale, "samples": samples,
             "wall_seconds": sum(seconds.values()), "nfe": config.T}

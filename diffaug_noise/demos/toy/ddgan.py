@@ -26,7 +26,8 @@ class DdganEnsemble:
         self.chain = DenoisingChain(config.ddgan_steps).to(device)
         self.z_dim, self.gamma = config.z_dim, config.r1_gamma
         width = [config.hidden] * 3
-        self.G = EnsembleMLP([s + 50_000 for s in seeds], [2 + config.z_dim + config.embed_dim] + width + [2]).to(device)
+        self.G = EnsembleMLP([s + 50_000 for s in seeds],
+                             [2 + config.z_dim + config.embed_dim] + width + [2]).to(device)
         self.D = EnsembleMLP([s + 60_000 for s in seeds], [4 + config.embed_dim] + width + [1]).to(device)
         # Sinusoids of log(1 + t) scaled to [0, pi], as the toy's other D sees t.
         self.embed = TimestepEmbedding(config.embed_dim, max_period=10.0, mlp=False).to(device)
@@ -57,7 +58,8 @@ class DdganEnsemble:
         return torch.stack(ts), torch.stack(prevs), torch.stack(nexts)
 
     def _fake_prev(self, x0_hat, x_t, t):
-        return torch.stack([self.chain.sample_posterior(x0_hat[k], x_t[k], t[k], generator=g) for k, g in enumerate(self.gens)])
+        return torch.stack([self.chain.sample_posterior(x0_hat[k], x_t[k], t[k], generator=g)
+                            for k, g in enumerate(self.gens)])
 
     def step(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor) -> None:
         """One D step and one G step on ``real [K, B, 2]`` with latents ``z_d``, ``z_g`` ``[K, B, z_dim]``."""
@@ -76,7 +78,8 @@ class DdganEnsemble:
 
         t, _, x_t = self._pairs(real)  # the official G step draws new t and pairs
         self.D.requires_grad_(False)
-        loss_g = F.softplus(-self.discriminate(self._fake_prev(self.x0_hat(x_t, z_g, t), x_t, t), x_t, t)).mean(dim=(1, 2)).sum()
+        fake_prev = self._fake_prev(self.x0_hat(x_t, z_g, t), x_t, t)
+        loss_g = F.softplus(-self.discriminate(fake_prev, x_t, t)).mean(dim=(1, 2)).sum()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import statistics
 import time
 from typing import Callable
 
@@ -20,12 +19,12 @@ import torch.nn.functional as F
 from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
 from ...conditioning import TimestepEmbedding
 from ...controller import AdaptiveController
+from ...knobs import check_knobs, knob
 from ...noise import DiffusionNoise
-from .ddgan import DdganEnsemble
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
 from ..training import member_inputs, summarize
-from ...knobs import check_knobs, knob
+from .ddgan import DdganEnsemble
 
 METHODS = ("plain", "instance", "diffusion", "ddgan")
 METRICS = ("modes_covered", "modes_hit", "hq_share", "reverse_kl")  # per-run numbers from mode_metrics
@@ -60,7 +59,8 @@ class ToyConfig:
                              minimum=0.0, maximum=1.0)
     t_min: int = knob(10, "Diffusion T at p = 0.", kind=int, minimum=1)
     t_max: int = knob(1000, "Diffusion T at p = 1.", kind=int, minimum=1)
-    target: float = knob(0.6, "Controller target for r_d = E[sign D(noised real)].", kind=float, minimum=-1.0, maximum=1.0)
+    target: float = knob(0.6, "Controller target for r_d = E[sign D(noised real)].", kind=float, minimum=-1.0,
+                         maximum=1.0)
     interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
     kimg: float = knob(100, "Controller speed: thousands of samples for p to move by 1.", kind=float, minimum=0.0,
                        exclusive_minimum=True)
@@ -130,8 +130,10 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     for method, _ in members:
         noise = ctrl = None
         if method == "diffusion":
-            noise = DiffusionNoise(sigma=config.sigma, clean_prob=config.clean_prob, t_min=config.t_min, t_max=config.t_max).to(device)
-            ctrl = AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg, batch_size=B)
+            noise = DiffusionNoise(sigma=config.sigma, clean_prob=config.clean_prob, t_min=config.t_min,
+                                   t_max=config.t_max).to(device)
+            ctrl = AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg,
+                                      batch_size=B)
         noises.append(noise)
         controllers.append(ctrl)
 
@@ -201,13 +203,15 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
                 on_step(i)
     start = time.perf_counter()
     for it in range(first, config.iterations + 1):
-        per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g)) for g in data_gens]
+        per_seed = [(sample_grid(B, means, config.std, g), torch.randn(B, config.z_dim, generator=g))
+                    for g in data_gens]
         if members:
             _one_step_gan_iteration(per_seed)
         if ddgan is not None:  # the same reals; its two latents drawn after the one-step GANs' draws
             ddgan_start = time.perf_counter()
             ddgan.step(torch.stack([r for r, _ in per_seed]).to(device),
-                       *(torch.stack([torch.randn(B, config.z_dim, generator=g) for g in data_gens]).to(device) for _ in "dg"))
+                       *(torch.stack([torch.randn(B, config.z_dim, generator=g) for g in data_gens]).to(device)
+                         for _ in "dg"))
             history["ddgan_seconds"] += time.perf_counter() - ddgan_start
 
         if it % config.log_every == 0 or it == config.iterations:

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from helpers import STANDINS, forget_upstream
 from diffaug_noise.integrations import UpstreamError, projected_gan
+from helpers import STANDINS, forget_upstream
 
 STANDIN = STANDINS / "projected_gan"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "pg_modules")
@@ -27,7 +27,8 @@ def recorded(noise_calls):
 def train_standin(tmp_path, *extra, shims=True, **options):
     options.setdefault("pretrained", False)
     with projected_gan.ADAPTER.patched(STANDIN, shims=shims, **options) as train:
-        train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4", *extra],
+        train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4",
+                    *extra],
                    standalone_mode=False)
         return train.RESULTS[-1]
 
@@ -84,10 +85,12 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
     (options_file,) = tmp_path.glob("*/training_options.json")
     options = json.loads(options_file.read_text())
     assert options_file.parent.name == "stylegan2-standin-diffusion-projected_gan-last"
-    assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.projected_gan.DiffusionProjectedDiscriminator"
+    assert options["D_kwargs"]["class_name"] == \
+        "diffaug_noise.integrations.projected_gan.DiffusionProjectedDiscriminator"
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.ProjectedGANLoss"
     assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.25 and options["loss_kwargs"]["diffusion"]["rounds"] == 2
-    assert options["G_opt_kwargs"]["betas"] == [0, 0.99]  # upstream's config as it wrote it; the shim converts in the loop
+    # upstream's config as it wrote it; the shim converts in the loop
+    assert options["G_opt_kwargs"]["betas"] == [0, 0.99]
     forget_upstream(STANDIN, UPSTREAM_MODULES)
     with pytest.raises(Exception, match="betas|act1|cuda|NVIDIA|argument"):  # upstream as released, on this machine
         train_standin(tmp_path / "raw", "--kimg", "0.004", shims=False)

@@ -19,7 +19,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
     from diffaug_noise.integrations import projected_gan
 
-    repo, out, resume, iterations, d_pos = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    repo, out, resume, iterations, d_pos = sys.argv[1:6]
+    out, iterations = pathlib.Path(out), int(iterations)
     data = tiny_dataset(out)
     runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
 

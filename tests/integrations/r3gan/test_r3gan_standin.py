@@ -1,6 +1,4 @@
 """The R3GAN adapter against stand-ins of brownvc/R3GAN's modules (tests/standins/r3gan/README.md)."""
-import json
-import pathlib
 import pickle
 import sys
 
@@ -23,7 +21,8 @@ def recorded(noise_calls):
 
 
 def train(out, *extra, **options):
-    return train_standin(r3gan.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--preset", "CIFAR10", *extra], **options)
+    return train_standin(r3gan.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch",
+                                                  "4", "--preset", "CIFAR10", *extra], **options)
 
 
 stats = stats_of
@@ -56,7 +55,8 @@ def test_the_noise_is_the_preprocessor_after_augmentation_and_pairs_share_t(tmp_
     augment = importlib.import_module("training.augment")
     augmented = []
     pipe_forward = augment.AugmentPipe.forward
-    monkeypatch.setattr(augment.AugmentPipe, "forward", lambda self, x: augmented.append(pipe_forward(self, x)) or augmented[-1])
+    monkeypatch.setattr(augment.AugmentPipe, "forward",
+                        lambda self, x: augmented.append(pipe_forward(self, x)) or augmented[-1])
     D, loss, reports = train(tmp_path, "--kimg", "0.016")
     assert len(calls["D"]) == len(calls["transform"]) == len(augmented) == 4 * 2 * 2  # 4 steps, D and G phases, pairs
     for (x, _), a in zip(calls["transform"], augmented):
@@ -64,7 +64,8 @@ def test_the_noise_is_the_preprocessor_after_augmentation_and_pairs_share_t(tmp_
     for (_, t_first, _, _), (_, t_second, _, _) in zip(calls["D"][::2], calls["D"][1::2]):
         assert torch.equal(t_first, t_second)  # the two members of a pair: one t
     assert len({tuple(t.tolist()) for _, t, _, _ in calls["D"][::2]}) > 1  # each pair its own draw
-    assert [real for *_, real in calls["D"][:4]] == [True, False, False, True]  # D phase: real, fake; G phase: fake, real
+    # D phase: real, fake; G phase: fake, real
+    assert [real for *_, real in calls["D"][:4]] == [True, False, False, True]
 
 
 def test_without_pair_t_each_side_draws_its_own(tmp_path, recorded, calls):

@@ -43,8 +43,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
                 return launch(c, desc, outdir, dry_run)
 
             train.launch_training, training_loop.setup_snapshot_image_grid = small, small_grid(grid)
-            args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch), "--preset", "CIFAR10",
-                    "--metrics", "none", "--workers", "1", "--aug", "1"]
+            args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch),
+                    "--preset", "CIFAR10", "--metrics", "none", "--workers", "1", "--aug", "1"]
             if resume != "-":
                 args += ["--resume", resume]
             start = time.time()
@@ -62,7 +62,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
             network = legacy.load_network_pkl(f)
         G, D = network["G_ema"], network["D"]
         images = G(torch.randn(2, G.z_dim), torch.zeros(2, G.c_dim))
-        run_report(run_dir, D, batch, wall, snapshot=str(snapshot), images=list(images.shape), cur_nimg=network["cur_nimg"])
+        run_report(run_dir, D, batch, wall, snapshot=str(snapshot), images=list(images.shape),
+                   cur_nimg=network["cur_nimg"])
 ''')
 
 

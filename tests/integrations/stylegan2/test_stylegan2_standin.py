@@ -19,9 +19,9 @@ import torch
 import torch.multiprocessing as mp
 
 import diffaug_noise as dn
-from helpers import STANDINS, forget_upstream
 from diffaug_noise.integrations import UpstreamError, insgen, kit, stylegan2_ada
 from diffaug_noise.integrations.patching import broadcast_noise_state
+from helpers import STANDINS, forget_upstream
 
 STANDIN = STANDINS / "stylegan2_ada"
 UPSTREAM_MODULES = ("train", "training", "torch_utils", "dnnlib", "legacy")
@@ -63,7 +63,8 @@ def test_noise_reaches_D_in_both_phases_and_t_reaches_its_label(tmp_path, record
     # Gmain draws (first of each iteration's 2 rounds) carry G's gradient through the noise.
     assert sum(requires_grad for _, _, _, requires_grad in recorded["noise"]) >= 16
     summary_img, summary_c, _ = D.D.calls[0]
-    assert torch.allclose(summary_c.double(), sinusoids(torch.zeros(summary_c.shape[0]), 32, 2.0 * D.noise.t_max), atol=1e-6)
+    assert torch.allclose(summary_c.double(), sinusoids(torch.zeros(summary_c.shape[0]), 32, 2.0 * D.noise.t_max),
+                          atol=1e-6)
 
 
 def test_p_moves_by_the_controller_step_from_the_real_signs_only(tmp_path, recorded):
@@ -87,7 +88,8 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
     assert saved.noise.config() == dn.DiffusionNoise.preset("stylegan2", t_max=20).config()
     assert isinstance(saved.label.embedding, dn.RawTimestep)  # the fork preset feeds t raw
     with pytest.raises(UpstreamError, match="--trust-pickle"):
-        stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)], repo=STANDIN)
+        stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)],
+                                  repo=STANDIN)
     resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.036", "--resume", str(snapshot),
                                   preset="stylegan2", aug="none", target=-1.0, t_max=20)
     assert resumed.noise.p == saved.noise.p and resumed.noise.T == saved.noise.T  # 1 iteration: no adjustment
@@ -115,7 +117,8 @@ def test_resume_goes_on_from_the_snapshots_kimg_tick_ada_p_and_controller_step(t
     # Ticks ended at 4, 12, 20, 28 and 32 images (the end of the run): the resumed loop is in tick 5, and
     # its next tick ends at 40 images, as the uninterrupted run's would.
     assert "Continuing the snapshot's run at kimg 0.032, tick 5, ADA p 0.25000" in out
-    assert [line.split()[:4] for line in out.splitlines() if line.startswith("tick ")] == [["tick", "5", "kimg", "0.040"]]
+    ticks = [line.split()[:4] for line in out.splitlines() if line.startswith("tick ")]
+    assert ticks == [["tick", "5", "kimg", "0.040"]]
     assert int(resumed.images_seen) == 40 and loss.controller.step == 10
     assert float(loss.inner.augment_pipe.p) == 0.25  # the stand-in's loop does not adjust ADA's p
 
@@ -124,7 +127,8 @@ def test_resume_goes_on_from_the_snapshots_kimg_tick_ada_p_and_controller_step(t
     assert int(anew.images_seen) == 8 and loss_anew.controller.step == 2  # from zero, as upstream
     assert float(loss_anew.inner.augment_pipe.p) == 0.0
 
-    with pytest.raises(UpstreamError, match=r"kimg 0.032, not below --kimg 0.016; raise --kimg .* --no-resume-progress"):
+    with pytest.raises(UpstreamError,
+                       match=r"kimg 0.032, not below --kimg 0.016; raise --kimg .* --no-resume-progress"):
         train_standin(tmp_path / "short", "--kimg", "0.016", "--resume", str(snapshot), preset="stylegan2", aug="ada")
 
     _resave(snapshot, lambda data: data["D"].images_seen.zero_())  # as a snapshot from elsewhere: no count
@@ -142,7 +146,8 @@ def test_training_options_name_our_classes_and_stay_json(tmp_path, recorded):
     assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
     assert options["D_kwargs"]["upstream_class"] == "training.networks.Discriminator"
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.StyleGAN2Loss"
-    assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.1 and options["D_kwargs"]["noise_kwargs"]["t_dist"] == "uniform"
+    noise_kwargs = options["D_kwargs"]["noise_kwargs"]
+    assert noise_kwargs["sigma"] == 0.1 and noise_kwargs["t_dist"] == "uniform"
     assert options["augment_kwargs"] is None and options["ada_target"] is None  # diffaug replaces upstream's ADA
     # DiffAugment ran before the noise: its cutout zeroes a quarter of every image (a 4x4 square of 8x8).
     inputs = torch.cat([x for x, _, _, _ in recorded["noise"]])
@@ -195,7 +200,8 @@ def test_insgen_contrastive_branch_sees_clean_labels_and_adversarial_branch_sees
     assert len(adversarial) == len(noised) == 28  # 4 iterations: Gmain 8, Dmain 16, Dreg 4
     assert len(contrastive) == 8  # run_cl on the reals of each Dmain round (D_ema is a copy, not recorded here)
     for (img, c), (y, t) in zip(adversarial, noised):
-        assert torch.equal(img, y) and torch.equal(c, t.float().view(-1, 1))  # the insgen preset feeds t raw, as the fork
+        # the insgen preset feeds t raw, as the fork
+        assert torch.equal(img, y) and torch.equal(c, t.float().view(-1, 1))
     assert all(torch.equal(c, torch.zeros_like(c)) for _, c in contrastive)  # t = 0: clean, as the fork's run_cl
     assert D.noise.config() == dn.DiffusionNoise.preset("insgen").config()
 
@@ -208,12 +214,13 @@ def test_cli_runs_upstream_and_reports_setup_errors(tmp_path, recorded, monkeypa
     monkeypatch.delenv("DIFFAUG_NOISE_STYLEGAN2_REPO", raising=False)
     data = tmp_path / "data"
     data.mkdir()
-    ok = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "o"),
-                                   "--aug", "none", "--target", "-1", "--", "--kimg", "0.032"])
+    ok = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", str(data), "--outdir",
+                                   str(tmp_path / "o"), "--aug", "none", "--target", "-1", "--", "--kimg", "0.032"])
     assert ok.exit_code == 0, ok.output
     (options,) = (tmp_path / "o").glob("*/training_options.json")
     saved = json.loads(options.read_text())
-    assert saved["data"] == str(data) and saved["num_gpus"] == 1  # our options became upstream's, and the rest passed through
+    # our options became upstream's, and the rest passed through
+    assert saved["data"] == str(data) and saved["num_gpus"] == 1
     assert saved["loss_kwargs"]["diffusion"]["controller"]["target"] == -1.0 and saved["total_kimg"] == 0.032
     no_repo = CliRunner().invoke(main, ["run", "insgen", "--data", str(data), "--outdir", str(tmp_path)])
     assert no_repo.exit_code == 1 and "git clone https://github.com/genforce/insgen" in no_repo.output
@@ -255,7 +262,8 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     baseline, diffusion = report["runs"]["baseline"], report["runs"]["diffusion"]
-    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5  # tick 0, then every 2 iterations
+    # tick 0, then every 2 iterations
+    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5
     ticks = [line for line in result.output.splitlines() if " tick " in line]  # shown while upstream runs
     assert [line.split()[0] for line in ticks] == ["baseline"] * 5 + ["diffusion"] * 5
     assert all(" diffusion p " in line for line in ticks[5:]) and " diffusion p " not in ticks[0]
@@ -300,16 +308,19 @@ def test_bench_upstream_stops_each_run_at_its_time_limit_and_measures_the_ticks_
     for mode, run in report["runs"].items():
         assert run["stopped"] and 0 < run["kimg"] < 1000, mode  # --kimg 1000 takes hours here
         assert run["train_seconds"] >= 8, (mode, run["train_seconds"])  # never stopped before its limit
-        assert run["sec_per_kimg"] == statistics.median(run["sec_per_kimg_ticks"][1:])  # the ticks it logged, warm-up left out
+        # the ticks it logged, warm-up left out
+        assert run["sec_per_kimg"] == statistics.median(run["sec_per_kimg_ticks"][1:])
         assert f"(stopped at {run['kimg']:g} kimg by --seconds-per-run)" in result.output
         records = (pathlib.Path(run["run_dir"]) / "stats.jsonl").read_text().splitlines()
         assert [json.loads(r)["Timing/sec_per_kimg"]["mean"] for r in records] == run["sec_per_kimg_ticks"]
     diffusion = report["runs"]["diffusion"]
-    assert report["noise_share"] == pytest.approx(diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"])
+    share = diffusion["noise_seconds"] / diffusion["kimg"] / diffusion["sec_per_kimg"]
+    assert report["noise_share"] == pytest.approx(share)
     assert 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
 
     early = CliRunner().invoke(main, args[:-7] + ["--seconds-per-run", "0.001", "--", "--kimg", "1000", "--batch", "4"])
-    assert early.exit_code == 1 and "the baseline run was stopped at its 0.001 s limit after logging no tick" in early.output
+    assert early.exit_code == 1
+    assert "the baseline run was stopped at its 0.001 s limit after logging no tick" in early.output
     assert "diffusion  tick" not in early.output
     for wrong in ("0", "-3", "soon"):
         bad = CliRunner().invoke(main, args[:-7] + ["--seconds-per-run", wrong])
@@ -416,11 +427,13 @@ def test_a_read_only_outdir_for_upstream_is_one_line(tmp_path, recorded, read_on
     result = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", str(data),
                                        "--outdir", str(read_only_dir), "--", "--kimg", "0.032"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
-    assert "Read-only file system" in result.output and "[EROFS]" in result.output and str(read_only_dir) in result.output
+    assert "Read-only file system" in result.output and "[EROFS]" in result.output
+    assert str(read_only_dir) in result.output
 
 
 def test_snapshots_of_earlier_versions_still_unpickle():
-    """Their D and its raw-t label were pickled as stylegan2_ada.DiffusionDiscriminator and stylegan2_ada.RawTimestep."""
+    """Their D and its raw-t label were pickled as stylegan2_ada.DiffusionDiscriminator and
+    stylegan2_ada.RawTimestep."""
     for name, now in (("DiffusionDiscriminator", kit.DiffusionDiscriminator), ("RawTimestep", dn.RawTimestep)):
         reference = f"cdiffaug_noise.integrations.stylegan2_ada\n{name}\n.".encode()  # a pickle's global, protocol 0
         assert pickle.loads(reference) is now

@@ -77,14 +77,16 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
 
 
 def _run(kind, repo, out, resume="-", iterations=8, runs="runs", ada_target=0.6):
-    proc = subprocess.run([sys.executable, "-c", RUN, kind, repo, str(out), resume, runs, str(iterations), str(ada_target)],
+    proc = subprocess.run([sys.executable, "-c", RUN, kind, repo, str(out), resume, runs, str(iterations),
+                           str(ada_target)],
                           capture_output=True, text=True, timeout=1800, cwd=out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, env", [("stylegan2", "DIFFAUG_NOISE_STYLEGAN2_REPO"), ("insgen", "DIFFAUG_NOISE_INSGEN_REPO")])
+@pytest.mark.parametrize("kind, env", [("stylegan2", "DIFFAUG_NOISE_STYLEGAN2_REPO"),
+                                       ("insgen", "DIFFAUG_NOISE_INSGEN_REPO")])
 def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     repo = os.environ.get(env)
     if not repo:
@@ -101,11 +103,13 @@ def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     assert resumed["p"] == first["p"] and resumed["T"] == first["T"]  # restored; 1 more iteration adjusts nothing
     assert resumed["images_seen"] == 36 and resumed["progress"][0][1] == pytest.approx(0.036)
     print(f"\n{kind} @ {repo}: {json.dumps({'first': first, 'resumed': resumed})}")
-    pathlib.Path(os.environ.get("DIFFAUG_NOISE_UPSTREAM_LOG", os.devnull)).write_text(json.dumps({kind: [first, resumed]}))
+    pathlib.Path(os.environ.get("DIFFAUG_NOISE_UPSTREAM_LOG",
+                                os.devnull)).write_text(json.dumps({kind: [first, resumed]}))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, env", [("stylegan2", "DIFFAUG_NOISE_STYLEGAN2_REPO"), ("insgen", "DIFFAUG_NOISE_INSGEN_REPO")])
+@pytest.mark.parametrize("kind, env", [("stylegan2", "DIFFAUG_NOISE_STYLEGAN2_REPO"),
+                                       ("insgen", "DIFFAUG_NOISE_INSGEN_REPO")])
 def test_real_upstream_resumed_run_logs_what_the_uninterrupted_run_logs(kind, env, tmp_path):
     """12 iterations straight, against 5 then a --resume to 12: the same ticks, kimg, ADA p and noise p and T.
 

@@ -23,7 +23,8 @@ def recorded(noise_calls):
 
 
 def train(out, *extra, **options):
-    return train_standin(stylegan3.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch", "4", "--gamma", "1", *extra], **options)
+    return train_standin(stylegan3.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1",
+                                                      "--batch", "4", "--gamma", "1", *extra], **options)
 
 
 stats = stats_of
@@ -100,7 +101,7 @@ def test_resume_goes_on_as_if_the_run_had_not_stopped(tmp_path, recorded, cfg):
     # (8 iterations: two controller intervals) ends on a tick, as a snapshot of a long run does
     common = ["--cfg", cfg, "--target", "-1", "--tick", "0.004"]
     whole = train(tmp_path / "whole", *common, "--kimg", "0.08", target=-1.0)
-    part = train(tmp_path / "part", *common, "--kimg", "0.032", target=-1.0)
+    train(tmp_path / "part", *common, "--kimg", "0.032", target=-1.0)
     (part_run,) = run_dirs(tmp_path / "part")
     snapshot = sorted(part_run.glob("network-snapshot-*.pkl"))[-1]
     rest = train(tmp_path / "rest", *common, "--kimg", "0.08", "--resume", str(snapshot), target=-1.0)
@@ -145,19 +146,22 @@ def test_two_gloo_ranks_keep_every_D_buffer_identical_so_upstreams_snapshot_chec
     with open(snapshots[-1], "rb") as f:
         D = pickle.load(f)["D"]
     assert D.noise.p > 0 and int(D.images_seen) == 64
-    assert set(dict(D.named_buffers())) == {"noise.p_value", "noise.T_value", "noise.sqrt_abar", "noise.sqrt_one_minus_abar",
-                                            "noise.t_cdf", "noise.coefficients32", "noise.coefficients64", "images_seen",
+    assert set(dict(D.named_buffers())) == {"noise.p_value", "noise.T_value", "noise.sqrt_abar",
+                                            "noise.sqrt_one_minus_abar",
+                                            "noise.t_cdf", "noise.coefficients32", "noise.coefficients64",
+                                            "images_seen",
                                             "label.embedding.frequencies"}  # no per-rank accumulator among them
 
 
 def test_the_kits_loss_keeps_its_accumulators_out_of_D(recorded):
     D = kit.DiffusionDiscriminator(0, "torch.nn.Identity", noise_kwargs={}, t_dim=8)
     before = {k: v.clone() for k, v in D.state_dict().items() if isinstance(v, torch.Tensor)}
-    loss = kit.DiffusionLoss(object(), D.noise, dict(batch_size=4, controller=dict(interval=2)), images_seen=D.images_seen,
-                             stats=None)
+    loss = kit.DiffusionLoss(object(), D.noise, dict(batch_size=4, controller=dict(interval=2)),
+                             images_seen=D.images_seen, stats=None)
     for _ in range(3):
         loss.controller.observe(torch.randn(4))
-    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items() if k in before)  # observing touches no buffer
+    # observing touches no buffer
+    assert all(torch.equal(before[k], v) for k, v in D.state_dict().items() if k in before)
     assert D.noise.checked_state(D.noise.state_dict())  # and an update leaves p, T and the tables consistent
     loss.round_done("Dmain", sync=True)
     loss.round_done("Dmain", sync=True)
@@ -172,7 +176,8 @@ def test_cli_runs_stylegan3_and_its_help_lists_the_knobs(tmp_path, recorded):
     data = tmp_path / "data"
     data.mkdir()
     help_text = CliRunner().invoke(main, ["run", "stylegan3", "--help"]).output
-    assert "D(noise(augment(blur(x))), c, t)" in help_text and "--t-label" in help_text and "--resume-progress" in help_text
+    assert "D(noise(augment(blur(x))), c, t)" in help_text
+    assert "--t-label" in help_text and "--resume-progress" in help_text
     ok = CliRunner().invoke(main, ["run", "stylegan3", "--repo", str(STANDIN), "--data", str(data), "--outdir",
                                    str(tmp_path / "o"), "--", "--cfg", "stylegan3-t", "--batch", "4", "--gamma", "1"])
     assert ok.exit_code == 0, ok.output
@@ -196,11 +201,13 @@ def test_bench_upstream_times_stylegan3_with_and_without_the_adapter(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     baseline, diffusion = report["runs"]["baseline"], report["runs"]["diffusion"]
-    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5  # tick 0, then every 2 iterations
+    # tick 0, then every 2 iterations
+    assert len(baseline["sec_per_kimg_ticks"]) == len(diffusion["sec_per_kimg_ticks"]) == 5
     assert baseline["noise_seconds"] == 0 < diffusion["noise_seconds"] < diffusion["train_seconds"]
     assert report["ratio"] == pytest.approx(diffusion["sec_per_kimg"] / baseline["sec_per_kimg"])
     assert "Diffusion" not in (pathlib.Path(baseline["run_dir"]) / "training_options.json").read_text()
-    assert "stylegan3.DiffusionDiscriminator" in (pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text()
+    options = (pathlib.Path(diffusion["run_dir"]) / "training_options.json").read_text()
+    assert "stylegan3.DiffusionDiscriminator" in options
 
 
 def test_the_drift_guard_speaks_once_on_the_tick_line_and_in_the_stats(tmp_path, recorded, capsys):

@@ -66,7 +66,8 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
 
 
 def _run(cfg, repo, out, resume="-", iterations=8, runs="runs", ada_target=0.6):
-    proc = subprocess.run([sys.executable, "-c", RUN, cfg, repo, str(out), resume, runs, str(iterations), str(ada_target)],
+    proc = subprocess.run([sys.executable, "-c", RUN, cfg, repo, str(out), resume, runs, str(iterations),
+                           str(ada_target)],
                           capture_output=True, text=True, timeout=1800, cwd=out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,6 +1,5 @@
 """Stand-in upstream entry point: options that name classes (with their kwargs), then the training loop."""
 import click
-
 from training import training_loop
 
 

@@ -2,9 +2,8 @@ import json
 import os
 
 import click
-import torch
-
 import dnnlib
+import torch
 from training import training_loop
 
 RESULTS = []  # what the last in-process run returned (D, loss), for the contract tests
@@ -37,7 +36,8 @@ def launch_training(c, desc, outdir, dry_run):
 @click.option("--cond", type=bool, default=False)
 def main(**kwargs):
     opts = dnnlib.EasyDict(kwargs)
-    c = dnnlib.EasyDict(num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=2, total_kimg=opts.kimg, resolution=opts.resolution)
+    c = dnnlib.EasyDict(num_gpus=opts.gpus, batch_size=opts.batch, batch_gpu=2, total_kimg=opts.kimg,
+                        resolution=opts.resolution)
     c.G_kwargs = dnnlib.EasyDict(class_name="pg_modules.networks_fastgan.Generator" if "fastgan" in opts.cfg
                                  else "pg_modules.networks_stylegan2.Generator")
     c.training_set_kwargs = dnnlib.EasyDict(resolution=opts.resolution)

@@ -2,17 +2,17 @@ import json
 import os
 
 import click
-import torch
-
 import dnnlib
+import torch
 from training import training_loop
 
 
-def setup_training_loop_kwargs(gpus=None, data=None, kimg=None, batch=None, aug=None, target=None, resume=None, cl=False,
-                               **unused):
+def setup_training_loop_kwargs(gpus=None, data=None, kimg=None, batch=None, aug=None, target=None, resume=None,
+                               cl=False, **unused):
     args = dnnlib.EasyDict(num_gpus=gpus or 1, batch_size=batch or 4, batch_gpu=2, total_kimg=kimg or 0.032, data=data)
     args.G_kwargs = dnnlib.EasyDict(class_name="training.networks.Generator", z_dim=4)
-    args.D_kwargs = dnnlib.EasyDict(class_name="training.networks.Discriminator", channel_base=16, mapping_kwargs=dnnlib.EasyDict())
+    args.D_kwargs = dnnlib.EasyDict(class_name="training.networks.Discriminator", channel_base=16,
+                                    mapping_kwargs=dnnlib.EasyDict())
     args.loss_kwargs = dnnlib.EasyDict(class_name="training.loss.StyleGAN2Loss", r1_gamma=1.0)
     args.ada_target = None
     args.augment_p = 0

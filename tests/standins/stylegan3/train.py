@@ -4,9 +4,8 @@ import re
 import tempfile
 
 import click
-import torch
-
 import dnnlib
+import torch
 from torch_utils import training_stats
 from training import training_loop
 
@@ -23,8 +22,8 @@ def subprocess_fn(rank, c, temp_dir):
 
 
 def launch_training(c, desc, outdir, dry_run):
-    prev = [int(m.group()) for m in (re.match(r"^\d+", x) for x in (os.listdir(outdir) if os.path.isdir(outdir) else []))
-            if m is not None]
+    names = os.listdir(outdir) if os.path.isdir(outdir) else []
+    prev = [int(m.group()) for m in (re.match(r"^\d+", x) for x in names) if m is not None]
     c.run_dir = os.path.join(outdir, f"{max(prev, default=-1) + 1:05d}-{desc}")
     if dry_run:
         return
@@ -65,7 +64,8 @@ def main(**kwargs):
     c.G_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", betas=[0, 0.99], eps=1e-8, lr=0.002)
     c.D_opt_kwargs = dnnlib.EasyDict(class_name="torch.optim.Adam", betas=[0, 0.99], eps=1e-8, lr=0.002)
     c.loss_kwargs = dnnlib.EasyDict(class_name="training.loss.StyleGAN2Loss", r1_gamma=opts.gamma)
-    c.training_set_kwargs = dnnlib.EasyDict(path=opts.data, resolution=8, use_labels=opts.cond, c_dim=3 if opts.cond else 0)
+    c.training_set_kwargs = dnnlib.EasyDict(path=opts.data, resolution=8, use_labels=opts.cond,
+                                            c_dim=3 if opts.cond else 0)
     c.num_gpus, c.batch_size = opts.gpus, opts.batch
     c.batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
     c.total_kimg, c.kimg_per_tick = opts.kimg, opts.tick

@@ -12,7 +12,8 @@ class _EfficientNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(4)
         widths = [4, 4, 4, 6, 6, 8, 8, 8, 8, 8]
         strides = [1, 1, 2, 2, 1, 2, 1, 1, 1]
-        self.blocks = nn.Sequential(*[nn.Conv2d(widths[i], widths[i + 1], 3, stride=strides[i], padding=1) for i in range(9)])
+        self.blocks = nn.Sequential(*[nn.Conv2d(widths[i], widths[i + 1], 3, stride=strides[i], padding=1)
+                                      for i in range(9)])
 
 
 def _create_model(name, pretrained=False, **kwargs):
@@ -26,7 +27,8 @@ timm = types.SimpleNamespace(create_model=_create_model)  # upstream does `impor
 
 def _make_efficientnet(model):
     pretrained = nn.Module()
-    pretrained.layer0 = nn.Sequential(model.conv_stem, model.bn1, model.act1, *model.blocks[0:2])  # fails on timm >= 0.6
+    # fails on timm >= 0.6
+    pretrained.layer0 = nn.Sequential(model.conv_stem, model.bn1, model.act1, *model.blocks[0:2])
     pretrained.layer1 = nn.Sequential(*model.blocks[2:3])
     pretrained.layer2 = nn.Sequential(*model.blocks[3:5])
     pretrained.layer3 = nn.Sequential(*model.blocks[5:9])

@@ -1,5 +1,4 @@
 import torch.nn.functional as F
-
 from torch_utils import training_stats
 
 

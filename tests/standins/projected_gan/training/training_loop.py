@@ -2,9 +2,8 @@ import copy
 import os
 import pickle
 
-import torch
-
 import dnnlib
+import torch
 from torch_utils import misc
 
 
@@ -37,15 +36,18 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, G_opt_kwargs={}, D_opt_
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, G_ema=G, D=D, **loss_kwargs)
     misc.InfiniteSampler(dataset=list(range(16)))
     phases = []
-    for name, module, opt_kwargs, reg_interval in [("G", G, G_opt_kwargs, G_reg_interval), ("D", D, D_opt_kwargs, D_reg_interval)]:
+    for name, module, opt_kwargs, reg_interval in [("G", G, G_opt_kwargs, G_reg_interval),
+                                                   ("D", D, D_opt_kwargs, D_reg_interval)]:
         opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)  # betas=[0, 0.99] as given
-        phases += [dnnlib.EasyDict(name=name + ("both" if reg_interval is None else "main"), module=module, opt=opt, interval=1)]
+        phases += [dnnlib.EasyDict(name=name + ("both" if reg_interval is None else "main"), module=module, opt=opt,
+                                   interval=1)]
         if reg_interval is not None:
             phases += [dnnlib.EasyDict(name=name + "reg", module=module, opt=opt, interval=reg_interval)]
     g = torch.Generator().manual_seed(100 + rank)
     cur_nimg, batch_idx = 0, 0
     while cur_nimg < total_kimg * 1000:
-        real = (torch.rand([batch_size // num_gpus, 3, resolution, resolution], generator=g) * 2 - 1).to(device).split(batch_gpu)
+        real = (torch.rand([batch_size // num_gpus, 3, resolution, resolution],
+                           generator=g) * 2 - 1).to(device).split(batch_gpu)
         real_c = torch.zeros([batch_size // num_gpus, 0], device=device).split(batch_gpu)
         for phase in phases:
             if batch_idx % phase.interval != 0:
@@ -63,7 +65,8 @@ def training_loop(run_dir=".", G_kwargs={}, D_kwargs={}, G_opt_kwargs={}, D_opt_
         cur_nimg += batch_size
         batch_idx += 1
     if rank == 0:
-        snapshot = {"D": copy.deepcopy(D).eval().requires_grad_(False).cpu(), "progress": {"cur_nimg": torch.tensor(cur_nimg)}}
+        snapshot = {"D": copy.deepcopy(D).eval().requires_grad_(False).cpu(),
+                    "progress": {"cur_nimg": torch.tensor(cur_nimg)}}
         with open(os.path.join(run_dir, "network-snapshot.pkl"), "wb") as f:
             pickle.dump(snapshot, f)
     return D, loss

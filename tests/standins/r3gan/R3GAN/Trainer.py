@@ -24,7 +24,8 @@ class AdversarialTraining:
         (Scale * loss.mean()).backward()
         return [v.detach() for v in (loss, relativistic)]
 
-    def AccumulateDiscriminatorGradients(self, Noise, RealSamples, Conditions, Gamma, Scale=1, Preprocessor=lambda x: x):
+    def AccumulateDiscriminatorGradients(self, Noise, RealSamples, Conditions, Gamma, Scale=1,
+                                         Preprocessor=lambda x: x):
         real = RealSamples.detach().requires_grad_(True)
         fake = self.Generator(Noise, Conditions).detach().requires_grad_(True)
         real_logits = self.Discriminator(Preprocessor(real), Conditions)

@@ -1,5 +1,4 @@
 import torch
-
 from R3GAN.Trainer import AdversarialTraining
 from torch_utils import training_stats
 
@@ -12,11 +11,12 @@ class R3GANLoss:
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gamma, gain):
         if phase == "G":
-            loss, relativistic = self.trainer.AccumulateGeneratorGradients(gen_z, real_img, real_c, gain, self.preprocessor)
+            loss, relativistic = self.trainer.AccumulateGeneratorGradients(gen_z, real_img, real_c, gain,
+                                                                           self.preprocessor)
             training_stats.report("Loss/G/loss", loss)
         if phase == "D":
-            loss, relativistic, r1, r2 = self.trainer.AccumulateDiscriminatorGradients(gen_z, real_img, real_c, gamma, gain,
-                                                                                      self.preprocessor)
+            loss, relativistic, r1, r2 = self.trainer.AccumulateDiscriminatorGradients(
+                gen_z, real_img, real_c, gamma, gain, self.preprocessor)
             training_stats.report("Loss/signs/real", relativistic.sign())
             training_stats.report("Loss/r1_penalty", r1)
             training_stats.report("Loss/r2_penalty", r2)

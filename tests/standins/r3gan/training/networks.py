@@ -12,7 +12,8 @@ class Generator(torch.nn.Module):
 
 
 class Discriminator(torch.nn.Module):
-    """As upstream's wrapper: with c_dim > 0 the condition is embedded linearly (no bias) and projected on the features."""
+    """As upstream's wrapper: with c_dim > 0 the condition is embedded linearly (no bias) and projected on the
+    features."""
 
     def __init__(self, c_dim=0, img_resolution=8, WidthPerStage=(8, 8), ConditionEmbeddingDimension=0, FP16Stages=(),
                  **kwargs):

@@ -4,12 +4,11 @@ import os
 import pickle
 import time
 
-import numpy as np
-import torch
-
 import dnnlib
 import legacy
-from torch_utils import misc, training_stats
+import numpy as np
+import torch
+from torch_utils import misc
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: F401  (imported at start-up, as upstream)
 
 
@@ -25,13 +24,14 @@ def setup_snapshot_image_grid(training_set=None, random_seed=0):
 def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={}, G_opt_kwargs={}, D_opt_kwargs={},
                   lr_scheduler=None, beta2_scheduler=None, augment_kwargs=None, loss_kwargs={}, gamma_scheduler=None,
                   random_seed=0, num_gpus=1, rank=0, batch_size=4, g_batch_gpu=4, d_batch_gpu=4, ema_scheduler=None,
-                  aug_scheduler=None, total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50, network_snapshot_ticks=50,
-                  resume_pkl=None, **unused):
+                  aug_scheduler=None, total_kimg=25000, kimg_per_tick=4, image_snapshot_ticks=50,
+                  network_snapshot_ticks=50, resume_pkl=None, **unused):
     device = torch.device("cuda", rank)  # hard-coded, as upstream
     torch.manual_seed(random_seed * num_gpus + rank)
     res, c_dim = training_set_kwargs.get("resolution", 8), training_set_kwargs.get("c_dim", 0)
     common = dict(c_dim=c_dim, img_resolution=res)  # no img_channels, as upstream
-    misc.InfiniteSampler(dataset=list(range(16)), rank=rank, num_replicas=num_gpus, seed=random_seed)  # Sampler(None) upstream
+    # Sampler(None) upstream
+    misc.InfiniteSampler(dataset=list(range(16)), rank=rank, num_replicas=num_gpus, seed=random_seed)
     G = dnnlib.util.construct_class_by_name(**G_kwargs, **common).train().requires_grad_(False).to(device)
     D = dnnlib.util.construct_class_by_name(**D_kwargs, **common).train().requires_grad_(False).to(device)
     G_ema = copy.deepcopy(G).eval()
@@ -53,7 +53,8 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
                 torch.distributed.broadcast(param, src=0)
     loss = dnnlib.util.construct_class_by_name(G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     phases = []
-    for name, module, opt_kwargs, batch_gpu in [("D", D, D_opt_kwargs, d_batch_gpu), ("G", G, G_opt_kwargs, g_batch_gpu)]:
+    for name, module, opt_kwargs, batch_gpu in [("D", D, D_opt_kwargs, d_batch_gpu),
+                                                ("G", G, G_opt_kwargs, g_batch_gpu)]:
         opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)  # betas=[0, 0] as given
         if resume_pkl is not None:
             opt.load_state_dict(resume_data[name + "_opt_state"])
@@ -72,8 +73,10 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
         if augment_pipe is not None:
             augment_pipe.p.copy_(torch.as_tensor(cosine_decay(cur_nimg, **aug_scheduler)))
         for phase in phases:
-            real = (torch.rand([batch_size // num_gpus, 3, res, res], generator=g) * 2 - 1).to(device).split(phase.batch_gpu)
-            real_c = torch.eye(max(c_dim, 1))[torch.randint(max(c_dim, 1), [batch_size // num_gpus], generator=g)][:, :c_dim]
+            real = (torch.rand([batch_size // num_gpus, 3, res, res],
+                               generator=g) * 2 - 1).to(device).split(phase.batch_gpu)
+            labels = torch.randint(max(c_dim, 1), [batch_size // num_gpus], generator=g)
+            real_c = torch.eye(max(c_dim, 1))[labels][:, :c_dim]
             gen_z = torch.randn([batch_size // num_gpus, G.z_dim], generator=g).to(device).split(phase.batch_gpu)
             phase.opt.zero_grad(set_to_none=True)
             phase.module.requires_grad_(True)
@@ -103,7 +106,8 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
         sec_per_kimg = (time.perf_counter() - tick_start_time) / (cur_nimg - tick_start_nimg) * 1e3
         augment = float(augment_pipe.p) if augment_pipe is not None else 0
         if rank == 0:
-            print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<8.3f} sec/kimg {sec_per_kimg:<7.2f} augment {augment:.3f}")
+            print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<8.3f} sec/kimg {sec_per_kimg:<7.2f} augment "
+                  f"{augment:.3f}")
         if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
             snapshot_data = dict(G=G, D=D, G_ema=G_ema, cur_nimg=cur_nimg)
             for phase in phases:
@@ -120,9 +124,11 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
                 with open(os.path.join(run_dir, f"network-snapshot-{cur_nimg:09d}.pkl"), "wb") as f:
                     pickle.dump(snapshot_data, f)
         if stats_jsonl is not None:
-            stats_jsonl.write(json.dumps({"Progress/tick": {"mean": cur_tick}, "Progress/kimg": {"mean": cur_nimg / 1e3},
+            stats_jsonl.write(json.dumps({"Progress/tick": {"mean": cur_tick},
+                                          "Progress/kimg": {"mean": cur_nimg / 1e3},
                                           "Progress/augment": {"mean": augment}, "Progress/gamma": {"mean": cur_gamma},
-                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg}, "timestamp": time.time()}) + "\n")
+                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg},
+                                          "timestamp": time.time()}) + "\n")
             stats_jsonl.flush()
         cur_tick += 1
         tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()

@@ -1,5 +1,4 @@
 import torch
-
 from torch_utils import misc, training_stats
 
 

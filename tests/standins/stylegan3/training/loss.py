@@ -1,6 +1,5 @@
 import torch
 import torch.nn.functional as F
-
 from torch_utils import training_stats
 
 
@@ -10,7 +9,8 @@ class Loss:
 
 
 class StyleGAN2Loss(Loss):
-    """Upstream's phases and order: Gmain (fakes), Dmain (fakes, then reals), Dreg (R1 on the reals); blur by cur_nimg."""
+    """Upstream's phases and order: Gmain (fakes), Dmain (fakes, then reals), Dreg (R1 on the reals); blur by
+    cur_nimg."""
 
     def __init__(self, device, G, D, augment_pipe=None, r1_gamma=10, blur_init_sigma=0, blur_fade_kimg=0, **kwargs):
         self.device, self.G, self.D, self.augment_pipe, self.r1_gamma = device, G, D, augment_pipe, r1_gamma
@@ -29,12 +29,14 @@ class StyleGAN2Loss(Loss):
         return self.D(img, c, update_emas=update_emas)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
-        blur_sigma = max(1 - cur_nimg / (self.blur_fade_kimg * 1e3), 0) * self.blur_init_sigma if self.blur_fade_kimg > 0 else 0
+        blur_sigma = max(1 - cur_nimg / (self.blur_fade_kimg * 1e3),
+                         0) * self.blur_init_sigma if self.blur_fade_kimg > 0 else 0
         self.blur_sigmas.append(blur_sigma)
         if phase in ["Gmain", "Gboth"]:
             F.softplus(-self.run_D(self.run_G(gen_z, gen_c), gen_c, blur_sigma=blur_sigma)).mean().mul(gain).backward()
         if phase in ["Dmain", "Dboth"]:
-            gen_logits = self.run_D(self.run_G(gen_z, gen_c, update_emas=True), gen_c, blur_sigma=blur_sigma, update_emas=True)
+            gen_logits = self.run_D(self.run_G(gen_z, gen_c, update_emas=True), gen_c, blur_sigma=blur_sigma,
+                                    update_emas=True)
             F.softplus(gen_logits).mean().mul(gain).backward()
         if phase in ["Dmain", "Dreg", "Dboth"]:
             real_img_tmp = real_img.detach().requires_grad_(phase in ["Dreg", "Dboth"])

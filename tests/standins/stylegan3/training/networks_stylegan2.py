@@ -4,7 +4,8 @@ import torch
 class Generator(torch.nn.Module):
     def __init__(self, z_dim=4, w_dim=4, c_dim=0, img_resolution=8, img_channels=3, **kwargs):
         super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.res, self.img_channels = z_dim, c_dim, w_dim, img_resolution, img_channels
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.res, self.img_channels = img_resolution, img_channels
         self.net = torch.nn.Linear(z_dim + c_dim, img_channels * img_resolution ** 2)
 
     def forward(self, z, c, **kwargs):

@@ -4,11 +4,10 @@ import os
 import pickle
 import time
 
-import numpy as np
-import torch
-
 import dnnlib
 import legacy
+import numpy as np
+import torch
 from torch_utils import misc, training_stats
 from torch_utils.ops import conv2d_gradfix, grid_sample_gradfix  # noqa: F401  (imported at start-up, as upstream)
 
@@ -47,7 +46,8 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
     loss = dnnlib.util.construct_class_by_name(device=device, G=G, D=D, augment_pipe=augment_pipe, **loss_kwargs)
     misc.InfiniteSampler(dataset=list(range(16)), rank=rank, num_replicas=num_gpus, seed=random_seed)
     phases = []
-    for name, module, opt_kwargs, reg_interval in [("G", G, G_opt_kwargs, G_reg_interval), ("D", D, D_opt_kwargs, D_reg_interval)]:
+    for name, module, opt_kwargs, reg_interval in [("G", G, G_opt_kwargs, G_reg_interval),
+                                                   ("D", D, D_opt_kwargs, D_reg_interval)]:
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
             phases += [dnnlib.EasyDict(name=name + "both", module=module, opt=opt, interval=1)]
@@ -67,7 +67,8 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
     ada_signs = 0
     while True:
         real = (torch.rand([batch_size // num_gpus, 3, res, res], generator=g) * 2 - 1).to(device).split(batch_gpu)
-        real_c = torch.eye(max(c_dim, 1))[torch.randint(max(c_dim, 1), [batch_size // num_gpus], generator=g)][:, :c_dim]
+        labels = torch.randint(max(c_dim, 1), [batch_size // num_gpus], generator=g)
+        real_c = torch.eye(max(c_dim, 1))[labels][:, :c_dim]
         real_c = real_c.to(device).split(batch_gpu)
         for phase in phases:
             if batch_idx % phase.interval != 0:
@@ -107,7 +108,8 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
         sec_per_kimg = (time.perf_counter() - tick_start_time) / (cur_nimg - tick_start_nimg) * 1e3
         augment = float(augment_pipe.p) if augment_pipe is not None else 0
         if rank == 0:
-            print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<8.3f} sec/kimg {sec_per_kimg:<7.2f} augment {augment:.5f}")
+            print(f"tick {cur_tick:<5d} kimg {cur_nimg / 1e3:<8.3f} sec/kimg {sec_per_kimg:<7.2f} augment "
+                  f"{augment:.5f}")
         if network_snapshot_ticks is not None and (done or cur_tick % network_snapshot_ticks == 0):
             snapshot_data = dict(G=G, D=D, G_ema=G_ema, augment_pipe=augment_pipe, ema_beta=ema_beta)
             for key, value in snapshot_data.items():
@@ -122,9 +124,12 @@ def training_loop(run_dir=".", training_set_kwargs={}, G_kwargs={}, D_kwargs={},
                 with open(os.path.join(run_dir, f"network-snapshot-{cur_nimg:06d}.pkl"), "wb") as f:
                     pickle.dump(snapshot_data, f)
         if stats_jsonl is not None:
-            stats_jsonl.write(json.dumps({"Progress/tick": {"mean": cur_tick}, "Progress/kimg": {"mean": cur_nimg / 1e3},
-                                          "Progress/augment": {"mean": augment}, "Progress/ema_beta": {"mean": ema_beta},
-                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg}, "timestamp": time.time()}) + "\n")
+            stats_jsonl.write(json.dumps({"Progress/tick": {"mean": cur_tick},
+                                          "Progress/kimg": {"mean": cur_nimg / 1e3},
+                                          "Progress/augment": {"mean": augment},
+                                          "Progress/ema_beta": {"mean": ema_beta},
+                                          "Timing/sec_per_kimg": {"mean": sec_per_kimg},
+                                          "timestamp": time.time()}) + "\n")
             stats_jsonl.flush()
         cur_tick += 1
         tick_start_nimg, tick_start_time = cur_nimg, time.perf_counter()
