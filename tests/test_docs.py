@@ -1,7 +1,11 @@
 """The usage examples of README.md and docs/ run, and CI runs README.md's test command."""
+import importlib
 import pathlib
 import re
+import shlex
+import warnings
 
+import pytest
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -46,3 +50,122 @@ def test_every_example_of_the_losses_page_runs():
     for example in examples:
         assert len(example.strip().splitlines()) <= 25
         exec(compile(example, "docs/losses.md", "exec"), {})
+
+
+# Docs that cannot drift: every repo path, module and command line README.md and docs/ show is real.
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # not CHANGELOG.md: it names what was
+REPO_PATH = re.compile(r"(?<![\w./~-])((?:\.ci|tests|docs|diffaug_noise|integrations|cli|tools)/[\w./-]*[\w/])"
+                       r"(?:::(\w+))?")
+MODULE = re.compile(r"(?<![\w./])(diffaug_noise(?:\.\w+)+)")
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def page_id(page):
+    return str(page.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_repo_path_and_link_a_page_names_exists(page):
+    text, missing = page.read_text(), []
+    for path, test_name in REPO_PATH.findall(text):
+        target = ROOT / path.rstrip(".")
+        if not target.exists():
+            missing.append(path)
+        elif test_name and not re.search(rf"^\s*def {test_name}\(", target.read_text(), re.M):
+            missing.append(f"{path}::{test_name}")
+    missing += [link for link in LINK.findall(text)
+                if not link.startswith(("http://", "https://")) and not (page.parent / link).exists()]
+    assert missing == []
+
+
+def resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[split:]:
+                found = getattr(found, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_module_and_name_a_page_imports_from_exists(page):
+    assert [name for name in MODULE.findall(page.read_text()) if not resolves(name.rstrip("."))] == []
+
+
+def command_lines(text: str) -> list[tuple[list[str], bool]]:
+    """The ``diffaug-noise ...`` commands of a page, each with whether it is whole: those of code blocks (one per
+    line, ``\\`` continuations joined, ``&&`` chains split; ``python -m diffaug_noise.cli`` too) are; inline
+    code in prose may be a fragment. ``...`` (an elided value) and NAME/ADAPTER read as placeholders."""
+    blocks = re.findall(r"```[\w-]*\n(.*?)```", text, flags=re.S)
+    prose = re.sub(r"```[\w-]*\n.*?```", "", text, flags=re.S)
+    lines = [(part, True) for block in blocks for line in block.replace("\\\n", " ").splitlines()
+             for part in line.split("&&")]
+    lines += [(span.replace("\n", " "), False) for span in re.findall(r"`([^`]+)`", prose)]
+    commands = []
+    for line, whole in lines:
+        words = shlex.split(line, comments=True)
+        starts = [1] if words[:1] == ["diffaug-noise"] else []
+        starts += [i + 1 for i, w in enumerate(words) if w == "diffaug_noise.cli" and i and words[i - 1] == "-m"]
+        for start in starts[:1]:
+            placeholders = {"...": "X", "NAME": "stylegan2", "ADAPTER": "stylegan2"}
+            commands.append(([placeholders.get(w, w) for w in words[start:]], whole))
+    return commands
+
+
+def parse_only(args: list[str]) -> None:
+    """Parse ``args`` with the CLI down to its last subcommand, as click would before running it; run nothing.
+    A group named without a subcommand (prose about ``diffaug-noise run``) parses."""
+    import click
+
+    from diffaug_noise.cli.main import main
+
+    def unparsed(ctx):  # what a group left for its subcommand (click 8 keeps the name apart, 9 will not)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return [*ctx.protected_args, *ctx.args]
+
+    command, ctx = main, main.make_context("diffaug-noise", list(args))
+    while isinstance(command, click.Group) and unparsed(ctx):
+        name, command, rest = command.resolve_command(ctx, unparsed(ctx))
+        if isinstance(command, click.Group) and not rest:
+            return
+        ctx = command.make_context(name, rest, parent=ctx)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_command_a_page_shows_parses(page, monkeypatch):
+    import click
+
+    monkeypatch.setattr(click.Path, "convert", lambda self, value, param, ctx: value)  # example paths need not exist
+    failures = []
+    for args, whole in command_lines(page.read_text()):
+        try:
+            parse_only(args)
+        except click.exceptions.Exit:  # --help
+            pass
+        except click.MissingParameter:
+            if whole:  # a fragment in prose may leave out what the command needs
+                failures.append(f"diffaug-noise {shlex.join(args)}: misses a required option")
+        except click.ClickException as err:
+            failures.append(f"diffaug-noise {shlex.join(args)}: {err.format_message()}")
+    assert failures == []
+
+
+def test_the_docs_checks_catch_a_wrong_path_module_and_flag():
+    assert not resolves("diffaug_noise.evaluation.evaluate") and resolves("diffaug_noise.metrics.evaluation.evaluate")
+    page = "run `diffaug-noise run toy --iters 5` and\n```bash\ndiffaug-noise bench \\\n  --no-such && ls\n```"
+    assert command_lines(page) == [(["bench", "--no-such"], True), (["run", "toy", "--iters", "5"], False)]
+    parse_only(["run", "toy", "--iters", "5"])
+    with pytest.raises(Exception, match="No such option"):
+        parse_only(["bench", "--no-such"])
+    with pytest.raises(Exception, match="'7' is not one of"):
+        parse_only(["run", "stylegan2", "--data", "x", "--outdir", "y", "--aug", "7"])
+    assert REPO_PATH.findall("see tests/core/test_noise.py::test_x and ~/stylegan3/docs/x.md") == \
+        [("tests/core/test_noise.py", "test_x")]

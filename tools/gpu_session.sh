@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's GPU measurements (docs/performance.md), as parts run in the order named:
+# The GPU measurements of docs/performance.md, as parts run in the order named:
 #
 #     OUT=out tools/gpu_session.sh ops cifar kernel tests   # 3.5 minutes on an H200 (2026-11-28)
 #     OUT=out tools/gpu_session.sh projectedgan             # at most 5.5 minutes (2 runs of 150 s, and the data)
@@ -9,7 +9,7 @@
 #   cifar         `diffaug-noise bench upstream`, stylegan2 at 32 px (--cfg cifar --batch 64), 12 kimg a run
 #   projectedgan  the same for projectedgan, FastGAN at 256 px (random backbone: no network there), 150 s a run
 #   paper256      the same for stylegan2 at 256 px (--cfg paper256 --batch 64), 200 s a run
-#   kernel        `diffaug-noise bench --device cuda` at the issue's two shapes
+#   kernel        `diffaug-noise bench --device cuda` at the two shapes of its speed goals
 #   tests         the gpu-marked tests
 #
 # Run it on the GPU machine from the repository root, with unmodified upstream checkouts in the
