@@ -48,7 +48,7 @@ def imported_modules(path: pathlib.Path) -> set:
 
 
 def test_the_metrics_import_no_demo_and_no_demo_imports_another():
-    assert DEMOS == ["digits", "guidance", "toy"]
+    assert {"digits", "guidance", "toy"} <= set(DEMOS)  # the demos are found
     for path in (CORE / "metrics").rglob("*.py"):
         assert not any(m.startswith("diffaug_noise.demos") for m in imported_modules(path)), path
     for demo in DEMOS:
