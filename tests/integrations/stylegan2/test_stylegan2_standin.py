@@ -211,7 +211,8 @@ def test_cli_runs_upstream_and_reports_setup_errors(tmp_path, recorded, monkeypa
 
     from diffaug_noise.cli.main import main
 
-    monkeypatch.delenv("DIFFAUG_NOISE_STYLEGAN2_REPO", raising=False)
+    for var in ("DIFFAUG_NOISE_STYLEGAN2_REPO", "DIFFAUG_NOISE_INSGEN_REPO"):  # set where the real-upstream tests run
+        monkeypatch.delenv(var, raising=False)
     data = tmp_path / "data"
     data.mkdir()
     ok = CliRunner().invoke(main, ["run", "stylegan2", "--repo", str(STANDIN), "--data", str(data), "--outdir",
