@@ -23,14 +23,14 @@ from .report import span, write_metrics
 
 def format_table(result: dict) -> str:
     """One line per method: median [min-max] over seeds."""
-    lines = [f"{'method':<16} {'FD_digits (final)':<22} {'FD_digits (best)':<22} {'classes /10':<12} "
+    lines = [f"{'method':<22} {'FD_digits (final)':<22} {'FD_digits (best)':<22} {'classes /10':<12} "
              f"{'final T':<20} max T",
-             "-" * 100]
+             "-" * 106]
     for method, stats in result["summary"].items():
         rows = [r for r in result["runs"] if r["method"] == method]
         final_T = [r["final_T"] for r in rows if r["final_T"] is not None]
         max_T = [r["max_T"] for r in rows if r["max_T"] is not None]
-        lines.append(f"{method:<16} {span(stats['score'], lambda v: f'{v:.1f}'):<22} "
+        lines.append(f"{method:<22} {span(stats['score'], lambda v: f'{v:.1f}'):<22} "
                      f"{span(stats['best_score'], lambda v: f'{v:.1f}'):<22} "
                      f"{span(stats['classes_covered'], lambda v: f'{v:g}'):<12} {str(final_T or '-'):<20} "
                      f"{max_T or '-'}")

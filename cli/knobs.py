@@ -82,17 +82,17 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
         return click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=value, show_default=True, help=help_text)
     callback = None
     if kind == "list":
-        type_, value = click.STRING, ",".join(value)
+        type_, value = click.STRING, None if value is None else ",".join(value)
         def callback(ctx, param, v, c=choices, n=field.name):
-            return comma_list(v, c, n.rstrip("s"), "--" + n.replace("_", "-"))
+            return None if v is None else comma_list(v, c, n.rstrip("s"), "--" + n.replace("_", "-"))
     elif kind == "numbers":
-        type_, value = click.STRING, ",".join(f"{v:g}" for v in value)
-        callback = lambda ctx, param, v, n=field.name: parse_numbers(v, n)  # noqa: E731
+        type_, value = click.STRING, None if value is None else ",".join(f"{v:g}" for v in value)
+        callback = lambda ctx, param, v, n=field.name: None if v is None else parse_numbers(v, n)  # noqa: E731
     elif kind == "count":
-        type_, value = click.IntRange(min=1), len(value)
+        type_, value = click.IntRange(min=1), None if value is None else len(value)
     elif kind == "shapes":
-        type_, value = click.STRING, ",".join("x".join(map(str, s)) for s in value)
-        callback = lambda ctx, param, v: parse_shapes(v)  # noqa: E731
+        type_, value = click.STRING, None if value is None else ",".join("x".join(map(str, s)) for s in value)
+        callback = lambda ctx, param, v: None if v is None else parse_shapes(v)  # noqa: E731
     elif choices:
         type_ = click.Choice(choices)
     elif kind == "path":
@@ -136,7 +136,7 @@ def values(settings_class, params: dict) -> dict:
     for field in knob_fields(settings_class):
         if field.name in params:
             value = params[field.name]
-            out[field.name] = tuple(range(value)) if field.metadata["kind"] == "count" else value
+            out[field.name] = tuple(range(value)) if field.metadata["kind"] == "count" and value is not None else value
     return out
 
 

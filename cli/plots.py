@@ -1,6 +1,7 @@
 """Figures of the CLI (matplotlib is an optional extra: `pip install 'diffaug-noise[plot]'`)."""
 from __future__ import annotations
 
+import math
 import pathlib
 
 import click
@@ -72,10 +73,10 @@ def digits_samples(plt, result: dict, path: pathlib.Path, per_side: int = 10) ->
     """A grid of real digits beside each method's samples (first seed), FD_digits and classes in the titles."""
     methods = list(result["config"]["methods"])
     seed = result["config"]["seeds"][0]
-    n = per_side * per_side
+    per_side = min(per_side, math.isqrt(result["config"]["eval_samples"]), math.isqrt(len(result["real"])))
 
     def mosaic(flat):
-        tiles = flat[:n].view(per_side, per_side, 8, 8).numpy()
+        tiles = flat[:per_side * per_side].view(per_side, per_side, 8, 8).numpy()
         return tiles.transpose(0, 2, 1, 3).reshape(per_side * 8, per_side * 8)
 
     fig, axes = plt.subplots(1, len(methods) + 1, figsize=(2.8 * (len(methods) + 1), 3.2))

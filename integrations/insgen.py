@@ -41,7 +41,7 @@ class InsGenOptions(stylegan2_ada.StyleGAN2Options):
     """StyleGAN2's settings; InsGen needs ADA (its contrastive views come from the ADA pipe)."""
 
     aug: str = knob("ada", "Augmentation before the noise: upstream's ADA (InsGen's contrastive views need it), "
-                           "DiffAugment (kornia) or none.", kind=str, choices=stylegan2_ada.AUGS)
+                           "DiffAugment or none.", kind=str, choices=stylegan2_ada.AUGS)
 
 
 def _itself(self):

@@ -76,7 +76,7 @@ class StyleGAN2Options(TimestepLabelOptions):
     preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
                                 "(docs/reference-quirks.md).",
                        kind=str, choices=("paper", "stylegan2", "insgen"))
-    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment (kornia) or none.", kind=str,
+    aug: str = knob("ada", "Augmentation before the noise: upstream's ADA, DiffAugment or none.", kind=str,
                     choices=AUGS)
 
 

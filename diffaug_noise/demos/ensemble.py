@@ -1,6 +1,7 @@
-"""K independent MLPs evaluated as one batched network (one matmul per layer for all K)."""
+"""K independent networks evaluated as one batched network: MLPs (one matmul per layer for all K), or any network."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -55,3 +56,44 @@ class EnsembleMLP(nn.Module):
             if i < last:
                 x = self.activation(x)
         return x
+
+
+class StackedEnsemble(nn.Module):
+    """``K`` copies of one network as one module: ``[K, B, ...]`` in, ``[K, B, ...]`` out, one vmapped pass.
+
+    Member ``k``'s parameters are slice ``k`` of each stacked parameter (``torch.func.stack_module_state``);
+    the forward is ``torch.func.vmap`` of ``torch.func.functional_call`` over the members, so any
+    network (convolutions, the library's conditioning modules) trains as ``K`` independent runs in one
+    pass, as :class:`EnsembleMLP` does for MLPs. The members must not update buffers in their forward
+    (BatchNorm with ``track_running_stats=False``).
+
+    Args:
+        members: the ``K`` networks, of one architecture, each already initialised as its run wants.
+
+    Example:
+        >>> nets = [nn.Linear(3, 2) for _ in range(4)]
+        >>> ensemble = StackedEnsemble(nets)
+        >>> x = torch.randn(4, 5, 3)
+        >>> torch.allclose(ensemble(x)[2], nets[2](x[2]))
+        True
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        params, buffers = torch.func.stack_module_state(members)
+        self._template = [copy.deepcopy(members[0]).to("meta")]  # a list: not a submodule, holds no state
+        self._names = {name.replace(".", "__"): name for name in [*params, *buffers]}  # ParameterDict keys: no dots
+        self.params = nn.ParameterDict({key: nn.Parameter(params[name].detach().clone())
+                                        for key, name in self._names.items() if name in params})
+        for key, name in self._names.items():
+            if name in buffers:
+                self.register_buffer(key, buffers[name].clone())
+
+    def _state(self) -> dict:
+        return {name: (self.params[key] if key in self.params else getattr(self, key))
+                for key, name in self._names.items()}
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        def one(state, *member_inputs):
+            return torch.func.functional_call(self._template[0], state, member_inputs)
+        return torch.func.vmap(one)(self._state(), *inputs)

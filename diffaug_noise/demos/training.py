@@ -10,12 +10,16 @@ import statistics
 import torch
 
 
-def member_inputs(x, noise, instance_sigma: float, generator):
+def member_inputs(x, noise, instance_sigma: float, generator, augment=None):
     """What D sees for one member of the demos' ensembles: ``(y, t)``.
 
     With a :class:`~diffaug_noise.DiffusionNoise`, ``noise(x)``; without, ``t = 0`` and ``x`` plus
-    Gaussian instance noise of std ``instance_sigma`` (0: the clean ``x``, the plain GAN).
+    Gaussian instance noise of std ``instance_sigma`` (0: the clean ``x``, the plain GAN). An
+    ``augment`` (:class:`~diffaug_noise.augment.DiffAugment`) comes first, drawn from ``generator`` too;
+    flat ``[N, 64]`` digits are augmented as the 8x8 images they are.
     """
+    if augment is not None:
+        x = augment(x.view(-1, 1, 8, 8), generator=generator).view(x.shape) if x.ndim == 2 else augment(x, generator)
     if noise is not None:
         return noise(x, generator=generator)
     t = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)

@@ -1,14 +1,18 @@
-"""Plain GAN vs instance noise vs Diffusion-GAN on a few hundred real digits, scored by FD_digits.
+"""Plain GAN vs instance noise vs DiffAugment vs Diffusion-GAN on a few hundred real digits, scored by FD_digits.
 
-Every (method, seed) pair is one member of a batched ensemble (:mod:`.networks`), so all runs
-train in one pass: for one seed every method gets the same training images, initial weights,
-minibatches and latents; only what D sees differs:
+Every (method, seed) pair is one member of a batched ensemble (MLPs: :mod:`.networks`; ``net="conv"``:
+:mod:`.conv`, the digits upsampled to 16 or 32 px), so all runs train in one pass: for one seed
+every method gets the same training images, initial weights, minibatches and latents; only what D
+sees differs:
 
 - ``plain``: the clean images, ``t = 0``;
 - ``instance``: Gaussian instance noise, ``x + instance_sigma * eps``, ``t = 0`` (the cheap alternative);
+- ``diffaugment``: :class:`~diffaug_noise.augment.DiffAugment` (color, translation, cutout) of reals
+  and fakes, ``t = 0`` (the standard limited-data defence);
 - ``diffusion``: :class:`~diffaug_noise.DiffusionNoise` with ``T`` adapted by
   :class:`~diffaug_noise.AdaptiveController` from D's real logits;
-- ``diffusion-fixed``: the same noise with ``T = fixed_T`` and no controller (is adaptation needed?).
+- ``diffusion-fixed``: the same noise with ``T = fixed_T`` and no controller (is adaptation needed?);
+- ``diffaugment+diffusion``: the noise after DiffAugment, adapted (does the layer add to it?).
 
 Every ``eval_every`` steps each generator draws ``eval_samples`` digits from fixed latents; they
 are quantised to uint8 as an image file would store them and scored with FD_digits against all
@@ -25,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ...augment import DiffAugment
 from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
 from ...controller import AdaptiveController
 from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
@@ -34,10 +39,32 @@ from ...noise import DiffusionNoise
 from ...timesteps import T_DISTS
 from ..training import member_inputs, summarize
 from .classifier import load_classifier
+from .conv import CONV_CONDITIONINGS, RESOLUTIONS, conv_discriminator, conv_generator, to_digit_pixels, upsample
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 
-METHODS = ("plain", "instance", "diffusion", "diffusion-fixed")
-DIFFUSION_METHODS = ("diffusion", "diffusion-fixed")
+METHODS = ("plain", "instance", "diffaugment", "diffusion", "diffusion-fixed", "diffaugment+diffusion")
+DIFFUSION_METHODS = ("diffusion", "diffusion-fixed", "diffaugment+diffusion")
+ADAPTIVE_METHODS = ("diffusion", "diffaugment+diffusion")
+AUGMENTED_METHODS = ("diffaugment", "diffaugment+diffusion")
+NETS = ("mlp", "conv")
+# Settings whose default depends on the networks: (MLP, conv). The MLP values are docs/digits.md's first
+# study; the conv values its conv study's choices at equal tuning effort.
+NET_DEFAULTS = {
+    "iterations": (4000, 3000),
+    "methods": (("plain", "instance", "diffusion"), ("plain", "instance", "diffaugment", "diffusion",
+                                                     "diffaugment+diffusion")),
+    "instance_sigma": (0.7, 0.5),
+    "sigma": (0.5, 0.5),
+    "target": (0.3, 0.3),
+    "kimg": (5.0, 5.0),
+    "fixed_T": (200, 200),
+    "conditioning": ("projection", "projection"),
+}
+
+
+def _per_net(name: str) -> str:
+    mlp, conv = (",".join(v) if isinstance(v, tuple) else v for v in NET_DEFAULTS[name])
+    return f"  [default: mlp {mlp}; conv {conv}]"
 METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
 STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises",
               "controllers",
@@ -49,37 +76,45 @@ STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gen
 class DigitsConfig:
     """Settings of the digits run; defaults are the ones docs/digits.md reports."""
 
-    iterations: int = knob(4000, "Training iterations (one D and one G step each).", kind=int, minimum=1,
-                           aliases=("--steps",))
+    net: str = knob("mlp", "The networks: MLPs on the 8x8 pixels, or DCGAN-style convolutional G and D on the digits "
+                           "upsampled to --resolution px.", kind=str, choices=NETS)
+    iterations: int = knob(None, "Training iterations (one D and one G step each)." + _per_net("iterations"), kind=int,
+                           minimum=1, aliases=("--steps",))
     seeds: tuple = knob((0, 1, 2), "Seeds (0..N-1); each draws its own training subset and initial weights.",
                         kind="count")
-    methods: tuple = knob(("plain", "instance", "diffusion"), "Comma-separated subset of plain, instance (Gaussian "
-                                                              "instance noise), diffusion (adaptive T), "
-                                                              "diffusion-fixed (T = --fixed-T, no "
-                                                              "controller).", kind="list", choices=METHODS)
+    methods: tuple = knob(None, "Comma-separated subset of plain, instance (Gaussian instance noise), diffaugment "
+                                "(color, translation, cutout), diffusion (adaptive T), diffusion-fixed (T = --fixed-T, "
+                                "no controller), diffaugment+diffusion." + _per_net("methods"), kind="list",
+                          choices=METHODS)
     train_size: int = knob(200, "Training digits per seed, a stratified draw from the 1,797 (the limited-data knob).",
                            kind=int, minimum=10, maximum=1797)
     batch_size: int = knob(64, "Real and fake images per step.", kind=int, minimum=1)
     z_dim: int = knob(32, "Latent dimension.", kind=int, minimum=1)
     lr: float = knob(2e-4, "Adam learning rate (G and D).", kind=float, minimum=0.0, exclusive_minimum=True)
     adam_betas: tuple = (0.5, 0.999)  # Adam betas
-    conditioning: str = knob("projection", "How D sees t: a projection head, or film (AdaGN-style scale and shift of "
-                                           "every hidden layer).", kind=str, choices=CONDITIONINGS)
-    instance_sigma: float = knob(0.7, "Std of the Gaussian instance noise of 'instance', in pixel units of [-1, 1] "
-                                      "(tuned, docs/digits.md).", kind=float, minimum=0.0, exclusive_minimum=True)
-    sigma: float = knob(0.5, "Diffusion noise std, in pixel units ([-1, 1] images).", kind=float, minimum=0.0,
-                        exclusive_minimum=True)
+    conditioning: str = knob(None, "How D sees t: a projection head, film (AdaGN-style scale and shift of every "
+                                   "hidden layer, and the head), or none (conv only: D blind to t, an ablation)."
+                             + _per_net("conditioning"), kind=str, choices=CONV_CONDITIONINGS)
+    resolution: int = knob(16, "Side of the conv job's images (the 8x8 digits upsampled bilinearly).", kind=int,
+                           choices=RESOLUTIONS)
+    width: int = knob(16, "Channels of the conv networks at their largest resolution (doubling per halving).",
+                      kind=int, minimum=1)
+    instance_sigma: float = knob(None, "Std of the Gaussian instance noise of 'instance', in pixel units of [-1, 1] "
+                                       "(tuned, docs/digits.md)." + _per_net("instance_sigma"), kind=float,
+                                 minimum=0.0, exclusive_minimum=True)
+    sigma: float = knob(None, "Diffusion noise std, in pixel units ([-1, 1] images)." + _per_net("sigma"), kind=float,
+                        minimum=0.0, exclusive_minimum=True)
     t_dist: str = knob("priority", "Law of t over 1..T.", kind=str, choices=T_DISTS)
     clean_prob: float = knob(0.0, "Share of D's inputs the diffusion leaves clean (t = 0).", kind=float, minimum=0.0,
                              maximum=1.0)
     t_min: int = knob(10, "T at p = 0.", kind=int, minimum=1)
     t_max: int = knob(1000, "Largest T the controller may reach.", kind=int, minimum=1)
-    target: float = knob(0.3, "Controller target for r_d = E[sign D(noised real)] (the paper's 0.6 lets T fall back "
-                              "here: docs/digits.md).", kind=float, minimum=-1.0, maximum=1.0)
+    target: float = knob(None, "Controller target for r_d = E[sign D(noised real)] (the paper's 0.6 lets T fall back "
+                               "here: docs/digits.md)." + _per_net("target"), kind=float, minimum=-1.0, maximum=1.0)
     interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
-    kimg: float = knob(5, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max.",
-                       kind=float, minimum=0.0, exclusive_minimum=True)
-    fixed_T: int = knob(200, "T of the 'diffusion-fixed' method.", kind=int, minimum=1)
+    kimg: float = knob(None, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max."
+                       + _per_net("kimg"), kind=float, minimum=0.0, exclusive_minimum=True)
+    fixed_T: int = knob(None, "T of the 'diffusion-fixed' method." + _per_net("fixed_T"), kind=int, minimum=1)
     eval_every: int = knob(250, "Iterations between FD_digits evaluations (and one at the end).", kind=int, minimum=1)
     eval_samples: int = knob(2000, "Generated digits per evaluation.", kind=int, minimum=2)
     coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.",
@@ -92,6 +127,13 @@ class DigitsConfig:
 
     def __post_init__(self):
         check_knobs(self)
+        for name, defaults in NET_DEFAULTS.items():  # None: the networks' default
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[NETS.index(self.net)])
+        self.methods, self.kimg = tuple(self.methods), float(self.kimg)
+        if self.net == "mlp" and self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning {self.conditioning!r} is for --net conv; the MLP D takes "
+                             f"{' or '.join(CONDITIONINGS)}")
         if self.fixed_T > self.t_max:
             raise ValueError(f"fixed_T {self.fixed_T} exceeds t_max {self.t_max}; lower it or raise t_max")
 
@@ -125,7 +167,7 @@ def train_digits(
 
 
 def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
-    if method == "diffusion":
+    if method in ADAPTIVE_METHODS:
         noise = DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
                                t_min=config.t_min, t_max=config.t_max).to(device)
         return noise, AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg,
@@ -143,14 +185,20 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     device = torch.device(config.device)
 
     images, labels = load_digits()
-    flat = images.flatten(1)
+    pixels = images.flatten(1) if config.net == "mlp" else upsample(images, config.resolution)
     classifier = load_classifier(config.classifier_seed, classifier_cache).to(device)
     real_stats = feature_statistics(classifier.features(to_uint8(images).to(device)))
-    train_sets = [flat[stratified_subset(labels, config.train_size, s)] for s in config.seeds]
+    train_sets = [pixels[stratified_subset(labels, config.train_size, s)] for s in config.seeds]
 
-    G = EnsembleGenerator([s for _, s in members], config.z_dim, flat.shape[1]).to(device)
-    D = EnsembleDiscriminator([s + 10_000 for _, s in members], config.t_max, config.conditioning,
-                              pixels=flat.shape[1]).to(device)
+    if config.net == "mlp":
+        G = EnsembleGenerator([s for _, s in members], config.z_dim, pixels.shape[1]).to(device)
+        D = EnsembleDiscriminator([s + 10_000 for _, s in members], config.t_max, config.conditioning,
+                                  pixels=pixels.shape[1]).to(device)
+    else:
+        G = conv_generator([s for _, s in members], config.z_dim, config.resolution, config.width).to(device)
+        D = conv_discriminator([s + 10_000 for _, s in members], config.resolution, config.width,
+                               config.conditioning).to(device)
+    augment = DiffAugment()
     opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
@@ -160,14 +208,16 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     eval_z = eval_z.to(device).expand(K, -1, -1)
 
     def noised(x):
-        """What D sees, per member: ``(y [K, N, 64], t [K, N])``."""
-        ys, ts = zip(*(member_inputs(x[k], noises[k], config.instance_sigma if m == "instance" else 0.0, noise_gens[k])
+        """What D sees, per member: ``(y [K, N, ...], t [K, N])``."""
+        ys, ts = zip(*(member_inputs(x[k], noises[k], config.instance_sigma if m == "instance" else 0.0, noise_gens[k],
+                                     augment if m in AUGMENTED_METHODS else None)
                        for k, (m, _) in enumerate(members)))
         return torch.stack(ys), torch.stack(ts)
 
     @torch.no_grad()
     def evaluate():
-        samples = to_uint8(G(eval_z))  # what an image file of the samples would hold
+        generated = G(eval_z)
+        samples = to_uint8(generated if config.net == "mlp" else to_digit_pixels(generated))  # as an image file holds
         features = classifier.features(samples.reshape(K * config.eval_samples, 1, 8, 8))
         scores = [frechet_distance(feature_statistics(f), real_stats)
                   for f in features.view(K, config.eval_samples, -1)]
