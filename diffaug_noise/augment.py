@@ -47,19 +47,19 @@ class DiffAugment(nn.Module):
     def __init__(
         self,
         translation: float = 0.125,  # largest shift, as a share of the side
-        cutout: float = 0.5,  # side of the cut-out square, as a share of the image side
+        cutout: float = 0.5,  # side of the cut-out square, as a share of the image side (0: no cutout)
     ):
         super().__init__()
         if not 0 <= translation < 1:
             raise ValueError(f"translation must be in [0, 1); got {translation!r}")
-        if not 0 < cutout <= 1:
-            raise ValueError(f"cutout must be in (0, 1]; got {cutout!r}")
+        if not 0 <= cutout <= 1:
+            raise ValueError(f"cutout must be in [0, 1]; got {cutout!r}")
         self.translation, self.cutout = translation, cutout
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """Draw every sample's parameters for images like ``x``: the law in the module docstring."""
         B, _, H, W = x.shape
-        side = int(min(max(round(self.cutout * math.sqrt(H * W)), 1), H, W))
+        side = int(min(max(round(self.cutout * math.sqrt(H * W)), 1), H, W)) if self.cutout else 0
 
         def uniform(low, high, *shape):
             return torch.rand(B, *shape, generator=generator, device=x.device, dtype=torch.float64) * (high - low) + low

@@ -98,3 +98,25 @@ def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exa
     resumed = train_toy(config, checkpoint=checkpoint, checkpoint_every=6, resume=True)
     for name in whole["samples"]:
         assert torch.equal(whole["samples"][name], resumed["samples"][name]), name
+
+
+def test_toy_ddgan_samples_with_the_ema_of_g_and_its_own_learning_rates(tmp_path):
+    import dataclasses
+
+    from diffaug_noise.demos.toy import ToyConfig, train_toy
+    from diffaug_noise.demos.toy.ddgan import DdganEnsemble
+
+    config = ToyConfig(iterations=10, seeds=(0,), methods=("ddgan",), eval_samples=100, ddgan_ema=0.5,
+                       ddgan_lr_g=1.6e-4, ddgan_lr_d=1.25e-4, ddgan_beta2=0.9)
+    ensemble = DdganEnsemble([0], config, torch.device("cpu"))
+    assert [group["lr"] for group in (*ensemble.opt_g.param_groups, *ensemble.opt_d.param_groups)] == [1.6e-4, 1.25e-4]
+    assert ensemble.opt_g.param_groups[0]["betas"] == (0.5, 0.9)
+    start = [w.clone() for w in ensemble.G.parameters()]
+    real, z = torch.randn(1, 64, 2), torch.randn(1, 64, config.z_dim)
+    ensemble.step(real, z, z)
+    for average, weights, before in zip(ensemble.G_ema.parameters(), ensemble.G.parameters(), start):
+        torch.testing.assert_close(average, (before + weights) / 2)  # decay 0.5: halfway
+    frozen = train_toy(dataclasses.replace(config, ddgan_ema=1.0))  # an average that never moves: the initial G
+    untrained = train_toy(dataclasses.replace(config, ddgan_ema=1.0, iterations=1))
+    assert torch.equal(frozen["samples"]["ddgan/seed0"], untrained["samples"]["ddgan/seed0"])
+    assert not torch.equal(frozen["samples"]["ddgan/seed0"], train_toy(config)["samples"]["ddgan/seed0"])

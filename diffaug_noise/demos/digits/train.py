@@ -50,7 +50,9 @@ NETS = ("mlp", "conv")
 # Settings whose default depends on the networks: (MLP, conv). The MLP values are docs/digits.md's first
 # study; the conv values its conv study's choices at equal tuning effort.
 NET_DEFAULTS = {
-    "iterations": (4000, 3000),
+    "iterations": (4000, 2000),
+    "train_size": (200, 100),  # the conv D memorises 100 digits within 2,000 iterations (docs/digits.md)
+    "lr": (2e-4, 5e-4),
     "methods": (("plain", "instance", "diffusion"), ("plain", "instance", "diffaugment", "diffusion",
                                                      "diffaugment+diffusion")),
     "instance_sigma": (0.7, 0.5),
@@ -86,11 +88,13 @@ class DigitsConfig:
                                 "(color, translation, cutout), diffusion (adaptive T), diffusion-fixed (T = --fixed-T, "
                                 "no controller), diffaugment+diffusion." + _per_net("methods"), kind="list",
                           choices=METHODS)
-    train_size: int = knob(200, "Training digits per seed, a stratified draw from the 1,797 (the limited-data knob).",
+    train_size: int = knob(None, "Training digits per seed, a stratified draw from the 1,797 (the limited-data knob)."
+                           + _per_net("train_size"),
                            kind=int, minimum=10, maximum=1797)
     batch_size: int = knob(64, "Real and fake images per step.", kind=int, minimum=1)
     z_dim: int = knob(32, "Latent dimension.", kind=int, minimum=1)
-    lr: float = knob(2e-4, "Adam learning rate (G and D).", kind=float, minimum=0.0, exclusive_minimum=True)
+    lr: float = knob(None, "Adam learning rate (G and D)." + _per_net("lr"), kind=float, minimum=0.0,
+                     exclusive_minimum=True)
     adam_betas: tuple = (0.5, 0.999)  # Adam betas
     conditioning: str = knob(None, "How D sees t: a projection head, film (AdaGN-style scale and shift of every "
                                    "hidden layer, and the head), or none (conv only: D blind to t, an ablation)."
@@ -115,6 +119,15 @@ class DigitsConfig:
     kimg: float = knob(None, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max."
                        + _per_net("kimg"), kind=float, minimum=0.0, exclusive_minimum=True)
     fixed_T: int = knob(None, "T of the 'diffusion-fixed' method." + _per_net("fixed_T"), kind=int, minimum=1)
+    translation: float = knob(0.125, "DiffAugment's largest shift, as a share of the side.", kind=float, minimum=0.0,
+                              maximum=0.5)
+    cutout: float = knob(0.5, "Side of DiffAugment's cut-out square, as a share of the side (0: no cutout).",
+                         kind=float, minimum=0.0, maximum=1.0)
+    warmup: int = knob(0, "Iterations before the controller first adjusts T (until then T stays at --t-min): D beats "
+                          "a poor G at the start whatever it memorises.", kind=int, minimum=0)
+    signal_on: str = knob("noised", "What the controller's r_d is measured on: the noised reals D trains on (the "
+                                    "paper), or the clean reals at t = 0 (one more D forward a step).", kind=str,
+                          choices=("noised", "clean"))
     eval_every: int = knob(250, "Iterations between FD_digits evaluations (and one at the end).", kind=int, minimum=1)
     eval_samples: int = knob(2000, "Generated digits per evaluation.", kind=int, minimum=2)
     coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.",
@@ -198,7 +211,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         G = conv_generator([s for _, s in members], config.z_dim, config.resolution, config.width).to(device)
         D = conv_discriminator([s + 10_000 for _, s in members], config.resolution, config.width,
                                config.conditioning).to(device)
-    augment = DiffAugment()
+    augment = DiffAugment(config.translation, config.cutout)
     opt_g = torch.optim.Adam(G.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     opt_d = torch.optim.Adam(D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
     data_gens = [torch.Generator().manual_seed(s + 20_000) for s in config.seeds]
@@ -282,9 +295,14 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         opt_d.step()
         sign_sums += real_logits.detach().sign().sum(dim=(1, 2), dtype=torch.float64)
         signs_counted += B
+        if config.signal_on == "clean" and any(c is not None for c in controllers):
+            with torch.no_grad():
+                signal_logits = D(real, torch.zeros(real.shape[:2], dtype=torch.int64, device=device))
+        else:
+            signal_logits = real_logits
         for k, ctrl in enumerate(controllers):
-            if ctrl is not None:
-                ctrl.observe(real_logits[k])
+            if ctrl is not None and step > config.warmup:
+                ctrl.observe(signal_logits[k])
                 ctrl.update()
 
         D.requires_grad_(False)  # the G step needs gradients through D, not D's own

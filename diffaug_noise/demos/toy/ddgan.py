@@ -3,12 +3,15 @@
 Member ``k`` is one seed's run: ``G(x_t, z, t) → x̂_0`` and ``D(x_{t-1}, x_t, t)``, MLPs of the toy's
 widths, over a :class:`~diffaug_noise.ddgan.DenoisingChain` of ``T`` steps. The loss is the official
 code's: non-saturating, with R1 (``gamma / 2 · E‖∇_{x_{t-1}} D‖²``) on real pairs in every D step;
-fake pairs are ``(x_{t-1} ~ q(x_{t-1} | x_t, x̂_0), x_t)``. Sampling runs the reverse chain: ``T``
-generator calls per sample (the NFE the toy reports). Every random draw comes from the member's
+fake pairs are ``(x_{t-1} ~ q(x_{t-1} | x_t, x̂_0), x_t)``. G and D have learning rates of their own
+(``ddgan_lr_g``, ``ddgan_lr_d``) and, with ``ddgan_ema > 0``, an exponential moving average of G's
+weights samples, as in the official code. Sampling runs the reverse chain: ``T`` generator calls
+per sample (the NFE the toy reports). Every random draw comes from the member's
 own generator, so a run replays exactly and resumes from a checkpoint bit for bit.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -32,16 +35,19 @@ class DdganEnsemble:
         # Sinusoids of log(1 + t) scaled to [0, pi], as the toy's other D sees t.
         self.embed = TimestepEmbedding(config.embed_dim, max_period=10.0, mlp=False).to(device)
         self.t_scale = math.pi / math.log1p(config.ddgan_steps)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), config.lr, betas=config.adam_betas, foreach=True)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), config.lr, betas=config.adam_betas, foreach=True)
+        betas = (config.adam_betas[0], config.ddgan_beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), config.ddgan_lr_g or config.lr, betas=betas, foreach=True)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), config.ddgan_lr_d or config.lr, betas=betas, foreach=True)
+        self.ema = config.ddgan_ema
+        self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.ema else None  # what samples, with an EMA
         self.gens = [torch.Generator(device).manual_seed(s + 70_000) for s in seeds]
 
     def _e(self, t: torch.Tensor) -> torch.Tensor:
         return self.embed(torch.log1p(t.float()) * self.t_scale)
 
-    def x0_hat(self, x_t, z, t):
-        """``G(x_t, z, t)`` for all members: ``[K, B, 2]``."""
-        return self.G(torch.cat([x_t, z, self._e(t)], dim=2))
+    def x0_hat(self, x_t, z, t, G=None):
+        """``G(x_t, z, t)`` for all members: ``[K, B, 2]`` (``G``: another set of G's weights, the EMA's)."""
+        return (self.G if G is None else G)(torch.cat([x_t, z, self._e(t)], dim=2))
 
     def discriminate(self, x_prev, x_t, t):
         return self.D(torch.cat([x_prev, x_t, self._e(t)], dim=2))
@@ -84,6 +90,10 @@ class DdganEnsemble:
         loss_g.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
+        if self.G_ema is not None:
+            with torch.no_grad():
+                for average, weights in zip(self.G_ema.parameters(), self.G.parameters()):
+                    average.lerp_(weights, 1 - self.ema)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,19 +103,22 @@ class DdganEnsemble:
         x_T = torch.randn(K * n, 2, generator=generator).to(device)
 
         def model(x, z, t):  # the chain works on [K*n, 2]; the ensemble on [K, n, 2]
-            return self.x0_hat(x.view(K, n, 2), z.view(K, n, -1), t.view(K, n)).reshape(K * n, 2)
+            return self.x0_hat(x.view(K, n, 2), z.view(K, n, -1), t.view(K, n), G=self.G_ema).reshape(K * n, 2)
 
         return self.chain.sample(model, x_T, self.z_dim, generator=_on(generator, device)).view(K, n, 2).cpu()
 
     def state_dict(self) -> dict:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "gens": [g.get_state() for g in self.gens]}
+                "opt_d": self.opt_d.state_dict(), "gens": [g.get_state() for g in self.gens],
+                "G_ema": None if self.G_ema is None else self.G_ema.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
         for g, s in zip(self.gens, state["gens"]):
             g.set_state(s.cpu() if g.device.type == "cpu" else s)
 

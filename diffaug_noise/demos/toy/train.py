@@ -68,6 +68,15 @@ class ToyConfig:
     ddgan_steps: int = knob(4, "Denoising steps T of 'ddgan' (generator calls per sample).", kind=int, minimum=1)
     r1_gamma: float = knob(0.05, "R1 weight of 'ddgan' on real pairs (the official CIFAR-10 setting).", kind=float,
                            minimum=0.0)
+    ddgan_lr_g: float = knob(None, "Adam learning rate of the 'ddgan' G (the official CIFAR-10 setting: 1.6e-4).  "
+                                   "[default: --lr]", kind=float, minimum=0.0, exclusive_minimum=True)
+    ddgan_lr_d: float = knob(None, "Adam learning rate of the 'ddgan' D (official: 1.25e-4).  [default: --lr]",
+                             kind=float, minimum=0.0, exclusive_minimum=True)
+    ddgan_beta2: float = knob(0.999, "Adam's beta2 for 'ddgan' (official: 0.9; beta1 is 0.5 as for every method).",
+                              kind=float, minimum=0.0, maximum=1.0)
+    ddgan_ema: float = knob(0.0, "Decay of an exponential moving average of the 'ddgan' G's weights, which then "
+                                 "samples (official: 0.9999 over 400k+ iterations); 0: none.", kind=float, minimum=0.0,
+                            maximum=1.0)
     eval_samples: int = knob(2500, "Generated samples for the metrics.", kind=int, minimum=1)
     hq_stds: float = knob(3.0, "High-quality radius, in mode stds.", kind=float, minimum=0.0, exclusive_minimum=True)
     min_count: int = knob(20, "High-quality samples for a mode to count as covered.", kind=int, minimum=1)
