@@ -4,8 +4,10 @@ Member ``k`` is one seed's run: ``G(x_t, z, t) → x̂_0`` and ``D(x_{t-1}, x_t,
 widths, over a :class:`~diffaug_noise.ddgan.DenoisingChain` of ``T`` steps. The loss is the official
 code's: non-saturating, with R1 (``gamma / 2 · E‖∇_{x_{t-1}} D‖²``) on real pairs in every D step;
 fake pairs are ``(x_{t-1} ~ q(x_{t-1} | x_t, x̂_0), x_t)``. G and D have learning rates of their own
-(``ddgan_lr_g``, ``ddgan_lr_d``) and, with ``ddgan_ema > 0``, an exponential moving average of G's
-weights samples, as in the official code. Sampling runs the reverse chain: ``T`` generator calls
+(``ddgan_lr_g``, ``ddgan_lr_d``), optionally decayed along a cosine to ``ddgan_lr_final`` by the last
+iteration, ``lr(s) = lr_final + (lr - lr_final)(1 + cos(pi s)) / 2`` at training progress ``s`` in
+[0, 1), and, with ``ddgan_ema > 0``, an exponential moving average of G's weights samples, as in the
+official code. Sampling runs the reverse chain: ``T`` generator calls
 per sample (the NFE the toy reports). Every random draw comes from the member's
 own generator, so a run replays exactly and resumes from a checkpoint bit for bit.
 """
@@ -38,6 +40,8 @@ class DdganEnsemble:
         betas = (config.adam_betas[0], config.ddgan_beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), config.ddgan_lr_g or config.lr, betas=betas, foreach=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), config.ddgan_lr_d or config.lr, betas=betas, foreach=True)
+        self.lr_final = config.ddgan_lr_final
+        self.lr_start = [self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]]
         self.ema = config.ddgan_ema
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.ema else None  # what samples, with an EMA
         self.gens = [torch.Generator(device).manual_seed(s + 70_000) for s in seeds]
@@ -67,8 +71,16 @@ class DdganEnsemble:
         return torch.stack([self.chain.sample_posterior(x0_hat[k], x_t[k], t[k], generator=g)
                             for k, g in enumerate(self.gens)])
 
-    def step(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor) -> None:
-        """One D step and one G step on ``real [K, B, 2]`` with latents ``z_d``, ``z_g`` ``[K, B, z_dim]``."""
+    def step(self, real: torch.Tensor, z_d: torch.Tensor, z_g: torch.Tensor, progress: float = 0.0) -> None:
+        """One D step and one G step on ``real [K, B, 2]`` with latents ``z_d``, ``z_g`` ``[K, B, z_dim]``.
+
+        ``progress``: the share of training done before this step, which sets the decayed learning rate
+        (a function of the step alone, so a resumed run needs no scheduler state).
+        """
+        if self.lr_final is not None:
+            share = (1 + math.cos(math.pi * progress)) / 2
+            for opt, lr in zip((self.opt_g, self.opt_d), self.lr_start):
+                opt.param_groups[0]["lr"] = self.lr_final + (lr - self.lr_final) * share
         t, x_prev, x_t = self._pairs(real)
         x_prev.requires_grad_(True)
         real_logits = self.discriminate(x_prev, x_t, t)

@@ -77,6 +77,9 @@ class ToyConfig:
     ddgan_ema: float = knob(0.0, "Decay of an exponential moving average of the 'ddgan' G's weights, which then "
                                  "samples (official: 0.9999 over 400k+ iterations); 0: none.", kind=float, minimum=0.0,
                             maximum=1.0)
+    ddgan_lr_final: float = knob(None, "Learning rate the 'ddgan' G and D decay to by the last iteration, along a "
+                                       "cosine (the official code's schedule, to 1e-5); none: constant.", kind=float,
+                                 minimum=0.0)
     eval_samples: int = knob(2500, "Generated samples for the metrics.", kind=int, minimum=1)
     hq_stds: float = knob(3.0, "High-quality radius, in mode stds.", kind=float, minimum=0.0, exclusive_minimum=True)
     min_count: int = knob(20, "High-quality samples for a mode to count as covered.", kind=int, minimum=1)
@@ -220,7 +223,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
             ddgan_start = time.perf_counter()
             ddgan.step(torch.stack([r for r, _ in per_seed]).to(device),
                        *(torch.stack([torch.randn(B, config.z_dim, generator=g) for g in data_gens]).to(device)
-                         for _ in "dg"))
+                         for _ in "dg"), progress=(it - 1) / config.iterations)
             history["ddgan_seconds"] += time.perf_counter() - ddgan_start
 
         if it % config.log_every == 0 or it == config.iterations:
