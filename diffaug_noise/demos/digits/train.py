@@ -53,13 +53,15 @@ NET_DEFAULTS = {
     "iterations": (4000, 2000),
     "train_size": (200, 100),  # the conv D memorises 100 digits within 2,000 iterations (docs/digits.md)
     "lr": (2e-4, 5e-4),
-    "methods": (("plain", "instance", "diffusion"), ("plain", "instance", "diffaugment", "diffusion",
-                                                     "diffaugment+diffusion")),
-    "instance_sigma": (0.7, 0.5),
+    "methods": (("plain", "instance", "diffusion"), METHODS),
+    "instance_sigma": (0.7, 0.3),
+    "translation": (0.125, 0.0625),  # the MLP value is DiffAugment's own default
+    "cutout": (0.5, 0.25),
     "sigma": (0.5, 0.5),
+    "t_dist": ("priority", "uniform"),
     "target": (0.3, 0.3),
     "kimg": (5.0, 5.0),
-    "fixed_T": (200, 200),
+    "fixed_T": (200, 50),
     "conditioning": ("projection", "projection"),
 }
 
@@ -108,7 +110,7 @@ class DigitsConfig:
                                  minimum=0.0, exclusive_minimum=True)
     sigma: float = knob(None, "Diffusion noise std, in pixel units ([-1, 1] images)." + _per_net("sigma"), kind=float,
                         minimum=0.0, exclusive_minimum=True)
-    t_dist: str = knob("priority", "Law of t over 1..T.", kind=str, choices=T_DISTS)
+    t_dist: str = knob(None, "Law of t over 1..T." + _per_net("t_dist"), kind=str, choices=T_DISTS)
     clean_prob: float = knob(0.0, "Share of D's inputs the diffusion leaves clean (t = 0).", kind=float, minimum=0.0,
                              maximum=1.0)
     t_min: int = knob(10, "T at p = 0.", kind=int, minimum=1)
@@ -119,10 +121,10 @@ class DigitsConfig:
     kimg: float = knob(None, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max."
                        + _per_net("kimg"), kind=float, minimum=0.0, exclusive_minimum=True)
     fixed_T: int = knob(None, "T of the 'diffusion-fixed' method." + _per_net("fixed_T"), kind=int, minimum=1)
-    translation: float = knob(0.125, "DiffAugment's largest shift, as a share of the side.", kind=float, minimum=0.0,
-                              maximum=0.5)
-    cutout: float = knob(0.5, "Side of DiffAugment's cut-out square, as a share of the side (0: no cutout).",
-                         kind=float, minimum=0.0, maximum=1.0)
+    translation: float = knob(None, "DiffAugment's largest shift, as a share of the side." + _per_net("translation"),
+                              kind=float, minimum=0.0, maximum=0.5)
+    cutout: float = knob(None, "Side of DiffAugment's cut-out square, as a share of the side (0: no cutout)."
+                         + _per_net("cutout"), kind=float, minimum=0.0, maximum=1.0)
     warmup: int = knob(0, "Iterations before the controller first adjusts T (until then T stays at --t-min): D beats "
                           "a poor G at the start whatever it memorises.", kind=int, minimum=0)
     signal_on: str = knob("noised", "What the controller's r_d is measured on: the noised reals D trains on (the "
