@@ -76,6 +76,10 @@ def digits_command(**params):
     the digit classes covered. Writes metrics.json, samples.png and training.png (FD_digits,
     r_d and T over training) to --outdir and prints a table. About 11 s per run on 2 cores (the
     default, 3 methods x 3 seeds: about 100 s); results and every setting tried: docs/digits.md.
+
+    --net conv trains DCGAN-style convolutional G and D on the digits upsampled to 16 px, 100
+    training digits, with DiffAugment, DiffAugment + diffusion and a fixed-T diffusion beside the
+    three (6 methods x 3 seeds: CONV_SECONDS on 2 cores); its defaults come from its own tuning.
     If the run is killed, rerun the same command with --resume.
     """
     config, folder = settings_from(DigitsConfig, params), settings_from(RunFolder, params)

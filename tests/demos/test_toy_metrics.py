@@ -77,7 +77,7 @@ def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exa
     from diffaug_noise.demos.toy import ToyConfig, train_toy
 
     config = ToyConfig(iterations=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4,
-                       ddgan_lr_final=1e-5)  # a decaying rate resumes too
+                       ddgan_lr_schedule="cosine")  # a decaying rate resumes too
     whole = train_toy(config)
     assert [(r["method"], r["seed"], r["nfe"]) for r in whole["runs"]] == [("plain", 0, 1), ("plain", 1, 1),
                                                                           ("ddgan", 0, 4), ("ddgan", 1, 4)]
@@ -123,20 +123,27 @@ def test_toy_ddgan_samples_with_the_ema_of_g_and_its_own_learning_rates(tmp_path
     assert not torch.equal(frozen["samples"]["ddgan/seed0"], train_toy(config)["samples"]["ddgan/seed0"])
 
 
-def test_ddgan_cosine_decay_reaches_the_final_rate_and_leaves_it_unset_constant():
+def test_ddgan_cosine_schedule_decays_to_the_official_final_rate_and_constant_stays():
     from diffaug_noise.demos.toy import ToyConfig
     from diffaug_noise.demos.toy.ddgan import DdganEnsemble
 
     real, z = torch.randn(1, 16, 2), torch.randn(1, 16, 2)
     rates = {}
-    for final in (None, 1e-5):
-        config = ToyConfig(seeds=(0,), methods=("ddgan",), ddgan_lr_g=1.6e-4, ddgan_lr_final=final)
+    for schedule in ("constant", "cosine"):
+        config = ToyConfig(seeds=(0,), methods=("ddgan",), ddgan_lr_g=1.6e-4, ddgan_lr_schedule=schedule)
         ensemble = DdganEnsemble([0], config, torch.device("cpu"))
-        rates[final] = []
+        rates[schedule] = []
         for progress in (0.0, 0.5, 1.0):
             ensemble.step(real, z, z, progress=progress)
-            rates[final].append((ensemble.opt_g.param_groups[0]["lr"], ensemble.opt_d.param_groups[0]["lr"]))
-    assert rates[None] == [(1.6e-4, 1e-3)] * 3
+            rates[schedule].append((ensemble.opt_g.param_groups[0]["lr"], ensemble.opt_d.param_groups[0]["lr"]))
+    assert rates["constant"] == [(1.6e-4, 1e-3)] * 3
     expected = [(1.6e-4, 1e-3), ((1.6e-4 + 1e-5) / 2, (1e-3 + 1e-5) / 2), (1e-5, 1e-5)]
-    for got, want in zip(rates[1e-5], expected):
+    for got, want in zip(rates["cosine"], expected):
         assert got == pytest.approx(want, rel=1e-9)
+
+
+def test_the_toy_trains_twice_as_long_by_default_when_ddgan_is_among_the_methods():
+    from diffaug_noise.demos.toy import ToyConfig
+
+    assert ToyConfig().iterations == 6000 and ToyConfig(methods=("plain", "ddgan")).iterations == 12000
+    assert ToyConfig(methods=("ddgan",), iterations=5).iterations == 5

@@ -58,7 +58,6 @@ NET_DEFAULTS = {
     "translation": (0.125, 0.0625),  # the MLP value is DiffAugment's own default
     "cutout": (0.5, 0.25),
     "sigma": (0.5, 0.5),
-    "t_dist": ("priority", "uniform"),
     "target": (0.3, 0.3),
     "kimg": (5.0, 5.0),
     "fixed_T": (200, 50),
@@ -110,7 +109,7 @@ class DigitsConfig:
                                  minimum=0.0, exclusive_minimum=True)
     sigma: float = knob(None, "Diffusion noise std, in pixel units ([-1, 1] images)." + _per_net("sigma"), kind=float,
                         minimum=0.0, exclusive_minimum=True)
-    t_dist: str = knob(None, "Law of t over 1..T." + _per_net("t_dist"), kind=str, choices=T_DISTS)
+    t_dist: str = knob("priority", "Law of t over 1..T.", kind=str, choices=T_DISTS)
     clean_prob: float = knob(0.0, "Share of D's inputs the diffusion leaves clean (t = 0).", kind=float, minimum=0.0,
                              maximum=1.0)
     t_min: int = knob(10, "T at p = 0.", kind=int, minimum=1)

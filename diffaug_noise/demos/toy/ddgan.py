@@ -4,10 +4,10 @@ Member ``k`` is one seed's run: ``G(x_t, z, t) → x̂_0`` and ``D(x_{t-1}, x_t,
 widths, over a :class:`~diffaug_noise.ddgan.DenoisingChain` of ``T`` steps. The loss is the official
 code's: non-saturating, with R1 (``gamma / 2 · E‖∇_{x_{t-1}} D‖²``) on real pairs in every D step;
 fake pairs are ``(x_{t-1} ~ q(x_{t-1} | x_t, x̂_0), x_t)``. G and D have learning rates of their own
-(``ddgan_lr_g``, ``ddgan_lr_d``), optionally decayed along a cosine to ``ddgan_lr_final`` by the last
-iteration, ``lr(s) = lr_final + (lr - lr_final)(1 + cos(pi s)) / 2`` at training progress ``s`` in
-[0, 1), and, with ``ddgan_ema > 0``, an exponential moving average of G's weights samples, as in the
-official code. Sampling runs the reverse chain: ``T`` generator calls
+(``ddgan_lr_g``, ``ddgan_lr_d``), by default (``ddgan_lr_schedule="cosine"``) decayed along a cosine
+to ``LR_FINAL`` by the last iteration, ``lr(s) = LR_FINAL + (lr - LR_FINAL)(1 + cos(pi s)) / 2`` at
+training progress ``s`` in [0, 1), and, with ``ddgan_ema > 0``, an exponential moving average of G's
+weights samples, as in the official code. Sampling runs the reverse chain: ``T`` generator calls
 per sample (the NFE the toy reports). Every random draw comes from the member's
 own generator, so a run replays exactly and resumes from a checkpoint bit for bit.
 """
@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from ...conditioning import TimestepEmbedding
 from ...ddgan import DenoisingChain
 from ..ensemble import EnsembleMLP
+
+LR_FINAL = 1e-5  # where the official code's cosine schedule ends (its eta_min)
 
 
 class DdganEnsemble:
@@ -40,7 +42,7 @@ class DdganEnsemble:
         betas = (config.adam_betas[0], config.ddgan_beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), config.ddgan_lr_g or config.lr, betas=betas, foreach=True)
         self.opt_d = torch.optim.Adam(self.D.parameters(), config.ddgan_lr_d or config.lr, betas=betas, foreach=True)
-        self.lr_final = config.ddgan_lr_final
+        self.lr_final = LR_FINAL if config.ddgan_lr_schedule == "cosine" else None
         self.lr_start = [self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]]
         self.ema = config.ddgan_ema
         self.G_ema = copy.deepcopy(self.G).requires_grad_(False) if self.ema else None  # what samples, with an EMA

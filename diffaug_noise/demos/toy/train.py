@@ -36,7 +36,8 @@ STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gen
 class ToyConfig:
     """Settings of the toy run; defaults are the ones docs/toy.md reports."""
 
-    iterations: int = knob(6000, "Training iterations (one D and one G step each).", kind=int, minimum=1,
+    iterations: int = knob(None, "Training iterations (one D and one G step each).  [default: 6000; 12000 with "
+                                 "ddgan among the methods, which needs them (docs/toy.md)]", kind=int, minimum=1,
                            aliases=("--iters",))
     seeds: tuple = knob((0,), "Seeds: every method trains once per seed (0..N-1).", kind="count")
     methods: tuple = knob(("plain", "diffusion"), "Comma-separated: plain, instance (Gaussian instance noise, std "
@@ -77,9 +78,9 @@ class ToyConfig:
     ddgan_ema: float = knob(0.0, "Decay of an exponential moving average of the 'ddgan' G's weights, which then "
                                  "samples (official: 0.9999 over 400k+ iterations); 0: none.", kind=float, minimum=0.0,
                             maximum=1.0)
-    ddgan_lr_final: float = knob(None, "Learning rate the 'ddgan' G and D decay to by the last iteration, along a "
-                                       "cosine (the official code's schedule, to 1e-5); none: constant.", kind=float,
-                                 minimum=0.0)
+    ddgan_lr_schedule: str = knob("cosine", "Learning rates of the 'ddgan' G and D over training: constant, or a "
+                                            "cosine decay to 1e-5 by the last iteration (the official code's).",
+                                  kind=str, choices=("constant", "cosine"))
     eval_samples: int = knob(2500, "Generated samples for the metrics.", kind=int, minimum=1)
     hq_stds: float = knob(3.0, "High-quality radius, in mode stds.", kind=float, minimum=0.0, exclusive_minimum=True)
     min_count: int = knob(20, "High-quality samples for a mode to count as covered.", kind=int, minimum=1)
@@ -90,6 +91,8 @@ class ToyConfig:
 
     def __post_init__(self):
         check_knobs(self)
+        if self.iterations is None:
+            self.iterations = 12000 if "ddgan" in self.methods else 6000
         if self.embed_dim % 2:
             raise ValueError(f"embed_dim must be even (cosines and sines of t); got {self.embed_dim}")
 
