@@ -1,4 +1,4 @@
-"""What the demos' training loops share: what D sees per ensemble member, and the spread of results over seeds.
+"""What the demos' training loops share: what D sees per ensemble member, restoring a checkpoint, the spread over seeds.
 
 Every demo trains its (method, seed) runs as members of one batched ensemble (:mod:`.ensemble`), so
 one seed's runs share data, latents and initial weights whatever the method.
@@ -8,6 +8,8 @@ from __future__ import annotations
 import statistics
 
 import torch
+
+from ..checkpoint import pairs
 
 
 def member_inputs(x, noise, instance_sigma: float, generator, augment=None):
@@ -39,3 +41,21 @@ def summarize(runs: list[dict], methods, metrics) -> dict:
             for key in metrics
         }
     return out
+
+
+def restore_members(saved: dict, G, D, opt_g, opt_d, generators: list, stateful: list) -> None:
+    """Load what every demo's checkpoint holds alike; call inside :func:`~diffaug_noise.checkpoint.restoring`.
+
+    ``saved["G"]``, ``["D"]``, ``["opt_g"]``, ``["opt_d"]`` go to the networks and optimizers;
+    ``saved["data_gens"] + saved["noise_gens"]`` to ``generators`` (in that order), and
+    ``saved["noises"] + saved["controllers"]`` to ``stateful`` (a ``None`` entry: a member without one).
+    """
+    G.load_state_dict(saved["G"])
+    D.load_state_dict(saved["D"])
+    opt_g.load_state_dict(saved["opt_g"])
+    opt_d.load_state_dict(saved["opt_d"])
+    for g, s in pairs(generators, saved["data_gens"] + saved["noise_gens"]):
+        g.set_state(s.cpu() if g.device.type == "cpu" else s)
+    for obj, s in pairs(stateful, saved["noises"] + saved["controllers"]):
+        if obj is not None:
+            obj.load_state_dict(s)

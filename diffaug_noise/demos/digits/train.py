@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 
 from ...augment import DiffAugment
-from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
+from ...checkpoint import json_safe, load_training_state, remove_stale_temps, restoring, save_checkpoint
 from ...controller import AdaptiveController
 from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ...knobs import check_knobs, knob
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
 from ...timesteps import T_DISTS
-from ..training import member_inputs, summarize
+from ..training import member_inputs, restore_members, summarize
 from .classifier import load_classifier
 from .conv import CONV_CONDITIONINGS, RESOLUTIONS, conv_discriminator, conv_generator, to_digit_pixels, upsample
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
@@ -260,15 +260,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     if resume and os.path.exists(checkpoint):
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
-            G.load_state_dict(saved["G"])
-            D.load_state_dict(saved["D"])
-            opt_g.load_state_dict(saved["opt_g"])
-            opt_d.load_state_dict(saved["opt_d"])
-            for g, s in pairs(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
-                g.set_state(s.cpu() if g.device.type == "cpu" else s)
-            for obj, s in pairs(list(noises) + list(controllers), saved["noises"] + saved["controllers"]):
-                if obj is not None:
-                    obj.load_state_dict(s)
+            restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, list(noises) + list(controllers))
             history = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
                        for key, value in saved["history"].items()}
             if set(history) != {"iteration", "T", "r_d", "score_iteration",

@@ -16,14 +16,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ...checkpoint import json_safe, load_training_state, pairs, remove_stale_temps, restoring, save_checkpoint
+from ...checkpoint import json_safe, load_training_state, remove_stale_temps, restoring, save_checkpoint
 from ...conditioning import TimestepEmbedding
 from ...controller import AdaptiveController
 from ...knobs import check_knobs, knob
 from ...noise import DiffusionNoise
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
-from ..training import member_inputs, summarize
+from ..training import member_inputs, restore_members, summarize
 from .ddgan import DdganEnsemble
 
 METHODS = ("plain", "instance", "diffusion", "ddgan")
@@ -200,15 +200,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     if resume and os.path.exists(checkpoint):
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
-            G.load_state_dict(saved["G"])
-            D.load_state_dict(saved["D"])
-            opt_g.load_state_dict(saved["opt_g"])
-            opt_d.load_state_dict(saved["opt_d"])
-            for g, s in pairs(data_gens + noise_gens, saved["data_gens"] + saved["noise_gens"]):
-                g.set_state(s.cpu() if g.device.type == "cpu" else s)
-            for obj, s in pairs(noises + controllers, saved["noises"] + saved["controllers"]):
-                if obj is not None:
-                    obj.load_state_dict(s)
+            restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, noises + controllers)
             history = dict(saved["history"])
             if ddgan is not None:
                 ddgan.load_state_dict(saved["ddgan"])
