@@ -78,7 +78,7 @@ def digits_command(**params):
     default, 3 methods x 3 seeds: about 100 s); results and every setting tried: docs/digits.md.
 
     --net conv trains DCGAN-style convolutional G and D on the digits upsampled to 16 px, 100
-    training digits, with DiffAugment beside the three (4 methods x 3 seeds: about 4 min on 2
+    training digits, with DiffAugment beside the three (4 methods x 3 seeds: 4-5 min on 2
     cores; add diffusion-fixed and diffaugment+diffusion with --methods); its defaults come from its
     own tuning.
     If the run is killed, rerun the same command with --resume.
