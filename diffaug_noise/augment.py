@@ -82,7 +82,7 @@ class DiffAugment(nn.Module):
         zero_one = ((x + 1) / 2).clamp(0, 1)
         factors = [params[name].to(x.dtype).view(B, 1, 1, 1) for name in ("brightness", "contrast", "saturation")]
         steps = (lambda v, f: (v + f).clamp(0, 1), lambda v, f: (v * f).clamp(0, 1),
-                 (lambda v, f: _saturate(v, f)) if C == 3 else (lambda v, f: v))  # grey has no saturation
+                 _saturate if C == 3 else (lambda v, f: v))  # grey has no saturation
         y = torch.zeros_like(zero_one)
         for index, order in enumerate(ORDERS):  # each sample's steps in its order, one sub-batch per order
             members = (params["order"] == index).nonzero().squeeze(1)

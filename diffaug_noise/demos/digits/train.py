@@ -69,11 +69,12 @@ NET_DEFAULTS = {
 def _per_net(name: str) -> str:
     mlp, conv = (",".join(v) if isinstance(v, tuple) else v for v in NET_DEFAULTS[name])
     return f"  [default: mlp {mlp}; conv {conv}]"
+
+
 METRICS = ("score", "best_score", "classes_covered")  # per-run numbers summarised over seeds
+# what a checkpoint holds besides the config
 STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gens", "noise_gens", "noises",
-              "controllers",
-              # what a checkpoint holds besides the config
-              "history", "sign_sums", "signs_counted", "latest", "samples")
+              "controllers", "history", "sign_sums", "signs_counted", "latest", "samples")
 
 
 @dataclasses.dataclass
@@ -261,11 +262,11 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
             restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, list(noises) + list(controllers))
-            history = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
-                       for key, value in saved["history"].items()}
-            if set(history) != {"iteration", "T", "r_d", "score_iteration",
-                                "score"} or set(history["score"]) != set(range(K)):
+            restored = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
+                        for key, value in saved["history"].items()}
+            if set(restored) != set(history) or set(restored["score"]) != set(history["score"]):
                 raise KeyError("the history of another run")
+            history = restored
             sign_sums = saved["sign_sums"].to(device=device, dtype=torch.float64).view(K).clone()
             signs_counted, latest, samples = int(saved["signs_counted"]), dict(saved["latest"]), saved["samples"]
             first, wall_before = int(saved["iteration"]) + 1, float(saved["wall_seconds"])
