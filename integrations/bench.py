@@ -165,8 +165,9 @@ def _failure(lines: list) -> str:
     return (named or lines or ["no output"])[-1]
 
 
-def _run_child(payload: str, on_tick: Callable[[str], None] | None, limit: float | None = None) -> tuple:
-    """One mode in a fresh Python, in a session of its own, stopped after ``limit`` seconds (None: when it ends).
+def run_child(payload: str, on_tick: Callable[[str], None] | None, limit: float | None = None) -> tuple:
+    """One run of :func:`run_mode` in a fresh Python, in a session of its own, stopped after ``limit`` seconds (None:
+    when it ends); ``payload`` is the JSON list of :func:`run_mode`'s arguments.
 
     Its tick lines go to ``on_tick`` as upstream prints them. Returns the exit code, every output line
     (stderr merged) and whether the limit stopped it. Afterwards its whole process group is killed: what
@@ -216,7 +217,7 @@ def bench_upstream(bench: UpstreamBench, repo, upstream_args: list, outdir, shim
         run_outdir = pathlib.Path(flag_value(args, "--outdir"))  # the last one given, as upstream's click takes it
         payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
         earlier, began, start = _folders(run_outdir), time.time(), time.perf_counter()
-        code, lines, stopped = _run_child(payload, None if on_tick is None else functools.partial(on_tick, mode),
+        code, lines, stopped = run_child(payload, None if on_tick is None else functools.partial(on_tick, mode),
                                           limit=seconds_per_run)
         wall = time.perf_counter() - start
         if not stopped and code != 0:

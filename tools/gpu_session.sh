@@ -4,6 +4,7 @@
 #     OUT=out tools/gpu_session.sh ops cifar kernel tests   # 3.5 minutes on an H200 (2026-11-28)
 #     OUT=out tools/gpu_session.sh projectedgan             # at most 5.5 minutes (2 runs of 150 s, and the data)
 #     OUT=out tools/gpu_session.sh paper256                 # at most 7 minutes (2 runs of 200 s, and the data)
+#     OUT=out tools/gpu_session.sh evidence                 # EVIDENCE_SECONDS (450) and ~40 s of set-up
 #
 #   ops           stylegan2-ada's custom CUDA ops build and load, with no fallback warning?
 #   cifar         `diffaug-noise bench upstream`, stylegan2 at 32 px (--cfg cifar --batch 64), 12 kimg a run
@@ -11,6 +12,8 @@
 #   paper256      the same for stylegan2 at 256 px (--cfg paper256 --batch 64), 200 s a run
 #   kernel        `diffaug-noise bench --device cuda` at the two shapes of its speed goals
 #   tests         the gpu-marked tests
+#   evidence      tools/gpu_evidence.py: the conv digits study at 32 px and upstream StyleGAN3 on the digits, four
+#                 arms, at once for EVIDENCE_SECONDS (default 450); its results land in $OUT/evidence.tar.gz
 #
 # Run it on the GPU machine from the repository root, with unmodified upstream checkouts in the
 # ignored folder .upstream/ (their files, e.g. `git -C ~/stylegan2-ada-pytorch archive HEAD | tar -x
@@ -21,10 +24,10 @@
 # step has its own time limit, so one that hangs costs its limit, not the lease.
 #
 # DEVICE=cpu runs ops, cifar and kernel on a CPU against the stylegan2 stand-in of the tests
-# (upstream at 32 px takes ~40 minutes a kimg on two cores): a check of the script, not a
-# measurement; the other parts are for GPUs only.
+# (upstream at 32 px takes ~40 minutes a kimg on two cores), and evidence at its small sizes: a check
+# of the script, not a measurement; the other parts are for GPUs only.
 set -uo pipefail
-[ $# -gt 0 ] || { echo "name the parts: ops cifar projectedgan paper256 kernel tests"; exit 2; }
+[ $# -gt 0 ] || { echo "name the parts: ops cifar projectedgan paper256 kernel tests evidence"; exit 2; }
 OUT=${OUT:-gpu-session}
 DEVICE=${DEVICE:-cuda}
 UP=${UPSTREAM_DIR:-.upstream}
@@ -137,12 +140,22 @@ EOF
         step "Noise forward; goals: ours/randn <= 2.0 at 64x3x32x32, ours/copy <= 1.3 at 256x3x256x256"
         timeout 90 diffaug-noise bench --device "$DEVICE" --no-d-step --repeats "$REPEATS" \
             --shapes 64x3x32x32,256x3x256x256 --json "$OUT/bench.json" ;;
+    evidence)
+        step "Evidence: the conv digits study and StyleGAN3 on the digits, at once"
+        seconds=${EVIDENCE_SECONDS:-450}
+        small=(); [ "$DEVICE" = cuda ] || small=(--small --workers 1)
+        rm -rf /tmp/gpu-evidence
+        timeout $((seconds + 60)) python3 tools/gpu_evidence.py --out /tmp/gpu-evidence --device "$DEVICE" \
+            --seconds "$seconds" --stylegan3 "$UP/stylegan3" "${small[@]}"
+        echo "exit $?"
+        cp /tmp/gpu-evidence/*.md "$OUT"/ 2>/dev/null
+        tar -czf "$OUT/evidence.tar.gz" -C /tmp/gpu-evidence . ;;
     tests)
         step "GPU tests"
         timeout 180 python3 -m pytest -q -m gpu -p no:cacheprovider --continue-on-collection-errors tests 2>&1 \
             | tee "$OUT/tests.txt" | tail -30 ;;
     *)
-        echo "unknown part $part: ops cifar projectedgan paper256 kernel tests"; exit 2 ;;
+        echo "unknown part $part: ops cifar projectedgan paper256 kernel tests evidence"; exit 2 ;;
     esac
 done
 step "done"

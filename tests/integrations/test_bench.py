@@ -74,7 +74,7 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
         report = bench.NOISE_LINE + json.dumps({"noise_seconds": noise})
         return 0, [line for i in range(4) for line in (f"tick {i}", report)], False
 
-    monkeypatch.setattr(bench, "_run_child", child)
+    monkeypatch.setattr(bench, "run_child", child)
     measured, unmeasured = ("noise forward 12.50 % of the diffusion run's sec/kimg",
                             "noise forward not measured with --gpus > 1 (the ranks are processes of their own)")
     for name, gpus, share in (("one", ["--gpus", "1"], measured), ("two", ["--gpus", "2"], unmeasured),
@@ -130,7 +130,7 @@ print("tick 0", flush=True)
 time.sleep(120)
 """)
     ticks, began = [], time.perf_counter()
-    code, lines, stopped = bench._run_child("[]", ticks.append, limit=2.0)
+    code, lines, stopped = bench.run_child("[]", ticks.append, limit=2.0)
     assert stopped and time.perf_counter() - began < 30 and ticks == ["tick 0"] and "tick 0" in lines
     grandchild = int(pid_file.read_text())
     for _ in range(100):  # killed with the group; the init process reaps it
@@ -143,4 +143,4 @@ time.sleep(120)
         os.kill(grandchild, 9)
         raise AssertionError("the run's own child outlived it")
     monkeypatch.setattr(bench, "_CHILD", "import sys; print('tick 0'); sys.exit(3)")
-    assert bench._run_child("[]", None, limit=None) == (3, ["tick 0"], False)  # no limit: it runs to its end
+    assert bench.run_child("[]", None, limit=None) == (3, ["tick 0"], False)  # no limit: it runs to its end
