@@ -26,6 +26,12 @@ def _check_unit_interval(name: str, value, fix: str) -> float:
     return value
 
 
+def _drawn_by(generator: torch.Generator | None) -> dict:
+    """``torch.rand``'s keyword for ``generator``; none for the default one, since the overload taking a generator
+    accepts no symbolic sizes (``torch.compile(dynamic=True)`` fails on it)."""
+    return {} if generator is None else {"generator": generator}
+
+
 class DiffusionNoise(nn.Module):
     r"""Adaptive forward diffusion: ``y = sqrt(abar_t) x + sqrt(1 - abar_t) sigma eps``.
 
@@ -357,7 +363,7 @@ class DiffusionNoise(nn.Module):
             raise ValueError(f"shape must be a batch size or a tuple of sizes, each an int >= 0; got {shape!r}")
         shape = tuple(shape)
         device = self.t_cdf.device if device is None else torch.device(device)
-        return self._t_from_uniform(torch.rand(shape, dtype=torch.float64, device=device, generator=generator))
+        return self._t_from_uniform(torch.rand(shape, dtype=torch.float64, device=device, **_drawn_by(generator)))
 
     def _t_from_uniform(self, u: torch.Tensor) -> torch.Tensor:
         """The inverse CDF of the law of ``t``: ``t = #{k : cdf_k <= u}`` for float64 ``u`` in [0, 1)."""
@@ -431,7 +437,7 @@ class DiffusionNoise(nn.Module):
                 t_shape = self._t_shape(x)
                 # One draw for the t of every sample and, last, the kernel's 64-bit seed (two uniforms): one launch
                 # fewer.
-                u = torch.rand(math.prod(t_shape) + 2, dtype=torch.float64, device=x.device, generator=generator)
+                u = torch.rand(math.prod(t_shape) + 2, dtype=torch.float64, device=x.device, **_drawn_by(generator))
                 t = self._t_from_uniform(u[:-2]).view(t_shape)
                 return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-2:]), t
         t, eps = self.sample(x, generator)

@@ -60,7 +60,8 @@ def environment(device: str) -> dict:
 
 # ---------------------------------------------------------------- the conv study
 
-def conv_part(out: pathlib.Path, work: pathlib.Path, device: str, budget: float, small: bool, workers: int) -> None:
+def conv_part(out: pathlib.Path, work: pathlib.Path, device: str, budget: float, small: bool, workers: int,
+              train_sizes: tuple) -> None:
     from diffaug_noise.demos.digits.study import CONV_GRID, StudySettings, format_study, run_study
 
     if small:
@@ -71,7 +72,7 @@ def conv_part(out: pathlib.Path, work: pathlib.Path, device: str, budget: float,
                                  calibration_iterations=12, seeds_per_job=1, workers=workers)
         base = dict(net="conv", resolution=16, width=2, eval_every=20, eval_samples=200, batch_size=16)
     else:
-        settings = StudySettings(budget_seconds=budget, workers=workers)
+        settings = StudySettings(train_sizes=train_sizes, budget_seconds=budget, workers=workers)
         base = dict(net="conv", resolution=32, width=32, eval_every=250, eval_samples=2000, batch_size=64, lr=5e-4)
     base["device"] = device
 
@@ -271,6 +272,7 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", default="conv,stylegan3", help="Comma-separated: conv, stylegan3.")
     parser.add_argument("--stylegan3", default=".upstream/stylegan3", help="An unmodified stylegan3 checkout.")
     parser.add_argument("--workers", type=int, default=8, help="Worker processes of the conv study.")
+    parser.add_argument("--train-sizes", default="100,500", help="Training-set sizes of the conv study.")
     parser.add_argument("--small", action="store_true", help="CPU-sized settings: a check of the script.")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -286,7 +288,10 @@ def main(argv=None) -> int:
     # The arms stop at 65 % of the time; scoring their snapshots takes the next ~15 %. The study's two phases are
     # planned, after its calibration (~10 %), for 75 %: calibrated while the arms ran, they end sooner once the arms
     # have stopped.
-    jobs = {"conv": lambda: conv_part(args.out, args.work, args.device, 0.75 * args.seconds, args.small, args.workers),
+    sizes = tuple(int(v) for v in args.train_sizes.split(","))
+    conv_share = 0.75 if "stylegan3" in parts else 0.85  # alone, only its calibration comes before its phases
+    jobs = {"conv": lambda: conv_part(args.out, args.work, args.device, conv_share * args.seconds, args.small,
+                                      args.workers, sizes),
             "stylegan3": lambda: stylegan3_part(args.out, args.work, args.device, 0.65 * args.seconds, args.small,
                                                 str(pathlib.Path(args.stylegan3).resolve()))}
     failures = []

@@ -33,6 +33,16 @@ def test_noise_then_D_compiles_as_one_graph_and_backpropagates():
     torch.testing.assert_close(y_eager, y_compiled)
 
 
+def test_noise_compiles_with_a_dynamic_batch():
+    # A recompiled step marks the batch dynamic; torch.rand(..., generator=None) then failed to trace (symbolic size
+    # in the generator overload), on the CPU path and in the fused CUDA path alike (found on an H200, 2026-12-04).
+    noise = dn.DiffusionNoise(sigma=0.5, p=0.5)
+    compiled = torch.compile(noise, dynamic=True, fullgraph=True, backend="aot_eager")
+    for batch in (4, 6):
+        y, t = compiled(torch.zeros(batch, 3, 4, 4))
+        assert y.shape == (batch, 3, 4, 4) and t.shape == (batch,) and bool(((t >= 1) & (t <= noise.T)).all())
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_keeps_dtypes_and_the_law_of_y(dtype):
     noise = dn.DiffusionNoise(sigma=0.5, p=0.2)
