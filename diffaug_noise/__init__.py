@@ -9,6 +9,8 @@ condition the discriminator on the timestep, and let a controller adapt the diff
 >>> y, t = noise(torch.randn(8, 3, 32, 32))
 """
 from . import theory
+from .attached import AttachedConditioning, Blind, TimestepChannels, TimestepFiLM
+from .aware import LOSSES, DiffusionAwareDiscriminator
 from .conditioning import (
     CONDITIONINGS,
     AdaGroupNorm,
@@ -28,16 +30,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONDITIONINGS",
+    "LOSSES",
     "AdaGroupNorm",
     "AdaptiveController",
+    "AttachedConditioning",
+    "Blind",
+    "DiffusionAwareDiscriminator",
     "DiffusionNoise",
     "PRESETS",
     "RawTimestep",
     "SCHEDULES",
     "SIGNALS",
     "T_DISTS",
+    "TimestepChannels",
     "TimestepConditionedDiscriminator",
     "TimestepEmbedding",
+    "TimestepFiLM",
     "TimestepLabel",
     "TimestepProjectionHead",
     "alphas_cumprod",
