@@ -46,6 +46,11 @@ def _is_conv(module: nn.Module) -> bool:
     return isinstance(module, _CONVS)
 
 
+def _key(name: str) -> str:
+    """A layer's name as a key of a ModuleDict or ParameterDict (no dots, not empty: D itself is ``(root)``)."""
+    return name.replace(".", "-") or "(root)"
+
+
 def entry_layers(D: nn.Module) -> list:
     """The names of D's entry convolutions: the first of each sub-discriminator, or D's first.
 
@@ -174,7 +179,7 @@ class TimestepChannels(AttachedConditioning):
                 raise ValueError(f"layer {name!r} is a {what}: it cannot take t as input channels (a Conv1d/2d/3d with "
                                  f"groups=1 can); use conditioning='film-hooks'")
             weight = nn.Parameter(conv.weight.new_zeros(conv.out_channels, self.embed_dim, *conv.kernel_size))
-            self.weights[name.replace(".", "-")] = weight  # ParameterDict keys may not hold dots
+            self.weights[_key(name)] = weight
             self._handles.append(conv.register_forward_hook(self._hook(name, weight)))
         return names
 
@@ -214,7 +219,7 @@ class TimestepFiLM(AttachedConditioning):
             modulation = nn.Linear(self.embed_dim, 2 * width)
             nn.init.zeros_(modulation.weight)
             nn.init.zeros_(modulation.bias)
-            self.modulations[name.replace(".", "-")] = modulation  # ModuleDict keys may not hold dots
+            self.modulations[_key(name)] = modulation
             self._handles.append(layer.register_forward_hook(self._hook(name, modulation)))
         return names
 

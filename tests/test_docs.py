@@ -3,6 +3,7 @@ import importlib
 import pathlib
 import re
 import shlex
+import sys
 import warnings
 
 import pytest
@@ -16,15 +17,18 @@ def fenced(lang, text=README):
     return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_usage_example_runs_and_adapts():
-    (example,) = fenced("python")
+def test_readme_usage_examples_run_and_adapt():
+    example, forms = fenced("python")
     assert len(example.strip().splitlines()) <= 20
+    assert sum("# +" in line for line in example.splitlines()) <= 5  # the lines a user adds
     namespace = {}
     exec(compile(example, "README.md", "exec"), namespace)
-    noise, ctrl = namespace["noise"], namespace["ctrl"]
-    assert ctrl.step == 20 and ctrl.step // ctrl.interval == 5
-    assert noise.T == noise.t_min + round(noise.p * (noise.t_max - noise.t_min))
+    D = namespace["D"]
+    assert D.controller.step == 20 and D.controller.step // D.controller.interval == 5
+    assert D.noise.T == D.noise.t_min + round(D.noise.p * (D.noise.t_max - D.noise.t_min))
     assert isinstance(namespace["loss_g"], torch.Tensor) and torch.isfinite(namespace["loss_g"])
+    exec(compile(example.split("\nfor step")[0] + "\n" + forms, "README.md", "exec"), namespace)
+    assert namespace["msd"].controller is namespace["mpd"].controller and namespace["D"].condition_channels == 3
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
@@ -46,10 +50,37 @@ def test_ddgan_doc_example_trains_and_samples_with_T_generator_calls():
 
 def test_every_example_of_the_losses_page_runs():
     examples = fenced("python", (ROOT / "docs" / "losses.md").read_text())
-    assert len(examples) == 3
+    assert len(examples) == 4
     for example in examples:
         assert len(example.strip().splitlines()) <= 25
         exec(compile(example, "docs/losses.md", "exec"), {})
+
+
+RECIPES = (("pix2pix", "netD"), ("taming", "loss.discriminator"), ("hifigan", "mpd"))  # per block: stand-in, wrapper
+
+
+def test_every_recipe_of_the_any_discriminator_page_runs_against_its_upstreams_stand_in():
+    from helpers import forget_upstream
+
+    examples = fenced("python", (ROOT / "docs" / "any-discriminator.md").read_text())
+    assert len(examples) == len(RECIPES)
+    runs = list(zip(examples, RECIPES))
+    runs.append((examples[0].replace('gan_mode = "lsgan"', 'gan_mode = "vanilla"'), RECIPES[0]))
+    assert runs[-1][0] != examples[0]
+    for example, (standin, wrapper) in runs:
+        assert len(example.strip().splitlines()) <= 30
+        assert sum("# +" in line for line in example.splitlines()) <= 5  # the lines a user adds
+        folder = ROOT / "tests" / "standins" / standin
+        forget_upstream(folder, ("models", "taming"))  # another test's stand-in of the same module name
+        sys.path.insert(0, str(folder))
+        try:
+            namespace = {}
+            exec(compile(example, f"docs/any-discriminator.md ({standin})", "exec"), namespace)
+        finally:
+            forget_upstream(folder, ("models", "taming"))
+        D = eval(wrapper, namespace)
+        assert isinstance(D, namespace["dn"].DiffusionAwareDiscriminator)
+        assert D.controller.step >= 2 and float(D.controller._sums[1]) > 0  # it stepped and read the reals
 
 
 # Docs that cannot drift: every repo path, module and command line README.md and docs/ show is real.

@@ -16,13 +16,16 @@ ATTACHING = ("channels", "film-hooks", "none")
 
 
 def _import(folder, module):
+    """A stand-in's module, left out of sys.modules: pix2pix's `models` package and HiFi-GAN's `models` module share a
+    name."""
+    root = module.split(".")[0]
     sys.path.insert(0, str(STANDINS / folder))
     try:
-        for name in [n for n in sys.modules if n == module.split(".")[0] or n.startswith(module.split(".")[0] + ".")]:
-            del sys.modules[name]  # pix2pix's `models` package and HiFi-GAN's `models` module share a name
         return __import__(module, fromlist=["_"])
     finally:
         sys.path.remove(str(STANDINS / folder))
+        for name in [n for n in sys.modules if n == root or n.startswith(root + ".")]:
+            del sys.modules[name]
 
 
 pix2pix = _import("pix2pix", "models.networks")
