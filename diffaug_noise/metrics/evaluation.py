@@ -83,6 +83,7 @@ from ..data import prepare  # noqa: E402
 from ..data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
 from ..data.registry import data_root as data_root_of  # noqa: E402
 from ..data.sources import ImageDataset  # noqa: E402
+from ..safe_paths import folder_under  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
 
 INCEPTION = "inception-v3-compat"
@@ -251,10 +252,11 @@ def evaluate(
     else:
         fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True,
                                                                      **features)
+    folder = _cache_folder(root) if cache else None
     cache_file = None
-    if cache:
+    if folder is not None:
         key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
-        cache_file = root / "fidelity-cache" / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
+        cache_file = folder / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
     real_features = _read_cache(cache_file, layers)
     if real_features is None:
         real_features = fidelity_utils.get_featuresdict_from_dataset(real_set, extractor, save_cpu_ram=True, **features)
@@ -323,11 +325,20 @@ def _write_cache(path: pathlib.Path | None, features: dict) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, format=np.int64(CACHE_FORMAT), **{f"layer_{k}": v.numpy() for k, v in features.items()})
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, write)
     except OSError as err:  # a read-only or full data root: the score is the same, only not cached
         message = str(err) if isinstance(err, StorageError) else str(storage_error(err, path))
         warnings.warn(f"{message}; the real features are not cached (--no-cache does not try)")
+
+
+def _cache_folder(root: pathlib.Path) -> pathlib.Path | None:
+    """``<root>/fidelity-cache``, made if missing; None (with a warning) where it cannot be, or is a planted link."""
+    try:
+        return folder_under(root, root / "fidelity-cache")
+    except OSError as err:  # a read-only root, or a link someone planted: the score is the same, only not cached
+        message = str(err) if isinstance(err, StorageError) else str(storage_error(err, root / "fidelity-cache"))
+        warnings.warn(f"{message}; the real features are not cached (--no-cache does not try)", stacklevel=3)
+        return None
 
 
 def _real_path(real, data_root) -> pathlib.Path:
