@@ -21,6 +21,7 @@ from ...conditioning import TimestepEmbedding
 from ...controller import AdaptiveController
 from ...knobs import check_knobs, knob
 from ...noise import DiffusionNoise
+from .. import checkpoint_fields as fields
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
 from ..training import member_inputs, restore_members, summarize
@@ -123,6 +124,36 @@ def train_toy(
         torch.set_num_threads(previous_threads)
 
 
+def _check_saved(saved: dict, config: ToyConfig, G, D, opt_g, opt_d, generators, noises, history, ddgan) -> None:
+    """Every field of a checkpoint against its type, its range and this run; ``ValueError`` naming the first that
+    lies (:mod:`~diffaug_noise.demos.checkpoint_fields`)."""
+    iteration = fields.check_count("iteration", saved["iteration"], 1, config.iterations)
+    fields.check_number("wall_seconds", saved["wall_seconds"], 0.0)
+    fields.check_members(saved, G, D, opt_g, opt_d, generators)
+    saved_history = saved["history"]
+    fields.check_keys("history", saved_history, history)
+    steps = fields.logged_steps(config.log_every, iteration, config.iterations)
+    if saved_history["iteration"] != steps:
+        raise ValueError(f"history.iteration must list the {len(steps)} logged steps up to iteration {iteration}; got "
+                         f"{saved_history['iteration']!r:.80}")
+    for key in ("T", "r_d"):
+        fields.check_keys(f"history.{key}", saved_history[key], history[key])
+    for k in history["T"]:
+        fields.check_series(f"history.T[{k}]", saved_history["T"][k], len(steps), noises[k].t_min, noises[k].t_max,
+                            whole=True)
+        fields.check_series(f"history.r_d[{k}]", saved_history["r_d"][k], len(steps), -1.0, 1.0, nan=True)
+    fields.check_number("history.ddgan_seconds", saved_history["ddgan_seconds"], 0.0)
+    if ddgan is None:
+        fields.check_like("ddgan", saved["ddgan"], None)
+    else:
+        fields.check_keys("ddgan", saved["ddgan"], ddgan.state_dict())
+        for key, module in (("G", ddgan.G), ("D", ddgan.D), ("G_ema", ddgan.G_ema)):
+            fields.check_like(f"ddgan.{key}", saved["ddgan"][key], None if module is None else module.state_dict())
+        fields.check_optimizer("ddgan.opt_g", saved["ddgan"]["opt_g"], ddgan.opt_g)
+        fields.check_optimizer("ddgan.opt_d", saved["ddgan"]["opt_d"], ddgan.opt_d)
+        fields.check_like("ddgan.gens", saved["ddgan"]["gens"], [g.get_state() for g in ddgan.gens])
+
+
 def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
     members = [(m, s) for m in config.methods if m != "ddgan" for s in config.seeds]
     ddgan_seeds = list(config.seeds) if "ddgan" in config.methods else []
@@ -200,6 +231,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     if resume and os.path.exists(checkpoint):
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
+            _check_saved(saved, config, G, D, opt_g, opt_d, data_gens + noise_gens, noises, history, ddgan)
             restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, noises + controllers)
             history = dict(saved["history"])
             if ddgan is not None:
