@@ -104,7 +104,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         for bar in bars:
             bar.close()
     if report.outside:
-        click.echo(f"warning: did not follow {len(report.outside)} symlink(s) pointing out of the source: "
+        click.echo(f"warning: did not follow {len(report.outside)} symlink(s) pointing out of the source or in a loop: "
                    f"{_shown(report.outside)}", err=True)
     if report.up_to_date:
         click.echo(f"{report.path} is up to date ({report.images} images); nothing to do (--force rebuilds it)")

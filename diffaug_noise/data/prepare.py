@@ -65,7 +65,7 @@ class PrepareReport:
     up_to_date: bool  # True: the zip already matched source and settings; nothing was written
     resolution: int  # side of the written images
     oversized: list = dataclasses.field(default_factory=list)  # "key (why)" of each image over the limits, not decoded
-    # symlinks in the source folder pointing out of it, not followed
+    # symlinks in the source folder pointing out of it ("name") or in a loop ("name (a symlink loop)"), not followed
     outside: list = dataclasses.field(default_factory=list)
 
 

@@ -22,6 +22,7 @@ SIGBUS when its missing pages are read.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import os
@@ -141,7 +142,8 @@ class ImageFiles:
     """Image files in a folder tree or a zip, in sorted path order.
 
     In a folder, a symlink (to a file or a folder) whose target lies outside the folder is not
-    followed: a source is what is inside it. Those left out are listed in :attr:`outside`.
+    followed: a source is what is inside it. Symlink loops end (a folder read once, a looping file
+    link skipped). Those left out are listed in :attr:`outside`, loops as ``"name (a symlink loop)"``.
     """
 
     format = "image_folder"
@@ -173,7 +175,14 @@ class ImageFiles:
                 file = folder / name
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                if not file.resolve().is_relative_to(real_root):
+                try:
+                    target = file.resolve()
+                except (RuntimeError, OSError) as err:  # RuntimeError before Python 3.13, OSError(ELOOP) since
+                    if isinstance(err, OSError) and err.errno != errno.ELOOP:
+                        raise
+                    self.outside.append(f"{file.relative_to(root)} (a symlink loop)")
+                    continue
+                if not target.is_relative_to(real_root):
                     self.outside.append(str(file.relative_to(root)))
                 elif file.is_file():
                     names.append(str(file.relative_to(root)))
@@ -331,11 +340,23 @@ class ImageDataset(torch.utils.data.Dataset):
     def __init__(self, path: str | os.PathLike, limits: Limits = Limits()):
         self.files = ImageFiles(pathlib.Path(path), limits)
         self._zip = None
+        self._size = None  # (width, height) of the first image: every image must have it (they are batched)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        image = self._image(i)
+        if self._size is None:
+            self._size = image.size if i == 0 else self._image(0).size
+        if image.size != self._size:
+            raise DatasetError(f"image {self.files.names[i]!r} in {str(self.files.path)!r} is {image.width}x"
+                               f"{image.height}, but {self.files.names[0]!r} is {self._size[0]}x{self._size[1]}; the "
+                               "images of a set must have one size: resize them (data prepare does)")
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+    def _image(self, i: int):
+        """Image ``i`` decoded as RGB, or a :class:`DatasetError` naming it."""
         name = self.files.names[i]
         if self.files.path.is_dir():
             raw = next(self.files.items([name]))[1]
@@ -348,13 +369,12 @@ class ImageDataset(torch.utils.data.Dataset):
         if isinstance(raw, Oversized):
             raise DatasetError(f"image {where} {raw.reason}; remove it, or raise the limit")
         try:
-            image = decode(raw, self.files.limits).convert("RGB")
+            return decode(raw, self.files.limits).convert("RGB")
         except ImageTooLarge as err:
             raise DatasetError(f"image {where} is {err}; remove it, or raise the limit") from None
         except Exception as err:  # any decoder failure: name the file, not the decoder's internals
             raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace "
                                "it") from None
-        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}

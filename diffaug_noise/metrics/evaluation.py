@@ -91,6 +91,7 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 GENERATOR_SUFFIXES = (".pkl", ".pt", ".pth")
 _FIDELITY_METRIC = {"fid": "fid", "kid": "kid", "precision": "prc", "recall": "prc"}
+MIN_IMAGES = {"fid": 2, "kid": 2, "precision": 4, "recall": 4}  # per side; fewer: LinAlgError, NaN, kthvalue error
 
 
 class EvaluationError(RuntimeError):
@@ -237,6 +238,12 @@ def evaluate(
         real_set = torch.utils.data.Subset(real_set, sorted(chosen.tolist()))
     n_real = len(real_set)
     fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
+    needed = max(MIN_IMAGES[m] for m in metrics)
+    for side, given, count in (("real", real, n_real), ("fake", fake, n_fake)):
+        if count < needed:
+            raise EvaluationError(f"--{side} {str(given)!r} gives {count} image(s); {', '.join(metrics)} need at least "
+                                  f"{needed} on each side (FID and KID: 2, for a covariance and pairs; precision and "
+                                  "recall: 4, a sample and its 3 nearest neighbours)")
 
     layers = {m: spec.cls.get_default_feature_layer_for_metric(m) for m in {_FIDELITY_METRIC[m] for m in metrics}}
     extractor = spec.build(feature_extractor, sorted(set(layers.values())), weights=weights, cache_dir=root,
