@@ -2,12 +2,13 @@
 
 The holder writes its pid, host and start time into the lock file, so the second writer's error
 names the first. ``flock`` is released by the kernel when its holder dies, so a killed run holds
-nothing. A run that ends removes the lock file while it still holds the lock; a writer that
-opened the old file meanwhile finds, once it holds the lock, that the name now belongs to another
-file (or none), and starts over on the new one.
+nothing; the next run takes the lock over and says so. A run that ends removes the lock file
+while it still holds the lock; a writer that opened the old file meanwhile finds, once it holds
+the lock, that the name now belongs to another file (or none), and starts over on the new one.
 
 The lock file sits in a folder others may write to: it is opened with
-:func:`~diffaug_noise.safe_paths.open_for_writing`, never through a planted link.
+:func:`~diffaug_noise.safe_paths.open_for_writing` (never through a planted link), and what it
+holds is shown as printable ASCII only.
 
 Example:
     >>> import tempfile, pathlib
@@ -28,7 +29,9 @@ import datetime
 import fcntl
 import os
 import pathlib
+import re
 import socket
+import warnings
 
 from ..safe_paths import open_for_writing
 from .registry import DatasetError
@@ -38,6 +41,17 @@ ATTEMPTS = 20  # lock files a writer may find replaced under it before it gives 
 
 class LockedError(DatasetError):
     """Another process holds the lock; the message names it."""
+
+
+def printable(raw: bytes, limit: int = 120) -> str:
+    """``raw`` as one line of printable ASCII (anything else shown as ``?``), at most ``limit`` characters.
+
+    Example:
+        >>> printable(b"pid 7\\n\\x1b[2Jowned")
+        'pid 7??[2Jowned'
+    """
+    text = re.sub(r"[^\x20-\x7e]", "?", raw.decode("ascii", errors="replace")).strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _names_fd(path: pathlib.Path, fd: int) -> bool:
@@ -59,7 +73,7 @@ def exclusive(path: pathlib.Path, what: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "pid unknown"
+            holder = printable(os.pread(fd, 200, 0)) or "pid unknown"
             os.close(fd)
             raise LockedError(f"another {what} is at work ({holder}); wait for it to finish, or run this one with "
                               "another --out") from None
@@ -70,6 +84,10 @@ def exclusive(path: pathlib.Path, what: str):
         raise LockedError(f"the lock file {str(path)!r} was replaced {ATTEMPTS} times while we waited for it; is "
                           f"something deleting it? Run the {what} again")
     try:
+        left = printable(os.pread(fd, 200, 0))
+        if left:  # a run that ended removed its lock file: this one's holder was killed, or its host went down
+            warnings.warn(f"{what}: taking over the lock {str(path)!r} left by a run that did not finish ({left}); "
+                          "it was killed or its machine went down", stacklevel=3)
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {started}".encode(), 0)

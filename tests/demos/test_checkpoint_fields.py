@@ -134,3 +134,20 @@ def test_an_untouched_mid_run_checkpoint_passes_the_checks_and_resumes(runs, tmp
     result = CliRunner().invoke(main, args + ["--outdir", str(out), "--resume"], env=env)
     assert result.exit_code == 0, result.output
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 6
+
+
+@pytest.mark.parametrize("demo", ["toy", "digits"])
+def test_resume_of_a_finished_run_is_a_no_op_that_says_so(runs, tmp_path, demo):
+    """Was: --resume of a finished run recomputed and rewrote metrics.json and the plots."""
+    _, args, env = runs[demo]
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, args + ["--outdir", str(out)], env=env).exit_code == 0
+    written = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    assert {"metrics.json", "checkpoint.pt"} <= set(written)
+    result = CliRunner().invoke(main, args + ["--outdir", str(out), "--resume"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"the run in {out} is complete (6 of 6 iterations); nothing to do" in result.output
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == written
+    (out / "metrics.json").unlink()  # killed after its last checkpoint, before its outputs: they are written
+    result = CliRunner().invoke(main, args + ["--outdir", str(out), "--resume"], env=env)
+    assert result.exit_code == 0 and "is complete" not in result.output and (out / "metrics.json").exists()

@@ -170,7 +170,9 @@ def train_digits(
     With ``checkpoint``, the whole state (networks, optimizers, every generator's RNG state, noise and
     controller states, history, the step) is saved every ``checkpoint_every`` steps and at the end;
     ``resume=True`` continues from it bit-exactly, as if never interrupted (its config must equal
-    ``config``). Checkpoints load with ``weights_only=True``.
+    ``config``, and every field is checked first). Checkpoints load with ``weights_only=True``.
+    ``already_complete`` in the result says the checkpoint was the last one (nothing was trained:
+    the result is recomputed from it).
     """
     if checkpoint is None and resume:
         raise ValueError("resume=True needs a checkpoint path")
@@ -399,4 +401,5 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                     **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),
+        "already_complete": first > config.iterations,  # resumed from the last checkpoint: nothing was trained
     }

@@ -110,7 +110,9 @@ def train_toy(
     With ``checkpoint``, the state (networks, optimizers, every generator's RNG state, noise and
     controller state, history, iteration) is saved every ``checkpoint_every`` iterations and at the
     end; ``resume=True`` continues from it bit-exactly, as if never interrupted (the checkpoint's
-    config must equal ``config``). Checkpoints load with ``weights_only=True``.
+    config must equal ``config``, and every field is checked first). Checkpoints load with
+    ``weights_only=True``. ``already_complete`` in the result says the checkpoint was the last one
+    (nothing was trained: the result is recomputed from it).
     """
     if checkpoint is None and resume:
         raise ValueError("resume=True needs a checkpoint path")
@@ -295,4 +297,5 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
                     "r_d": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["r_d"].items()}},
         "samples": {f"{m}/seed{s}": samples[k] for k, (m, s) in enumerate(members)},
         "real": sample_grid(config.eval_samples, means, config.std, torch.Generator().manual_seed(50_000)),
+        "already_complete": first > config.iterations,  # resumed from the last checkpoint: nothing was trained
     }
