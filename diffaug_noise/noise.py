@@ -15,8 +15,9 @@ from .timesteps import CLEAN_RULES, T_DISTS, projected_gan_clean_prob, timestep_
 def _check_unit_interval(name: str, value, fix: str) -> float:
     """Return ``value`` as a float in [0, 1], or raise naming it and the allowed range."""
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar; got a tensor of shape {tuple(value.shape)}")
+        if value.numel() != 1 or value.is_meta:
+            raise ValueError(f"{name} must be a scalar with a value; got a {'meta ' if value.is_meta else ''}tensor of "
+                             f"shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number in [0, 1]; got {type(value).__name__} {value!r}")
@@ -416,6 +417,11 @@ class DiffusionNoise(nn.Module):
         if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
             got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
             raise ValueError(f"eps must be a tensor of x's shape {tuple(x.shape)}; got {got}")
+        if not eps.is_floating_point():
+            raise TypeError(f"eps must be real floating noise; got dtype {eps.dtype}")
+        for name, value in (("t", t), ("eps", eps)):
+            if value.device != x.device:
+                raise ValueError(f"{name} is on {value.device} but x on {x.device}; pass them on one device")
         if check_t and t.numel():
             low, high = torch.stack(torch.aminmax(t)).tolist()
             if low < 0 or high > self.T:

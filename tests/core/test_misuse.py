@@ -102,3 +102,21 @@ def test_pair_names_a_bad_input_before_drawing_anything(real, fake, exc, message
     with pytest.raises(exc, match=message):
         noise.pair(real, fake, generator=generator)
     assert torch.equal(generator.get_state(), before)
+
+
+def test_apply_transform_refuses_noise_that_is_not_real_floats_or_on_another_device():
+    noise = dn.DiffusionNoise(p=0.5)
+    x, t = torch.randn(2, 3), torch.zeros(2, dtype=torch.int64)
+    for eps in (torch.zeros(2, 3, dtype=torch.complex64), torch.zeros(2, 3, dtype=torch.int64)):  # were accepted
+        with pytest.raises(TypeError, match=f"eps must be real floating noise; got dtype {eps.dtype}"):
+            noise.apply_transform(x, t, eps)
+    with pytest.raises(ValueError, match="t is on meta but x on cpu"):  # was NotImplementedError from the tables
+        noise.apply_transform(x, t.to("meta"), torch.zeros(2, 3))
+
+
+def test_a_meta_p_is_refused_and_keeps_the_old_state():
+    noise = dn.DiffusionNoise(p=0.25)
+    before = snapshot(noise)
+    with pytest.raises(ValueError, match="p must be a scalar with a value; got a meta tensor"):  # was torch's error
+        noise.p = torch.tensor(0.5, device="meta")
+    assert same(snapshot(noise), before)
