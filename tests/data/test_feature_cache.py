@@ -146,3 +146,26 @@ def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "\n" not in messages[0] and str(path) in messages[0], messages
     assert ("another version (format 2" in messages[0]) == (damage == "format 2")
+
+
+@pytest.mark.parametrize("plant", ["untrained weights", "NaN weights"])
+def test_a_planted_digits_classifier_of_the_right_shape_is_retrained(tmp_path, plant):
+    """The other cache eval and run digits read from the data root: a classifier with the right keys and shapes but
+    other weights was used silently (another FD_digits)."""
+    from diffaug_noise.checkpoint import save_checkpoint
+    from diffaug_noise.data.digits import load_digits
+    from diffaug_noise.demos.digits import classifier
+
+    trained = classifier.load_classifier(0, tmp_path / "clean")
+    forged = classifier.DigitsClassifier().state_dict()
+    if plant == "NaN weights":
+        forged = {k: torch.full_like(v, float("nan")) for k, v in forged.items()}
+    save_checkpoint({"seed": 0, "version": classifier.VERSION, "weights": forged}, classifier.cache_path(0, tmp_path))
+    with pytest.warns(UserWarning, match=r"digits classifier cache '.*' is not the trained classifier \(it classifies "
+                                         r"\d+\.\d % of the digits"):
+        net = classifier.load_classifier(0, tmp_path)
+    images, _ = load_digits()
+    assert torch.equal(net.features(images), trained.features(images))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the retrained cache replaced the planted one
+        assert torch.equal(classifier.load_classifier(0, tmp_path).features(images), trained.features(images))
