@@ -258,6 +258,7 @@ def evaluate(
     else:
         fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True,
                                                                      **features)
+    _check_finite(fake_features, layers, feature_extractor, "fake")
     folder = _cache_folder(root) if cache else None
     cache_file = None
     if folder is not None:
@@ -268,6 +269,7 @@ def evaluate(
         torch.utils.data.Subset(real_set, rows), extractor, save_cpu_ram=True, **features))
     if real_features is None:
         real_features = fidelity_utils.get_featuresdict_from_dataset(real_set, extractor, save_cpu_ram=True, **features)
+        _check_finite(real_features, layers, feature_extractor, "real")
         write_cache(cache_file, real_features)
 
     out = {}
@@ -305,6 +307,17 @@ def real_cache_name(path: pathlib.Path, feature_extractor: str, count: int, seed
             digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     digest.update(f"{feature_extractor}:{count}:{seed if subset else 'all'}".encode())
     return f"real-{digest.hexdigest()[:32]}"
+
+
+def _check_finite(features: dict, layers: dict, extractor: str, side: str) -> None:
+    """Refuse NaN or inf features in one line (torch-fidelity would end in ``LinAlgError``)."""
+    for layer in set(layers.values()):
+        values = features[layer]
+        bad = int((~torch.isfinite(values.reshape(values.shape[0], -1))).any(dim=1).sum())
+        if bad:
+            raise EvaluationError(f"the feature extractor {extractor!r} gave NaN or inf features for {bad} of the "
+                                  f"{values.shape[0]} {side} images (layer {layer!r}); check those images (blank, "
+                                  "1 pixel, broken?) or the extractor")
 
 
 def _cache_folder(root: pathlib.Path) -> pathlib.Path | None:

@@ -80,3 +80,17 @@ def test_symlink_loops_in_a_source_folder_end(tmp_path, plant):
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     if looped:
         assert f"did not follow {len(looped)} symlink(s) pointing out of the source or in a loop" in result.output
+
+
+def test_non_finite_features_are_one_line_not_a_linalg_error(tmp_path):
+    """1x1 images give the channel-stats extractor a NaN spread (a std of one value): any extractor's NaN or inf
+    features ended in LinAlgError: Array must not contain infs or NaNs."""
+    fake = noise_images(tmp_path / "fake", 6, 0, size=1)
+    real = noise_images(tmp_path / "real", 20, 1)
+    for real_set, fake_set, side in ((real, fake, "fake"), (fake, real, "real")):
+        result = CliRunner().invoke(main, ["eval", "--real", str(real_set), "--fake", str(fake_set),
+                                           "--feature-extractor", channel_stats_extractor(), "--no-cache",
+                                           "--data-root", str(tmp_path / "root")])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        (line,) = [line for line in result.output.splitlines() if line.strip()]
+        assert f"gave NaN or inf features for 6 of the 6 {side} images" in line
