@@ -119,4 +119,6 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
 
 
 def _shown(keys: list) -> str:
-    return ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+    """The first 20 of ``keys`` (names from the source: a stranger's text) with every unprintable character escaped."""
+    shown = ["".join(c if c.isprintable() else ascii(c)[1:-1] for c in key) for key in keys[:20]]
+    return ", ".join(shown) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")

@@ -94,3 +94,17 @@ def test_non_finite_features_are_one_line_not_a_linalg_error(tmp_path):
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         (line,) = [line for line in result.output.splitlines() if line.strip()]
         assert f"gave NaN or inf features for 6 of the 6 {side} images" in line
+
+
+def test_names_with_control_characters_are_echoed_escaped(tmp_path):
+    """A source file's name is a stranger's text too: `data prepare` listed it raw (a newline forged a line of its
+    own, escape codes repainted the terminal)."""
+    src = noise_images(tmp_path / "src", 3, 0)
+    (src / "bad\x1b[2J\nError: forged\u202e.png").write_bytes(b"not a png")
+    (src / "café.png").write_bytes(b"not a png either")
+    result = CliRunner().invoke(main, ["data", "prepare", "mine", "--source", str(src), "--resolution", "8", "--out",
+                                       str(tmp_path / "out.zip")])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\u202e" not in result.output and "\nError: forged" not in result.output
+    assert "bad\\x1b[2J\\nError: forged\\u202e.png (UnidentifiedImageError)" in result.output
+    assert "café.png (UnidentifiedImageError)" in result.output  # printable letters stay as they are
