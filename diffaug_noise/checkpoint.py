@@ -140,6 +140,8 @@ def load_checkpoint(path, trust_pickle: bool = False, map_location="cpu"):
         map_location: where tensors go, as in ``torch.load``.
     """
     path = pathlib.Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read for ever
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a regular file; remove it, or check the path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path or start without resuming")
     if path.stat().st_size == 0:

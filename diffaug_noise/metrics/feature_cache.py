@@ -53,6 +53,7 @@ CACHE_FORMAT = 3  # 3: with a digest, checked before use (2: without; 1: torch-f
 SPOT_CHECK_ROWS = 8  # rows recomputed to check a cache's contents
 SPOT_CHECK_TOLERANCE = 1e-2  # |cached row - row now| <= this share of |row now|
 FLOATS = (np.dtype("<f4"), np.dtype("<f8"))
+MAX_OVERHEAD = 64 * 1024  # bytes of a cache besides its float64 features: .npy headers, the zip's records
 
 
 class _Refused(Exception):
@@ -81,6 +82,9 @@ def read_cache(path: pathlib.Path | None, shapes: dict, recompute: Callable[[lis
 def _checked(path: pathlib.Path, shapes: dict, recompute) -> dict:
     expected = {"digest": ((32,), (np.dtype("u1"),)),
                 **{f"layer_{layer}": (tuple(shape), FLOATS) for layer, shape in shapes.items()}}
+    largest = sum(8 * math.prod(shape) for shape in shapes.values()) + MAX_OVERHEAD
+    if path.stat().st_size > largest:  # before the zip's directory is parsed: a million planted members take memory
+        raise _Refused(f"is {path.stat().st_size:,} bytes, more than a cache of these features can be ({largest:,})")
     try:
         with zipfile.ZipFile(path) as z:
             _check_header(z, "format", (), (np.dtype("<i8"),))

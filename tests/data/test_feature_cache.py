@@ -125,7 +125,7 @@ def test_a_cache_of_the_right_shape_but_other_features_is_not_used(sets, tmp_pat
         assert score(real, fake, root)["fid"] == pytest.approx(clean["fid"], rel=1e-9)
 
 
-@pytest.mark.parametrize("damage", ["not a zip", "no format", "format 2", "empty"])
+@pytest.mark.parametrize("damage", ["not a zip", "no format", "format 2", "empty", "too large"])
 def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
     real, fake, root, clean = sets
     score(real, fake, root)
@@ -135,6 +135,10 @@ def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
         path.write_bytes(b"PK\x03\x04 truncated")
     elif damage == "empty":
         path.write_bytes(b"")
+    elif damage == "too large":  # 20,000 members, 1 MB: refused by its size before zipfile parses its directory
+        with zipfile.ZipFile(path, "w") as z:
+            for i in range(20_000):
+                z.writestr(f"m{i}", b"")
     else:
         members = {name: npy(value) for name, value in saved.items() if name != "format"}
         if damage == "format 2":
@@ -146,6 +150,7 @@ def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "\n" not in messages[0] and str(path) in messages[0], messages
     assert ("another version (format 2" in messages[0]) == (damage == "format 2")
+    assert ("bytes, more than a cache of these features can be" in messages[0]) == (damage == "too large")
 
 
 @pytest.mark.parametrize("plant", ["untrained weights", "NaN weights"])

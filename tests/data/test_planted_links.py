@@ -4,6 +4,7 @@ Each test plants a link where we write (the prepare lock, eval's cache folder, a
 folder), pointing at a file or folder outside, and checks the target is untouched and the
 refusal is one line naming the path.
 """
+import os
 import pathlib
 
 import pytest
@@ -42,7 +43,7 @@ def test_a_planted_lock_link_is_refused_and_nothing_is_written_through_it(tmp_pa
     assert len(result.output.strip().splitlines()) == 1 and "mine-8x8.zip.lock" in result.output
 
 
-def test_a_planted_folder_or_hard_link_as_the_lock_is_refused(tmp_path):
+def test_a_planted_folder_hard_link_or_fifo_as_the_lock_is_refused(tmp_path):
     src, root = images(tmp_path / "src"), tmp_path / "root"
     (root / "mine-8x8.zip.lock").mkdir(parents=True)
     with pytest.raises(StorageError, match="a folder is there"):
@@ -53,6 +54,9 @@ def test_a_planted_folder_or_hard_link_as_the_lock_is_refused(tmp_path):
     with pytest.raises(StorageError, match="a file with other hard links"):
         prepare("other", src, data_root_arg=root, resolution=8)
     assert victim.read_text() == "precious"
+    os.mkfifo(root / "third-8x8.zip.lock")  # opening it must not block, and writing to it is not locking
+    with pytest.raises(StorageError, match="a special file is there"):
+        prepare("third", src, data_root_arg=root, resolution=8)
 
 
 def test_the_lock_file_goes_when_the_prepare_ends_and_a_planted_temp_folder_is_no_crash(tmp_path):

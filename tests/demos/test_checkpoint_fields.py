@@ -151,3 +151,15 @@ def test_resume_of_a_finished_run_is_a_no_op_that_says_so(runs, tmp_path, demo):
     (out / "metrics.json").unlink()  # killed after its last checkpoint, before its outputs: they are written
     result = CliRunner().invoke(main, args + ["--outdir", str(out), "--resume"], env=env)
     assert result.exit_code == 0 and "is complete" not in result.output and (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("planted", ["folder", "fifo"])
+def test_a_checkpoint_that_is_not_a_file_is_one_line_and_never_read(tmp_path, planted):
+    """A FIFO named checkpoint.pt would block the read for ever; both said the checkpoint 'does not exist'."""
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").mkdir() if planted == "folder" else os.mkfifo(out / "checkpoint.pt")
+    result = CliRunner().invoke(main, TOY + ["--outdir", str(out), "--resume"])
+    assert result.exit_code == 1 and "is not a regular file; remove it" in result.output, result.output
