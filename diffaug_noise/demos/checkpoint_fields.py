@@ -143,4 +143,4 @@ def check_members(saved: dict, G, D, opt_g, opt_d, generators: list) -> None:
 
 def logged_steps(every: int, upto: int, last: int) -> list[int]:
     """The steps ``1..upto`` at which a loop of ``last`` steps that logs every ``every`` steps (and at the end) logs."""
-    return [step for step in range(every, upto + 1, every)] + ([last] if upto == last and last % every else [])
+    return list(range(every, upto + 1, every)) + ([last] if upto == last and last % every else [])

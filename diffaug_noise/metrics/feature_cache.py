@@ -94,7 +94,9 @@ def _checked(path: pathlib.Path, shapes: dict, recompute) -> dict:
             for name, (shape, dtypes) in expected.items():
                 _check_header(z, name, shape, dtypes)
             arrays = {name: _read(z, name) for name in expected}
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:  # ValueError: numpy's header parser, EOF
+    except _Refused:
+        raise
+    except Exception as err:  # a stranger's file: BadZipFile, zlib.error, encrypted or unknown compression, EOF...
         detail = str(err).splitlines()[0] if str(err) else "no detail"
         raise _Refused(f"is not a readable cache ({type(err).__name__}: {detail})") from None
     features = {layer: arrays[f"layer_{layer}"] for layer in shapes}
@@ -107,8 +109,8 @@ def _checked(path: pathlib.Path, shapes: dict, recompute) -> dict:
     rows = sorted(random.SystemRandom().sample(range(count), min(SPOT_CHECK_ROWS, count)))  # unpredictable to a forger
     now = recompute(rows)
     for layer, cached in features.items():
-        fresh = now[layer].to(cached.dtype)
-        gap = (cached[rows] - fresh).norm(dim=1)
+        fresh = now[layer].to(cached.dtype).flatten(1)
+        gap = (cached[rows].flatten(1) - fresh).norm(dim=1)
         if not bool((gap <= SPOT_CHECK_TOLERANCE * fresh.norm(dim=1) + 1e-6 * math.sqrt(fresh.shape[1])).all()):
             raise _Refused(f"holds features of rows {rows} that do not match the features computed now (another "
                            "set's, or edited with a recomputed digest)")
@@ -123,12 +125,17 @@ def _check_header(z: zipfile.ZipFile, name: str, shape: tuple, dtypes: tuple) ->
     except KeyError:
         raise _Refused(f"lacks {name}") from None
     with z.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise _Refused(f"holds {name} in .npy version {version}, which this program does not write")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-            np.lib.format.read_array_header_2_0
-        declared, fortran_order, dtype = read_header(f)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise _Refused(f"holds {name} in .npy version {version}, which this program does not write")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            declared, fortran_order, dtype = read_header(f)
+        except _Refused:
+            raise
+        except Exception as err:  # numpy parses the header's text: ValueError, SyntaxError, tokenize's TokenError
+            raise _Refused(f"has an unreadable .npy header for {name} ({type(err).__name__})") from None
     if declared != shape or dtype not in dtypes or fortran_order:
         allowed = " or ".join(str(d) for d in dtypes)
         raise _Refused(f"declares {name} as {dtype} {declared} where {allowed} {shape} is expected")

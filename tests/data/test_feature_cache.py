@@ -125,7 +125,8 @@ def test_a_cache_of_the_right_shape_but_other_features_is_not_used(sets, tmp_pat
         assert score(real, fake, root)["fid"] == pytest.approx(clean["fid"], rel=1e-9)
 
 
-@pytest.mark.parametrize("damage", ["not a zip", "no format", "format 2", "empty", "too large"])
+@pytest.mark.parametrize("damage", ["not a zip", "no format", "format 2", "empty", "too large", "broken header",
+                                    "unknown compression"])
 def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
     real, fake, root, clean = sets
     score(real, fake, root)
@@ -135,6 +136,20 @@ def test_a_damaged_or_older_cache_is_rebuilt_with_one_line(sets, damage):
         path.write_bytes(b"PK\x03\x04 truncated")
     elif damage == "empty":
         path.write_bytes(b"")
+    elif damage == "broken header":  # numpy's parser raised tokenize's TokenError, which nothing caught
+        members = {name: npy(value) for name, value in saved.items()}
+        text = b"{'descr': '<f4', 'fortran_order': False, 'shape': (40,"
+        text += b" " * (-(len(text) + 11) % 64) + b"\n"
+        members["layer_stats"] = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+        plant(path, **members)
+    elif damage == "unknown compression":  # zipfile's NotImplementedError was not caught
+        data = bytearray(path.read_bytes())
+        for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers' method
+            start = data.find(signature)
+            while start >= 0:
+                data[start + offset:start + offset + 2] = (99).to_bytes(2, "little")
+                start = data.find(signature, start + 4)
+        path.write_bytes(bytes(data))
     elif damage == "too large":  # 20,000 members, 1 MB: refused by its size before zipfile parses its directory
         with zipfile.ZipFile(path, "w") as z:
             for i in range(20_000):
