@@ -70,6 +70,8 @@ def decode(raw, limits: Limits = Limits()):
     pixels, and the decoder's own error for a corrupt image (surfacing here, not at the first pixel).
     """
     Image = require("PIL.Image", "data")
+    if isinstance(raw, Exception):  # the error of reading it (:func:`_member`)
+        raise raw
     if isinstance(raw, np.ndarray):
         return Image.fromarray(raw)
     image = Image.open(io.BytesIO(raw))  # reads the header only
@@ -205,7 +207,7 @@ class ImageFiles:
             with zipfile.ZipFile(self.path) as z:
                 for name in keys:
                     size = z.getinfo(name).file_size  # the member's declared size: a zip bomb is not inflated
-                    yield name, Oversized(size, limit) if size > limit else z.read(name)
+                    yield name, Oversized(size, limit) if size > limit else _member(z, name)
 
     def signature(self) -> list:
         """Each image's name, size and modification time (a folder) or CRC-32 (a zip): any edit changes it."""
@@ -214,6 +216,15 @@ class ImageFiles:
             return [[n, st.st_size, st.st_mtime_ns] for n, st in stats]
         with zipfile.ZipFile(self.path) as z:
             return [[n, z.getinfo(n).file_size, z.getinfo(n).CRC] for n in self.names]
+
+
+def _member(z: zipfile.ZipFile, name: str) -> bytes | Exception:
+    """A zip member's bytes, or the error of reading it (encrypted, an unknown compression, a bad CRC), which
+    :func:`decode` raises: a corrupt image, skipped or named like one that does not decode."""
+    try:
+        return z.read(name)
+    except Exception as err:  # a damaged or hostile zip: zipfile raises RuntimeError, NotImplementedError, zlib.error
+        return err
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -364,7 +375,7 @@ class ImageDataset(torch.utils.data.Dataset):
             if self._zip is None:  # opened lazily, per worker process
                 self._zip = zipfile.ZipFile(self.files.path)
             size, limit = self._zip.getinfo(name).file_size, self.files.limits.max_image_bytes
-            raw = Oversized(size, limit) if size > limit else self._zip.read(name)
+            raw = Oversized(size, limit) if size > limit else _member(self._zip, name)
         where = f"{name!r} in {str(self.files.path)!r}"
         if isinstance(raw, Oversized):
             raise DatasetError(f"image {where} {raw.reason}; remove it, or raise the limit")

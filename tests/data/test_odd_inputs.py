@@ -108,3 +108,51 @@ def test_names_with_control_characters_are_echoed_escaped(tmp_path):
     assert "\x1b" not in result.output and "\u202e" not in result.output and "\nError: forged" not in result.output
     assert "bad\\x1b[2J\\nError: forged\\u202e.png (UnidentifiedImageError)" in result.output
     assert "café.png (UnidentifiedImageError)" in result.output  # printable letters stay as they are
+
+
+def _unknown_compression(path, member_index):
+    """Mark one member of the zip at ``path`` as compressed with method 99 (no reader knows it)."""
+    data = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # its local and its central header
+        at = -1
+        for _ in range(member_index + 1):
+            at = data.find(signature, at + 1)
+        data[at + offset:at + offset + 2] = (99).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_member_no_reader_can_open_is_a_corrupt_image_not_a_traceback(tmp_path):
+    """An encrypted member or an unknown compression made zipfile raise RuntimeError or NotImplementedError, through
+    `data prepare` and `eval`."""
+    import io
+    import zipfile
+
+    src = tmp_path / "src.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        for i in range(5):
+            buffer = io.BytesIO()
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(buffer, format="PNG")
+            z.writestr(f"{i}.png", buffer.getvalue())
+    _unknown_compression(src, 1)
+    report = prepare("mine", src, out=tmp_path / "out.zip", resolution=8)
+    assert report.images == 4 and report.skipped == ["1.png (NotImplementedError)"]
+    result = CliRunner().invoke(main, ["eval", "--real", str(noise_images(tmp_path / "real", 20, 0)), "--fake",
+                                       str(src), "--feature-extractor", channel_stats_extractor(), "--no-cache",
+                                       "--data-root", str(tmp_path / "root")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "image '1.png'" in result.output and "cannot be read (NotImplementedError" in result.output
+
+
+@pytest.mark.parametrize("manifest", [b"[1, 2]", b'{"settings": {}, "images": "many"}', b"\xff not json",
+                                      "unknown compression"])
+def test_a_planted_zip_with_a_broken_manifest_at_the_output_is_rebuilt(tmp_path, manifest):
+    import zipfile
+
+    src, out = noise_images(tmp_path / "src", 3, 0), tmp_path / "out.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("diffaug_noise.json", b"{}" if manifest == "unknown compression" else manifest)
+    if manifest == "unknown compression":
+        _unknown_compression(out, 0)
+    report = prepare("mine", src, out=out, resolution=8)
+    assert not report.up_to_date and report.images == 3
+    assert prepare("mine", src, out=out, resolution=8).up_to_date
