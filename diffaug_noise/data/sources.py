@@ -155,8 +155,13 @@ class ImageFiles:
         if path.is_dir():
             self.names = sorted(self._folder_names(path))
         else:
-            with zipfile.ZipFile(path) as z:
-                self.names = sorted(n for n in z.namelist() if pathlib.PurePath(n).suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                with zipfile.ZipFile(path) as z:
+                    self.names = sorted(n for n in z.namelist()
+                                        if pathlib.PurePath(n).suffix.lower() in IMAGE_SUFFIXES)
+            except (zipfile.BadZipFile, ValueError, NotImplementedError) as err:  # not a zip, or a damaged one
+                raise DatasetError(f"{str(path)!r} is neither a folder nor a readable zip of images ({err}); pass a "
+                                   "folder or a zip of images (one image is not a set)") from None
         if not self.names:
             raise DatasetError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(path)!r}")
 

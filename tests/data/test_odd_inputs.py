@@ -156,3 +156,15 @@ def test_a_planted_zip_with_a_broken_manifest_at_the_output_is_rebuilt(tmp_path,
     report = prepare("mine", src, out=out, resolution=8)
     assert not report.up_to_date and report.images == 3
     assert prepare("mine", src, out=out, resolution=8).up_to_date
+
+
+def test_a_single_image_or_a_broken_zip_as_a_set_is_one_line(tmp_path):
+    """`eval --fake one.png` ended in BadZipFile: File is not a zip file."""
+    real = noise_images(tmp_path / "real", 20, 0)
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 and then nothing")
+    for fake in (real / "000.png", broken):
+        result = CliRunner().invoke(main, ["eval", "--real", str(real), "--fake", str(fake), "--feature-extractor",
+                                           channel_stats_extractor(), "--no-cache", "--data-root", str(tmp_path / "r")])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"{str(fake)!r} is neither a folder nor a readable zip of images" in result.output
