@@ -104,7 +104,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         for bar in bars:
             bar.close()
     if report.outside:
-        click.echo(f"warning: did not follow {len(report.outside)} symlink(s) pointing out of the source: "
+        click.echo(f"warning: did not follow {len(report.outside)} symlink(s) pointing out of the source or in a loop: "
                    f"{_shown(report.outside)}", err=True)
     if report.up_to_date:
         click.echo(f"{report.path} is up to date ({report.images} images); nothing to do (--force rebuilds it)")
@@ -119,4 +119,6 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
 
 
 def _shown(keys: list) -> str:
-    return ", ".join(keys[:20]) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")
+    """The first 20 of ``keys`` (names from the source: a stranger's text) with every unprintable character escaped."""
+    shown = ["".join(c if c.isprintable() else ascii(c)[1:-1] for c in key) for key in keys[:20]]
+    return ", ".join(shown) + (f" and {len(keys) - 20} more" if len(keys) > 20 else "")

@@ -14,6 +14,7 @@ from diffaug_noise.data import DatasetError
 from diffaug_noise.demos.digits import DigitsConfig, train_digits
 from diffaug_noise.extras import require
 from diffaug_noise.knobs import knob
+from diffaug_noise.safe_paths import folder_under
 
 from . import plots
 from .io import check_device, ensure_outdir, write_atomic
@@ -89,6 +90,8 @@ def digits_command(**params):
     out_dir = ensure_outdir(folder.outdir)
     tqdm = require("tqdm", "cli").tqdm
     checkpoint = out_dir / "checkpoint.pt"
+    if save_samples:  # checked before training too, so a planted link does not cost a run
+        folder_under(out_dir, out_dir / "samples")
     if folder.resume and checkpoint.exists():
         click.echo(f"resuming from {checkpoint}", err=True)
 
@@ -104,10 +107,14 @@ def digits_command(**params):
                                   checkpoint_every=folder.checkpoint_every, resume=folder.resume)
         except (DatasetError, CheckpointError) as err:
             raise click.ClickException(str(err))
+    if result["already_complete"] and (out_dir / "metrics.json").exists():
+        click.echo(f"the run in {out_dir} is complete ({config.iterations} of {config.iterations} iterations); nothing "
+                   "to do (its outputs stay as they are; without --resume it trains afresh)")
+        return
     written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads,
                              device)]
     if save_samples:
-        (out_dir / "samples").mkdir(exist_ok=True)
+        folder_under(out_dir, out_dir / "samples")  # never through a link planted in a shared run folder
         for name, images in result["samples"].items():
             _write_samples_zip(out_dir / "samples" / (name.replace("/", "-") + ".zip"), images)
         written.append(out_dir / "samples")

@@ -157,7 +157,7 @@ class RunFolder:
                                       "(atomically) and at the end.", kind=int, minimum=1)
     resume: bool = knob(False, "Continue from OUTDIR/checkpoint.pt (same settings required); the result is "
                                "bit-identical to an uninterrupted run. Starts afresh if there is no checkpoint "
-                               "yet.", kind=bool)
+                               "yet; leaves a finished run as it is.", kind=bool)
 
 
 def settings_from(settings_class, params: dict):

@@ -1,13 +1,12 @@
 """`diffaug-noise recipe`: the commands that reproduce a row of the paper, with its FID beside them."""
 from __future__ import annotations
 
-import shlex
 import subprocess
 import sys
 
 import click
 
-from diffaug_noise.integrations.recipes import RECIPES, commands
+from diffaug_noise.integrations.recipes import RECIPES, command_line, commands
 
 
 def format_list() -> str:
@@ -47,16 +46,15 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
     if row not in RECIPES:
         raise click.BadParameter(f"unknown row {row!r}; `diffaug-noise recipe --list` shows them", param_hint="ROW")
     recipe = RECIPES[row]
-    lines = commands(recipe, repo=repo, source=source, outdir=outdir)
+    argvs = commands(recipe, repo=repo, source=source, outdir=outdir)
     fid = "not in the paper" if recipe.paper_fid is None else f"the paper's FID {recipe.paper_fid}"
     note = f"; {recipe.note}" if recipe.note else ""
     click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): {fid}{note}")
-    for line in lines:
-        click.echo(line)
+    for argv in argvs:
+        click.echo(command_line(argv))
     if run_it:
-        to_run = lines[1:2] if source == "SOURCE" else lines[:2]
-        for line in to_run:
-            args = shlex.split(line)
-            code = subprocess.call([sys.executable, "-m", "diffaug_noise.cli", *args[1:]])
+        to_run = argvs[1:2] if source == "SOURCE" else argvs[:2]
+        for argv in to_run:  # each value one argument, as given: never joined and split again
+            code = subprocess.call([sys.executable, "-m", "diffaug_noise.cli", *argv[1:]])
             if code:
-                raise click.ClickException(f"`{line}` exited with {code}")
+                raise click.ClickException(f"`{command_line(argv)}` exited with {code}")

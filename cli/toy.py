@@ -59,6 +59,10 @@ def toy_command(**params):
                                checkpoint_every=folder.checkpoint_every, resume=folder.resume)
         except CheckpointError as err:
             raise click.ClickException(str(err))
+    if result["already_complete"] and (out_dir / "metrics.json").exists():
+        click.echo(f"the run in {out_dir} is complete ({config.iterations} of {config.iterations} iterations); nothing "
+                   "to do (its outputs stay as they are; without --resume it trains afresh)")
+        return
     written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), config.threads,
                              config.device)]
     plt = plots.pyplot()

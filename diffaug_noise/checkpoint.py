@@ -101,13 +101,18 @@ def remove_stale_temps(path) -> list:
     """Remove the temporary files of :func:`write_atomic` that killed writers of ``path`` left; returns them.
 
     Only for a caller that knows no other writer of ``path`` is at work (it holds a lock, or owns the folder).
+    A folder of that name is not ours (temporary files are files) and is left alone.
     """
     path = pathlib.Path(path)
-    stale = sorted(path.parent.glob(f".{glob_escape(path.name)}.*.tmp"))
+    stale = sorted(p for p in path.parent.glob(f".{glob_escape(path.name)}.*.tmp") if not _is_real_folder(p))
     for tmp in stale:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            tmp.unlink()  # a link is removed, never followed
     return stale
+
+
+def _is_real_folder(path: pathlib.Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def glob_escape(name: str) -> str:
@@ -135,6 +140,8 @@ def load_checkpoint(path, trust_pickle: bool = False, map_location="cpu"):
         map_location: where tensors go, as in ``torch.load``.
     """
     path = pathlib.Path(path)
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read for ever
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a regular file; remove it, or check the path")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path or start without resuming")
     if path.stat().st_size == 0:

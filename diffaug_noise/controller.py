@@ -65,7 +65,8 @@ class AdaptiveController:
       :func:`relativistic_target` (0.6) = 0.766: 88 % of the pairs ranked right, what the paper's 0.6
       asks of a D equally sure of both sides.
     - a callable ``signal(real_logits, fake_logits) -> values``: per-sample values in [-1, 1] whose mean
-      is ``r_d`` (``fake_logits`` is None when ``observe`` got none); its target must be given.
+      is ``r_d`` (``fake_logits`` is None when ``observe`` got none); its target must be given. Its
+      values are checked at ``observe`` (real, within [-1, 1] or NaN; one host sync per call).
 
     Drift guard: when ``T`` has sat at ``t_max`` (``p = 1``) for ``drift_updates`` adjustments in a
     row, or at ``t_min`` (``p = 0``) with ``r_d`` more than 0.5 below the target, the controller says
@@ -172,7 +173,11 @@ class AdaptiveController:
         return self.signal
 
     def observe(self, real_logits: torch.Tensor, fake_logits: torch.Tensor | None = None) -> None:
-        """Accumulate the signal's values on D's logits of the reals (and, for pairs, the fakes); no host sync."""
+        """Accumulate the signal's values on D's logits of the reals (and, for pairs, the fakes).
+
+        No host sync for the built-in signals. A callable signal's values are checked here (real,
+        within [-1, 1] or NaN), which costs one host sync per call; a rejected call changes nothing.
+        """
         for name, logits in (("real_logits", real_logits), ("fake_logits", fake_logits)):
             if logits is None:
                 continue
@@ -180,6 +185,11 @@ class AdaptiveController:
                 raise TypeError(f"{name} must be a torch.Tensor; got {type(logits).__name__}")
             if not logits.is_floating_point():
                 raise TypeError(f"{name} must be D's floating-point outputs; got dtype {logits.dtype}")
+            if logits.is_meta:
+                raise ValueError(f"{name} is on the meta device (shapes without values); pass D's real outputs")
+        if fake_logits is not None and fake_logits.device != real_logits.device:
+            raise ValueError(f"fake_logits are on {fake_logits.device} but real_logits on {real_logits.device}; pass "
+                             "both from one device")
         if self.signal == "relativistic":
             if fake_logits is None or fake_logits.shape != real_logits.shape:
                 got = "none" if fake_logits is None else f"shape {tuple(fake_logits.shape)}"
@@ -187,8 +197,6 @@ class AdaptiveController:
                                  f"{tuple(real_logits.shape)}; got {got}")
         elif self.signal == "sign" and fake_logits is not None:
             raise ValueError("the sign signal reads the real logits only; pass fake_logits with signal='relativistic'")
-        if self._sums.device != real_logits.device:  # once, when training moves to its device
-            self._sums = self._sums.to(real_logits.device)
         real = real_logits.detach()
         fake = None if fake_logits is None else fake_logits.detach()
         if self.signal == "sign":
@@ -196,15 +204,30 @@ class AdaptiveController:
         elif self.signal == "relativistic":
             values, nans = (real - fake).sign(), real.isnan().sum() + fake.isnan().sum()
         else:
-            values = self.signal(real, fake)
-            if not isinstance(values, torch.Tensor):
-                raise TypeError(f"signal {self.signal_name} must return a tensor of values in [-1, 1]; "
-                                f"got {type(values).__name__}")
-            values = values.detach()
+            values = self._checked_values(self.signal(real, fake))
             nans = values.isnan().sum()
+        if self._sums.device != real_logits.device:  # once, when training moves to its device
+            self._sums = self._sums.to(real_logits.device)
         self._sums[0].add_(values.nan_to_num(0.0).sum(dtype=torch.float64))
         self._sums[1].add_(values.numel())
         self._sums[2].add_(nans)
+
+    def _checked_values(self, values) -> torch.Tensor:
+        """A callable signal's output, refused unless a real tensor with every value in [-1, 1] or NaN."""
+        if not isinstance(values, torch.Tensor):
+            raise TypeError(f"signal {self.signal_name} must return a tensor of values in [-1, 1]; "
+                            f"got {type(values).__name__}")
+        if values.is_complex() or values.dtype == torch.bool or values.is_meta:
+            raise TypeError(f"signal {self.signal_name} must return real values in [-1, 1]; got dtype {values.dtype}"
+                            f"{' on the meta device' if values.is_meta else ''}")
+        values = values.detach()
+        outside = (values < -1) | (values > 1)
+        count = int(outside.sum())  # the host sync a callable signal costs
+        if count:
+            low, high = values[outside | (values.abs() <= 1)].aminmax()
+            raise ValueError(f"signal {self.signal_name} must return values in [-1, 1]; got {count} value(s) outside, "
+                             f"from {float(low):g} to {float(high):g} (signs, or shares mapped to them)")
+        return values
 
     def update(self) -> bool:
         """Count one training step; on every ``interval``-th, adjust ``noise.p``. Returns whether it did."""
@@ -216,10 +239,7 @@ class AdaptiveController:
             dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=self.process_group)
         self._sums.zero_()
         total, count, nans = sums.tolist()  # the one host sync, on adjustment steps only
-        r_d = total / count if count > 0 and nans == 0 else math.nan
-        if math.isfinite(r_d) and abs(r_d) > 1 + 1e-9:
-            raise ValueError(f"signal {self.signal_name} gave r_d = {r_d:.4g}, outside [-1, 1]; it must return values "
-                             f"in [-1, 1] (signs, or shares mapped to them)")
+        r_d = total / count if count > 0 and nans == 0 else math.nan  # in [-1, 1]: observe() checked every value
         self.r_d = r_d
         if not math.isfinite(r_d):
             self.skipped_updates += 1

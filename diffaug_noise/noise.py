@@ -15,8 +15,9 @@ from .timesteps import CLEAN_RULES, T_DISTS, projected_gan_clean_prob, timestep_
 def _check_unit_interval(name: str, value, fix: str) -> float:
     """Return ``value`` as a float in [0, 1], or raise naming it and the allowed range."""
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a scalar; got a tensor of shape {tuple(value.shape)}")
+        if value.numel() != 1 or value.is_meta:
+            raise ValueError(f"{name} must be a scalar with a value; got a {'meta ' if value.is_meta else ''}tensor of "
+                             f"shape {tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number in [0, 1]; got {type(value).__name__} {value!r}")
@@ -329,24 +330,39 @@ class DiffusionNoise(nn.Module):
             unexpected_keys.extend(k for k in state_dict if k.startswith(prefix) and k not in known
                                    and "." not in k[len(prefix):])
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """torch's ``load_state_dict``, all or nothing: with ``strict``, a key this module lacks is a ``ValueError``
+        before anything changes (torch would raise only after loading the rest).
+
+        Loaded as part of a parent module, the parent's ``strict`` follows torch: the noise's own
+        state is still checked whole before it changes (:meth:`checked_state`).
+        """
+        if strict and isinstance(state_dict, dict):
+            known = set(self._BUFFER_DTYPES) | {"T_value", "_extra_state"}
+            unexpected = sorted(k for k in state_dict if k not in known)
+            if unexpected:
+                raise ValueError(f"DiffusionNoise state has unexpected key(s) {unexpected}; remove them, or load "
+                                 "with strict=False to ignore them")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # ------------------------------------------------------------------ sampling and applying
 
-    def _check_x(self, x) -> None:
+    def _check_x(self, x, name: str = "x") -> None:
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+            raise TypeError(f"{name} must be a torch.Tensor; got {type(x).__name__}")
         if not x.is_floating_point():
-            raise TypeError(f"x must have a floating dtype; got {x.dtype}. Convert it first, e.g. x.float()")
+            raise TypeError(f"{name} must have a floating dtype; got {x.dtype}. Convert it first, e.g. {name}.float()")
         if x.ndim < 1:
-            raise ValueError(f"x must have a batch dimension; got shape {tuple(x.shape)}")
+            raise ValueError(f"{name} must have a batch dimension; got shape {tuple(x.shape)}")
         if self.per_channel and x.ndim < 2:
-            raise ValueError(f"per_channel noise needs x of shape [B, C, ...]; got shape {tuple(x.shape)}")
+            raise ValueError(f"per_channel noise needs {name} of shape [B, C, ...]; got shape {tuple(x.shape)}")
         if self.check_finite:
             bad = int((~torch.isfinite(x)).sum())
             if bad:
-                raise ValueError(f"x holds {bad} NaN/Inf value(s) of {x.numel()}; fix the upstream computation "
+                raise ValueError(f"{name} holds {bad} NaN/Inf value(s) of {x.numel()}; fix the upstream computation "
                                  f"(or construct the noise with check_finite=False to pass them through)")
         if x.device != self.sqrt_abar.device:
-            raise ValueError(f"x is on {x.device} but the noise tables are on {self.sqrt_abar.device}; "
+            raise ValueError(f"{name} is on {x.device} but the noise tables are on {self.sqrt_abar.device}; "
                              f"call noise.to({str(x.device)!r}) once")
 
     def _t_shape(self, x: torch.Tensor) -> tuple[int, ...]:
@@ -382,8 +398,14 @@ class DiffusionNoise(nn.Module):
         coefficients = table[:, t].to(x.dtype).view((2,) + t.shape + (1,) * (x.ndim - t.ndim))
         return coefficients[0], coefficients[1]
 
-    def apply_transform(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def apply_transform(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, *,
+                        check_t: bool = True) -> torch.Tensor:
         """Pure transform: ``sqrt(abar_t) x + sqrt(1 - abar_t) sigma eps`` for given ``t`` and ``eps``.
+
+        ``t`` must lie in ``0..T`` (the current ``T``): the tables hold the diffusion up to ``T`` and
+        repeat its last value beyond, so a larger ``t`` would silently get ``T``'s noise and a
+        negative one the last entry's. Checking costs one host sync; ``check_t=False`` skips it for
+        a ``t`` drawn by :meth:`sample_t` on the hot path (the adapters do).
 
         Example:
             >>> noise = DiffusionNoise(t_min=5, t_max=5)
@@ -401,6 +423,19 @@ class DiffusionNoise(nn.Module):
         if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
             got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
             raise ValueError(f"eps must be a tensor of x's shape {tuple(x.shape)}; got {got}")
+        if not eps.is_floating_point():
+            raise TypeError(f"eps must be real floating noise; got dtype {eps.dtype}")
+        for name, value in (("t", t), ("eps", eps)):
+            if value.device != x.device:
+                raise ValueError(f"{name} is on {value.device} but x on {x.device}; pass them on one device")
+        if check_t and t.numel():
+            low, high = torch.stack(torch.aminmax(t)).tolist()
+            if low < 0 or high > self.T:
+                raise ValueError(f"t must lie in 0..{self.T} (the current T); got values from {low} to {high}. Draw "
+                                 "it with sample_t() or sample()")
+        return self._transform(x, t, eps)
+
+    def _transform(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         scale, noise_scale = self._coefficients(x, t)
         return (eps.to(x.dtype) * noise_scale).addcmul_(x, scale)
 
@@ -420,12 +455,14 @@ class DiffusionNoise(nn.Module):
             >>> torch.allclose(y_real - y_fake, a * (real - fake))
             True
         """
-        if not isinstance(fake, torch.Tensor) or not isinstance(real, torch.Tensor) or fake.shape != real.shape:
-            shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for v in (real, fake)]
-            raise ValueError(f"real and fake of a pair must be tensors of one shape; got {shapes[0]} and {shapes[1]}")
+        self._check_x(real, "real")  # both checked before anything is drawn from the generator
+        self._check_x(fake, "fake")
+        if fake.shape != real.shape:
+            raise ValueError(f"real and fake of a pair must be tensors of one shape; got {tuple(real.shape)} and "
+                             f"{tuple(fake.shape)}")
         t, eps = self.sample(real, generator)
         fake_eps = eps if share_eps else torch.empty_like(fake).normal_(generator=generator)
-        return self.apply_transform(real, t, eps), self.apply_transform(fake, t, fake_eps), t
+        return self._transform(real, t, eps), self._transform(fake, t, fake_eps), t
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise ``x``: returns ``(y, t)`` with ``y`` like ``x`` and ``t`` int64 on ``x.device``."""

@@ -132,7 +132,7 @@ class DiffusionProjectedDiscriminator(nn.Module):
             return {k: self.noise(v)[0] for k, v in maps.items()}, None
         first = next(iter(maps.values()))
         t = self.noise.sample_t(first.shape[0], first.device)
-        return {k: self.noise.apply_transform(v, t, torch.randn_like(v)) for k, v in maps.items()}, t
+        return {k: self.noise.apply_transform(v, t, torch.randn_like(v), check_t=False) for k, v in maps.items()}, t
 
     def features(self, x: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
         """The four projected feature maps, noised at ``d_pos``, and the shared ``t`` (``t_to_d`` only)."""

@@ -116,7 +116,7 @@ class DiffusionR3GANLoss(kit.DiffusionLoss):
         if self.pair_t:
             self._pair = t
         self._next = (t, real)
-        return self.noise.apply_transform(y, t, torch.randn_like(y))
+        return self.noise.apply_transform(y, t, torch.randn_like(y), check_t=False)  # t from sample_t: no host sync
 
     def discriminate(self, y, c):
         """What upstream's trainer calls as D: ``D(y, c, t)`` with the ``t`` :meth:`preprocess` drew for ``y``."""

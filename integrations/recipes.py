@@ -21,7 +21,8 @@ Example:
     >>> RECIPES["stylegan2-cifar10"].paper_fid
     3.19
     >>> import textwrap
-    >>> print(textwrap.fill(commands(RECIPES["stylegan2-cifar10"], repo="~/sg2", source="~/cifar-10-python.tar.gz")[1]))
+    >>> train = commands(RECIPES["stylegan2-cifar10"], repo="~/sg2", source="~/cifar-10-python.tar.gz")[1]
+    >>> print(textwrap.fill(command_line(train)))
     diffaug-noise run stylegan2 --repo ~/sg2 --data cifar10 --outdir
     runs/stylegan2-cifar10 --gpus 4 --preset stylegan2 --aug none --target
     0.6 --sigma 0.05 --t-dist priority -- --cfg cifar --kimg 50000
@@ -29,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import shlex
 
 # StyleGAN2-ADA README, "Expected training time" (V100, --cfg auto --aug ada): 8-GPU wall time for 25,000 kimg.
 _V100_DAYS_8GPU_25K = {256: 1 + 11 / 24, 512: 2 + 22 / 24, 1024: 6 + 3 / 24}
@@ -131,12 +133,27 @@ RECIPES: dict[str, Recipe] = {r.row: r for r in [
 ]}
 
 
-def commands(recipe: Recipe, repo: str = "REPO", source: str = "SOURCE", outdir: str = "runs") -> list[str]:
-    """The prepare, train and eval command lines of ``recipe``."""
+def commands(recipe: Recipe, repo: str = "REPO", source: str = "SOURCE", outdir: str = "runs") -> list[list[str]]:
+    """The prepare, train and eval commands of ``recipe``, each an argument list holding every value whole.
+
+    A value is one argument whatever it holds (spaces, quotes, ``--help``, a leading ``-``): the
+    lists are run as they are, never joined and split again; :func:`command_line` prints one.
+    """
     run_dir = f"{outdir}/{recipe.row}"
-    train = " ".join(["diffaug-noise", "run", recipe.adapter, "--repo", repo, "--data", recipe.dataset, "--outdir",
-                      run_dir, "--gpus", str(recipe.gpus), *recipe.options, "--", *recipe.upstream])
-    return [f"diffaug-noise data prepare {recipe.dataset} --source {source}",
-            train,
-            f"diffaug-noise eval --real {recipe.dataset} --fake {run_dir}/<run>/network-snapshot-<kimg>.pkl "
-            "--trust-pickle --protocol fid50k_full --device cuda"]
+    return [["diffaug-noise", "data", "prepare", recipe.dataset, "--source", source],
+            ["diffaug-noise", "run", recipe.adapter, "--repo", repo, "--data", recipe.dataset, "--outdir", run_dir,
+             "--gpus", str(recipe.gpus), *recipe.options, "--", *recipe.upstream],
+            ["diffaug-noise", "eval", "--real", recipe.dataset, "--fake",
+             f"{run_dir}/<run>/network-snapshot-<kimg>.pkl", "--trust-pickle", "--protocol", "fid50k_full", "--device",
+             "cuda"]]
+
+
+def command_line(argv: list[str]) -> str:
+    """``argv`` as a shell line that gives back the same arguments; a leading ``~/`` stays unquoted, so it expands.
+
+    Example:
+        >>> print(command_line(["diffaug-noise", "run", "stylegan2", "--repo", "~/my repo", "--data", "/x --help"]))
+        diffaug-noise run stylegan2 --repo ~/'my repo' --data '/x --help'
+    """
+    return " ".join("~/" + shlex.quote(arg[2:]) if arg.startswith("~/") and arg[2:] else shlex.quote(arg)
+                    for arg in argv)

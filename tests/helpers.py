@@ -8,6 +8,51 @@ import sys
 
 STANDINS = pathlib.Path(__file__).parent / "standins"  # stand-ins of upstream codebases (tests/standins/*/README.md)
 
+
+def channel_stats_extractor() -> str:
+    """The name of a feature extractor for ``evaluate`` (registered once): each image's per-channel means and spreads,
+    6 features computed in microseconds, no download."""
+    import torch
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    from diffaug_noise.metrics import evaluation
+
+    class ChannelStats(FeatureExtractorBase):
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("stats",)
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "stats"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        def forward(self, x):
+            x = x.float()
+            return (torch.cat([x.mean((2, 3)), x.std((2, 3))], 1),)
+
+    if "test-channel-stats" not in evaluation.FEATURE_EXTRACTORS:
+        evaluation.register_feature_extractor("test-channel-stats", ChannelStats)
+    return "test-channel-stats"
+
+
+def noise_images(folder, n, seed, size=8):
+    """``n`` PNGs of uniform noise (``size`` px) drawn from ``seed`` in ``folder``; returns it."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
 # Prepended to the real-upstream subprocess scripts: records (r_d, p) at every adjustment in UPDATES, and
 # tiny_dataset(out) makes the data both upstreams train on.
 UPSTREAM_RUN_PREAMBLE = """

@@ -51,6 +51,7 @@ from .sources import SOURCE_FORMATS, ImageTooLarge, Limits, Oversized, decode, o
 
 MANIFEST = "diffaug_noise.json"
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad")
+MAX_MANIFEST_BYTES = 256 * 2**20  # a manifest lists every skipped image's name: megabytes for the largest sets
 FORMAT_VERSION = 2  # 2: source signatures by content (names, sizes, times or CRCs), not by count and total size
 
 
@@ -65,7 +66,7 @@ class PrepareReport:
     up_to_date: bool  # True: the zip already matched source and settings; nothing was written
     resolution: int  # side of the written images
     oversized: list = dataclasses.field(default_factory=list)  # "key (why)" of each image over the limits, not decoded
-    # symlinks in the source folder pointing out of it, not followed
+    # symlinks in the source folder pointing out of it ("name") or in a loop ("name (a symlink loop)"), not followed
     outside: list = dataclasses.field(default_factory=list)
 
 
@@ -257,9 +258,16 @@ def _read_manifest(path: pathlib.Path) -> dict | None:
         return None
     try:
         with zipfile.ZipFile(path) as z:
-            return json.loads(z.read(MANIFEST))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        return None  # not ours or damaged: rebuild it
+            if z.getinfo(MANIFEST).file_size > MAX_MANIFEST_BYTES:  # declared size: a planted bomb is not inflated
+                return None
+            manifest = json.loads(z.read(MANIFEST))
+    except Exception:  # not ours, damaged or hostile (zipfile and json raise many kinds): rebuild it
+        return None
+    lists = ("skipped", "dropped", "oversized")
+    ours = (isinstance(manifest, dict) and isinstance(manifest.get("settings"), dict)
+            and isinstance(manifest.get("images"), int) and not isinstance(manifest["images"], bool)
+            and all(isinstance(manifest.get(key, []), list) for key in lists))
+    return manifest if ours else None
 
 
 def transform_image(image, resolution: int, transform: str = "center-crop", height: int | None = None):

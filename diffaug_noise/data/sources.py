@@ -22,6 +22,7 @@ SIGBUS when its missing pages are read.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import os
@@ -69,6 +70,8 @@ def decode(raw, limits: Limits = Limits()):
     pixels, and the decoder's own error for a corrupt image (surfacing here, not at the first pixel).
     """
     Image = require("PIL.Image", "data")
+    if isinstance(raw, Exception):  # the error of reading it (:func:`_member`)
+        raise raw
     if isinstance(raw, np.ndarray):
         return Image.fromarray(raw)
     image = Image.open(io.BytesIO(raw))  # reads the header only
@@ -141,7 +144,8 @@ class ImageFiles:
     """Image files in a folder tree or a zip, in sorted path order.
 
     In a folder, a symlink (to a file or a folder) whose target lies outside the folder is not
-    followed: a source is what is inside it. Those left out are listed in :attr:`outside`.
+    followed: a source is what is inside it. Symlink loops end (a folder read once, a looping file
+    link skipped). Those left out are listed in :attr:`outside`, loops as ``"name (a symlink loop)"``.
     """
 
     format = "image_folder"
@@ -151,8 +155,13 @@ class ImageFiles:
         if path.is_dir():
             self.names = sorted(self._folder_names(path))
         else:
-            with zipfile.ZipFile(path) as z:
-                self.names = sorted(n for n in z.namelist() if pathlib.PurePath(n).suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                with zipfile.ZipFile(path) as z:
+                    self.names = sorted(n for n in z.namelist()
+                                        if pathlib.PurePath(n).suffix.lower() in IMAGE_SUFFIXES)
+            except (zipfile.BadZipFile, ValueError, NotImplementedError) as err:  # not a zip, or a damaged one
+                raise DatasetError(f"{str(path)!r} is neither a folder nor a readable zip of images ({err}); pass a "
+                                   "folder or a zip of images (one image is not a set)") from None
         if not self.names:
             raise DatasetError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) in {str(path)!r}")
 
@@ -173,7 +182,14 @@ class ImageFiles:
                 file = folder / name
                 if file.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                if not file.resolve().is_relative_to(real_root):
+                try:
+                    target = file.resolve()
+                except (RuntimeError, OSError) as err:  # RuntimeError before Python 3.13, OSError(ELOOP) since
+                    if isinstance(err, OSError) and err.errno != errno.ELOOP:
+                        raise
+                    self.outside.append(f"{file.relative_to(root)} (a symlink loop)")
+                    continue
+                if not target.is_relative_to(real_root):
                     self.outside.append(str(file.relative_to(root)))
                 elif file.is_file():
                     names.append(str(file.relative_to(root)))
@@ -196,7 +212,7 @@ class ImageFiles:
             with zipfile.ZipFile(self.path) as z:
                 for name in keys:
                     size = z.getinfo(name).file_size  # the member's declared size: a zip bomb is not inflated
-                    yield name, Oversized(size, limit) if size > limit else z.read(name)
+                    yield name, Oversized(size, limit) if size > limit else _member(z, name)
 
     def signature(self) -> list:
         """Each image's name, size and modification time (a folder) or CRC-32 (a zip): any edit changes it."""
@@ -205,6 +221,15 @@ class ImageFiles:
             return [[n, st.st_size, st.st_mtime_ns] for n, st in stats]
         with zipfile.ZipFile(self.path) as z:
             return [[n, z.getinfo(n).file_size, z.getinfo(n).CRC] for n in self.names]
+
+
+def _member(z: zipfile.ZipFile, name: str) -> bytes | Exception:
+    """A zip member's bytes, or the error of reading it (encrypted, an unknown compression, a bad CRC), which
+    :func:`decode` raises: a corrupt image, skipped or named like one that does not decode."""
+    try:
+        return z.read(name)
+    except Exception as err:  # a damaged or hostile zip: zipfile raises RuntimeError, NotImplementedError, zlib.error
+        return err
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -331,11 +356,23 @@ class ImageDataset(torch.utils.data.Dataset):
     def __init__(self, path: str | os.PathLike, limits: Limits = Limits()):
         self.files = ImageFiles(pathlib.Path(path), limits)
         self._zip = None
+        self._size = None  # (width, height) of the first image: every image must have it (they are batched)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
+        image = self._image(i)
+        if self._size is None:
+            self._size = image.size if i == 0 else self._image(0).size
+        if image.size != self._size:
+            raise DatasetError(f"image {self.files.names[i]!r} in {str(self.files.path)!r} is {image.width}x"
+                               f"{image.height}, but {self.files.names[0]!r} is {self._size[0]}x{self._size[1]}; the "
+                               "images of a set must have one size: resize them (data prepare does)")
+        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+    def _image(self, i: int):
+        """Image ``i`` decoded as RGB, or a :class:`DatasetError` naming it."""
         name = self.files.names[i]
         if self.files.path.is_dir():
             raw = next(self.files.items([name]))[1]
@@ -343,18 +380,17 @@ class ImageDataset(torch.utils.data.Dataset):
             if self._zip is None:  # opened lazily, per worker process
                 self._zip = zipfile.ZipFile(self.files.path)
             size, limit = self._zip.getinfo(name).file_size, self.files.limits.max_image_bytes
-            raw = Oversized(size, limit) if size > limit else self._zip.read(name)
+            raw = Oversized(size, limit) if size > limit else _member(self._zip, name)
         where = f"{name!r} in {str(self.files.path)!r}"
         if isinstance(raw, Oversized):
             raise DatasetError(f"image {where} {raw.reason}; remove it, or raise the limit")
         try:
-            image = decode(raw, self.files.limits).convert("RGB")
+            return decode(raw, self.files.limits).convert("RGB")
         except ImageTooLarge as err:
             raise DatasetError(f"image {where} is {err}; remove it, or raise the limit") from None
         except Exception as err:  # any decoder failure: name the file, not the decoder's internals
             raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace "
                                "it") from None
-        return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}

@@ -20,12 +20,12 @@ come from torch-fidelity's GitHub release into torch's hub cache on first use. C
 
 Nothing read from a file runs code (a shared data root may hold anything). torch-fidelity's own
 cache unpickles its files (``torch.load(weights_only=False)``), so it is never used: the real set's
-features are cached here as ``.npz`` under ``<data root>/fidelity-cache/`` and read with pickling
-refused, and the InceptionV3 weights (``weights=`` or torch's hub cache) are read with
-``weights_only=True`` and handed to torch-fidelity as a private copy. torch-fidelity's other
-built-in extractors (``vgg16``, ``clip-*``, ``dinov2-*``) unpickle their weights or load TorchScript,
-so they need ``trust_pickle=True``. A generated image that cannot be read stops the evaluation,
-naming the file.
+features are cached here as ``.npz`` under ``<data root>/fidelity-cache/``, read with pickling
+refused and checked before use (:mod:`.feature_cache`), and the InceptionV3 weights (``weights=``
+or torch's hub cache) are read with ``weights_only=True`` and handed to torch-fidelity as a
+private copy. torch-fidelity's other built-in extractors (``vgg16``, ``clip-*``, ``dinov2-*``)
+unpickle their weights or load TorchScript, so they need ``trust_pickle=True``. A generated image
+that cannot be read stops the evaluation, naming the file.
 
 Example (no download: a feature extractor registered by the caller):
     >>> import tempfile, pathlib, PIL.Image, numpy as np, torch_fidelity
@@ -66,7 +66,6 @@ import warnings
 import zipfile
 from typing import Callable
 
-import numpy as np
 import torch
 
 from ..extras import require
@@ -78,19 +77,21 @@ from torch_fidelity import utils as fidelity_utils  # noqa: E402
 from torch_fidelity.generative_model_base import GenerativeModelBase  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
-from ..checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error, write_atomic  # noqa: E402
+from ..checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error  # noqa: E402
 from ..data import prepare  # noqa: E402
 from ..data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
 from ..data.registry import data_root as data_root_of  # noqa: E402
 from ..data.sources import ImageDataset  # noqa: E402
+from ..safe_paths import folder_under  # noqa: E402
+from .feature_cache import read_cache, write_cache  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 GENERATOR_SUFFIXES = (".pkl", ".pt", ".pth")
-CACHE_FORMAT = 2  # 2: .npz written by us (1 was torch-fidelity's unpickled .pt files, never read again)
 _FIDELITY_METRIC = {"fid": "fid", "kid": "kid", "precision": "prc", "recall": "prc"}
+MIN_IMAGES = {"fid": 2, "kid": 2, "precision": 4, "recall": 4}  # per side; fewer: LinAlgError, NaN, kthvalue error
 
 
 class EvaluationError(RuntimeError):
@@ -237,6 +238,12 @@ def evaluate(
         real_set = torch.utils.data.Subset(real_set, sorted(chosen.tolist()))
     n_real = len(real_set)
     fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
+    needed = max(MIN_IMAGES[m] for m in metrics)
+    for side, given, count in (("real", real, n_real), ("fake", fake, n_fake)):
+        if count < needed:
+            raise EvaluationError(f"--{side} {str(given)!r} gives {count} image(s); {', '.join(metrics)} need at least "
+                                  f"{needed} on each side (FID and KID: 2, for a covariance and pairs; precision and "
+                                  "recall: 4, a sample and its 3 nearest neighbours)")
 
     layers = {m: spec.cls.get_default_feature_layer_for_metric(m) for m in {_FIDELITY_METRIC[m] for m in metrics}}
     extractor = spec.build(feature_extractor, sorted(set(layers.values())), weights=weights, cache_dir=root,
@@ -251,14 +258,19 @@ def evaluate(
     else:
         fake_features = fidelity_utils.get_featuresdict_from_dataset(fake_input, extractor, save_cpu_ram=True,
                                                                      **features)
+    _check_finite(fake_features, layers, feature_extractor, "fake")
+    folder = _cache_folder(root) if cache else None
     cache_file = None
-    if cache:
+    if folder is not None:
         key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
-        cache_file = root / "fidelity-cache" / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
-    real_features = _read_cache(cache_file, layers)
+        cache_file = folder / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
+    shapes = {layer: (n_real, *fake_features[layer].shape[1:]) for layer in set(layers.values())}
+    real_features = read_cache(cache_file, shapes, lambda rows: fidelity_utils.get_featuresdict_from_dataset(
+        torch.utils.data.Subset(real_set, rows), extractor, save_cpu_ram=True, **features))
     if real_features is None:
         real_features = fidelity_utils.get_featuresdict_from_dataset(real_set, extractor, save_cpu_ram=True, **features)
-        _write_cache(cache_file, real_features)
+        _check_finite(real_features, layers, feature_extractor, "real")
+        write_cache(cache_file, real_features)
 
     out = {}
     if "fid" in metrics:
@@ -297,37 +309,25 @@ def real_cache_name(path: pathlib.Path, feature_extractor: str, count: int, seed
     return f"real-{digest.hexdigest()[:32]}"
 
 
-def _read_cache(path: pathlib.Path | None, layers: dict) -> dict | None:
-    """The cached real features ``{layer: tensor}``, or None when absent or damaged (then rebuilt, never trusted).
+def _check_finite(features: dict, layers: dict, extractor: str, side: str) -> None:
+    """Refuse NaN or inf features in one line (torch-fidelity would end in ``LinAlgError``)."""
+    for layer in set(layers.values()):
+        values = features[layer]
+        bad = int((~torch.isfinite(values.reshape(values.shape[0], -1))).any(dim=1).sum())
+        if bad:
+            raise EvaluationError(f"the feature extractor {extractor!r} gave NaN or inf features for {bad} of the "
+                                  f"{values.shape[0]} {side} images (layer {layer!r}); check those images (blank, "
+                                  "1 pixel, broken?) or the extractor")
 
-    ``np.load(allow_pickle=False)`` reads arrays of numbers only: an object array, a pickle or any
-    file planted under the name is refused without running anything.
-    """
-    if path is None or not path.is_file():
-        return None
+
+def _cache_folder(root: pathlib.Path) -> pathlib.Path | None:
+    """``<root>/fidelity-cache``, made if missing; None (with a warning) where it cannot be, or is a planted link."""
     try:
-        with np.load(path, allow_pickle=False) as saved:
-            if int(saved["format"]) != CACHE_FORMAT:
-                return None
-            return {layer: torch.from_numpy(saved[f"layer_{layer}"].copy()) for layer in set(layers.values())}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return folder_under(root, root / "fidelity-cache")
+    except OSError as err:  # a read-only root, or a link someone planted: the score is the same, only not cached
+        message = str(err) if isinstance(err, StorageError) else str(storage_error(err, root / "fidelity-cache"))
+        warnings.warn(f"{message}; the real features are not cached (--no-cache does not try)", stacklevel=3)
         return None
-
-
-def _write_cache(path: pathlib.Path | None, features: dict) -> None:
-    """Cache the real features as ``.npz``; a data root that cannot be written is a warning, not a failure."""
-    if path is None:
-        return
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, format=np.int64(CACHE_FORMAT), **{f"layer_{k}": v.numpy() for k, v in features.items()})
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, write)
-    except OSError as err:  # a read-only or full data root: the score is the same, only not cached
-        message = str(err) if isinstance(err, StorageError) else str(storage_error(err, path))
-        warnings.warn(f"{message}; the real features are not cached (--no-cache does not try)")
 
 
 def _real_path(real, data_root) -> pathlib.Path:

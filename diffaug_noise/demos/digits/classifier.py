@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ FEATURES = 64  # width of the penultimate layer, the features FD_digits is compu
 TRAIN_STEPS = 400  # full-batch Adam steps
 LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-3
+MIN_ACCURACY = 0.99  # share of the 1,797 digits a cached classifier must classify right (the trained one: all)
 
 
 def as_flat_digits(images: torch.Tensor) -> torch.Tensor:
@@ -107,17 +109,29 @@ def load_classifier(seed: int = 0, cache_dir: str | os.PathLike | None = None) -
 
     A cache that is missing, truncated or written for another seed/version is retrained and
     replaced atomically; if the cache folder is not writable the trained network is still returned.
+    The data root may be shared, so a cache is used only if its weights are finite and it
+    classifies at least :data:`MIN_ACCURACY` of the digits it was trained on (the trained one: all
+    of them); one that fails is retrained with a warning. A forger who plants another well-trained
+    classifier passes this check: its FD_digits would differ from ours (compare with ``cache_dir``
+    a private folder if that matters).
     """
     path = cache_path(seed, cache_dir)
+    images, labels = load_digits()
     net = DigitsClassifier()
     try:
         state = load_checkpoint(path)
         if state.get("seed") == seed and state.get("version") == VERSION:
             net.load_state_dict(state["weights"])
-            return net.eval().requires_grad_(False)
-    except (CheckpointError, KeyError, RuntimeError, AttributeError):
+            net.eval().requires_grad_(False)
+            finite = all(bool(torch.isfinite(w).all()) for w in net.state_dict().values())
+            accuracy = float((net(images).argmax(1) == labels).double().mean()) if finite else 0.0
+            if accuracy >= MIN_ACCURACY:
+                return net
+            warnings.warn(f"digits classifier cache {str(path)!r} is not the trained classifier (it classifies "
+                          f"{100 * accuracy:.1f} % of the digits, the trained one all); retraining it and replacing "
+                          "it", stacklevel=2)
+    except (CheckpointError, KeyError, RuntimeError, AttributeError, TypeError):
         pass  # missing or damaged: retrain below
-    images, labels = load_digits()
     net = train_classifier(images, labels, seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

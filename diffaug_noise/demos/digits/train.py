@@ -22,6 +22,7 @@ are quantised to uint8 as an image file would store them and scored with FD_digi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable
@@ -37,6 +38,7 @@ from ...knobs import check_knobs, knob
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
 from ...timesteps import T_DISTS
+from .. import checkpoint_fields as fields
 from ..training import member_inputs, restore_members, summarize
 from .classifier import load_classifier
 from .conv import CONV_CONDITIONINGS, RESOLUTIONS, conv_discriminator, conv_generator, to_digit_pixels, upsample
@@ -168,7 +170,9 @@ def train_digits(
     With ``checkpoint``, the whole state (networks, optimizers, every generator's RNG state, noise and
     controller states, history, the step) is saved every ``checkpoint_every`` steps and at the end;
     ``resume=True`` continues from it bit-exactly, as if never interrupted (its config must equal
-    ``config``). Checkpoints load with ``weights_only=True``.
+    ``config``, and every field is checked first). Checkpoints load with ``weights_only=True``.
+    ``already_complete`` in the result says the checkpoint was the last one (nothing was trained:
+    the result is recomputed from it).
     """
     if checkpoint is None and resume:
         raise ValueError("resume=True needs a checkpoint path")
@@ -192,6 +196,46 @@ def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
         return DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
                               t_min=config.fixed_T, t_max=config.fixed_T).to(device), None
     return None, None
+
+
+def _check_saved(saved: dict, config: DigitsConfig, G, D, opt_g, opt_d, generators, noises, history, members) -> None:
+    """Every field of a checkpoint against its type, its range and this run; ``ValueError`` naming the first that
+    lies (:mod:`~diffaug_noise.demos.checkpoint_fields`)."""
+    K, B = len(members), config.batch_size
+    iteration = fields.check_count("iteration", saved["iteration"], 1, config.iterations)
+    fields.check_number("wall_seconds", saved["wall_seconds"], 0.0)
+    fields.check_members(saved, G, D, opt_g, opt_d, generators)
+    saved_history = saved["history"]
+    fields.check_keys("history", saved_history, history)
+    steps = fields.logged_steps(config.log_every, iteration, config.iterations)
+    scored = fields.logged_steps(config.eval_every, iteration, config.iterations)
+    for key, expected in (("iteration", steps), ("score_iteration", scored)):
+        if saved_history[key] != expected:
+            raise ValueError(f"history.{key} must list the {len(expected)} steps up to iteration {iteration}; got "
+                             f"{saved_history[key]!r:.80}")
+    for key in ("T", "r_d", "score"):  # saved with str keys (the member's index)
+        fields.check_keys(f"history.{key}", saved_history[key], [str(k) for k in history[key]])
+    for k in history["T"]:
+        fields.check_series(f"history.T[{k}]", saved_history["T"][str(k)], len(steps), noises[k].t_min,
+                            noises[k].t_max, whole=True)
+    for k in range(K):
+        fields.check_series(f"history.r_d[{k}]", saved_history["r_d"][str(k)], len(steps), -1.0, 1.0, nan=True)
+        fields.check_series(f"history.score[{k}]", saved_history["score"][str(k)], len(scored), -math.inf, math.inf)
+    since_log = iteration - (steps[-1] if steps else 0)  # the sums are cleared at every logged step
+    if saved["signs_counted"] != B * since_log or isinstance(saved["signs_counted"], bool):
+        raise ValueError(f"signs_counted must be {B * since_log} (batch {B} x {since_log} steps since the last logged "
+                         f"one); got {saved['signs_counted']!r}")
+    sums = saved["sign_sums"]
+    fields.check_like("sign_sums", sums, torch.zeros(K, dtype=torch.float64))
+    if bool((sums.abs() > B * since_log).any()):
+        raise ValueError(f"sign_sums must be sums of {B * since_log} signs, within ±{B * since_log}; got "
+                         f"{sums.tolist()}")
+    names = [f"{m}/seed{s}" for m, s in members]
+    latest = {name: saved_history["score"][str(k)][-1] for k, name in enumerate(names)} if scored else {}
+    if saved["latest"] != latest:
+        raise ValueError(f"latest must be the last scores of the history {latest}; got {saved['latest']!r:.120}")
+    fields.check_like("samples", saved["samples"],
+                      torch.zeros(K, config.eval_samples, 64, dtype=torch.uint8) if scored else None)
 
 
 def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume) -> dict:
@@ -261,6 +305,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     if resume and os.path.exists(checkpoint):
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
+            _check_saved(saved, config, G, D, opt_g, opt_d, data_gens + noise_gens, noises, history, members)
             restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, list(noises) + list(controllers))
             restored = {key: ({int(k): list(v) for k, v in value.items()} if isinstance(value, dict) else list(value))
                         for key, value in saved["history"].items()}
@@ -356,4 +401,5 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
                     **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),
+        "already_complete": first > config.iterations,  # resumed from the last checkpoint: nothing was trained
     }

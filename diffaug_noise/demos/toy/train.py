@@ -21,6 +21,7 @@ from ...conditioning import TimestepEmbedding
 from ...controller import AdaptiveController
 from ...knobs import check_knobs, knob
 from ...noise import DiffusionNoise
+from .. import checkpoint_fields as fields
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
 from ..training import member_inputs, restore_members, summarize
@@ -109,7 +110,9 @@ def train_toy(
     With ``checkpoint``, the state (networks, optimizers, every generator's RNG state, noise and
     controller state, history, iteration) is saved every ``checkpoint_every`` iterations and at the
     end; ``resume=True`` continues from it bit-exactly, as if never interrupted (the checkpoint's
-    config must equal ``config``). Checkpoints load with ``weights_only=True``.
+    config must equal ``config``, and every field is checked first). Checkpoints load with
+    ``weights_only=True``. ``already_complete`` in the result says the checkpoint was the last one
+    (nothing was trained: the result is recomputed from it).
     """
     if checkpoint is None and resume:
         raise ValueError("resume=True needs a checkpoint path")
@@ -121,6 +124,36 @@ def train_toy(
         return _train(config, on_step, checkpoint, checkpoint_every, resume)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def _check_saved(saved: dict, config: ToyConfig, G, D, opt_g, opt_d, generators, noises, history, ddgan) -> None:
+    """Every field of a checkpoint against its type, its range and this run; ``ValueError`` naming the first that
+    lies (:mod:`~diffaug_noise.demos.checkpoint_fields`)."""
+    iteration = fields.check_count("iteration", saved["iteration"], 1, config.iterations)
+    fields.check_number("wall_seconds", saved["wall_seconds"], 0.0)
+    fields.check_members(saved, G, D, opt_g, opt_d, generators)
+    saved_history = saved["history"]
+    fields.check_keys("history", saved_history, history)
+    steps = fields.logged_steps(config.log_every, iteration, config.iterations)
+    if saved_history["iteration"] != steps:
+        raise ValueError(f"history.iteration must list the {len(steps)} logged steps up to iteration {iteration}; got "
+                         f"{saved_history['iteration']!r:.80}")
+    for key in ("T", "r_d"):
+        fields.check_keys(f"history.{key}", saved_history[key], history[key])
+    for k in history["T"]:
+        fields.check_series(f"history.T[{k}]", saved_history["T"][k], len(steps), noises[k].t_min, noises[k].t_max,
+                            whole=True)
+        fields.check_series(f"history.r_d[{k}]", saved_history["r_d"][k], len(steps), -1.0, 1.0, nan=True)
+    fields.check_number("history.ddgan_seconds", saved_history["ddgan_seconds"], 0.0)
+    if ddgan is None:
+        fields.check_like("ddgan", saved["ddgan"], None)
+    else:
+        fields.check_keys("ddgan", saved["ddgan"], ddgan.state_dict())
+        for key, module in (("G", ddgan.G), ("D", ddgan.D), ("G_ema", ddgan.G_ema)):
+            fields.check_like(f"ddgan.{key}", saved["ddgan"][key], None if module is None else module.state_dict())
+        fields.check_optimizer("ddgan.opt_g", saved["ddgan"]["opt_g"], ddgan.opt_g)
+        fields.check_optimizer("ddgan.opt_d", saved["ddgan"]["opt_d"], ddgan.opt_d)
+        fields.check_like("ddgan.gens", saved["ddgan"]["gens"], [g.get_state() for g in ddgan.gens])
 
 
 def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
@@ -200,6 +233,7 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
     if resume and os.path.exists(checkpoint):
         saved = load_training_state(checkpoint, dataclasses.asdict(config), STATE_KEYS, map_location=device)
         with restoring(checkpoint):
+            _check_saved(saved, config, G, D, opt_g, opt_d, data_gens + noise_gens, noises, history, ddgan)
             restore_members(saved, G, D, opt_g, opt_d, data_gens + noise_gens, noises + controllers)
             history = dict(saved["history"])
             if ddgan is not None:
@@ -263,4 +297,5 @@ def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> 
                     "r_d": {f"{members[k][0]}/seed{members[k][1]}": v for k, v in history["r_d"].items()}},
         "samples": {f"{m}/seed{s}": samples[k] for k, (m, s) in enumerate(members)},
         "real": sample_grid(config.eval_samples, means, config.std, torch.Generator().manual_seed(50_000)),
+        "already_complete": first > config.iterations,  # resumed from the last checkpoint: nothing was trained
     }

@@ -40,9 +40,9 @@ def calls(monkeypatch):
         seen["D"].append((y.detach().clone(), self._next[0].clone(), logits.detach().clone(), self._next[1]))
         return logits
 
-    def transform(self, x, t, eps):
+    def transform(self, x, t, eps, **kwargs):
         seen["transform"].append((x.detach().clone(), t.clone()))
-        return apply(self, x, t, eps)
+        return apply(self, x, t, eps, **kwargs)
     monkeypatch.setattr(r3gan.DiffusionR3GANLoss, "discriminate", discriminate)
     monkeypatch.setattr(dn.DiffusionNoise, "apply_transform", transform)
     return seen
@@ -100,9 +100,9 @@ def test_r1_and_r2_are_taken_w_r_t_the_clean_samples_through_the_noise(tmp_path,
     leaves = []
     apply = dn.DiffusionNoise.apply_transform
 
-    def transform(self, x, t, eps):
+    def transform(self, x, t, eps, **kwargs):
         leaves.append((x.is_leaf, x.requires_grad))
-        return apply(self, x, t, eps)
+        return apply(self, x, t, eps, **kwargs)
     monkeypatch.setattr(dn.DiffusionNoise, "apply_transform", transform)
     D, loss, reports = train(tmp_path, "--kimg", "0.008", "--aug", "false")
     # D phase: the real and the fake reach the noise as the leaves R1 and R2 are taken against (clean, requiring grad);
