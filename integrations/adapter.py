@@ -33,6 +33,7 @@ from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
 from .progress import resumable_loop_patch
+from .snapshots import record_run_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
 
@@ -43,13 +44,14 @@ def _import_patches(upstream: Upstream, shims: bool) -> list:
 
 def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
     """The patches every process of a run needs: the import shims, the tick line, a loop that can resume its
-    progress (where upstream's cannot) and, with shims, the compatibility patches."""
+    progress (where upstream's cannot), the run record (which checkout wrote the snapshots) and, with shims, the
+    compatibility patches."""
     imports = _import_patches(upstream, compat_patches is not None)
     with patched_attributes(imports):
         modules = import_checked(upstream, pathlib.Path(repo))
     loop = modules[upstream.loop_module]
     return (imports + tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
-            + (compat_patches() if compat_patches is not None else []))
+            + record_run_patch(upstream.name, repo, loop) + (compat_patches() if compat_patches is not None else []))
 
 
 @contextlib.contextmanager

@@ -9,10 +9,11 @@ r"""FID, KID, precision and recall of generated images against a dataset, throug
 Inputs: ``real`` is a registered dataset name or a path (zip or folder, see
 :mod:`diffaug_noise.data`); ``fake`` is a folder/zip of images or a generator file. A generator file
 is a pickle (``trust_pickle=True`` needed: unpickling runs code) holding an ``nn.Module`` or a
-StyleGAN2-ADA-style snapshot dict (``G_ema`` is used); it is called as ``G(z, c)`` when it has a
-``c_dim`` attribute (random one-hot classes) and ``G(z)`` otherwise, with ``z ~ N(0, I)`` of size
-``G.z_dim``, and must return images in [-1, 1]. Upstream snapshots also need the upstream code
-importable (its checkout on ``PYTHONPATH``).
+StyleGAN2-ADA-style snapshot dict (``G_ema`` is used), or the generator itself (an ``nn.Module``); it is
+called as ``G(z, c)`` when it has a ``c_dim`` attribute (random one-hot classes) and ``G(z)`` otherwise,
+with ``z ~ N(0, I)`` of size ``G.z_dim``, and must return images in [-1, 1]. An upstream snapshot needs
+its checkout and the shims its run used: ``diffaug-noise eval --repo`` applies them, and from Python
+``diffaug_noise.integrations.load_snapshot(path, repo=...)["G_ema"]`` is the generator to pass.
 
 Offline machines: the InceptionV3 weights (``weights-inception-2015-12-05-6726825d.pth``, 91 MB)
 come from torch-fidelity's GitHub release into torch's hub cache on first use. Copy the file into
@@ -193,7 +194,7 @@ def _spec(name: str) -> FeatureExtractorSpec:
 
 def evaluate(
     real,  # dataset name, or path to a zip / image folder
-    fake,  # path to a zip / image folder of generated images, or a generator file
+    fake,  # path to a zip / image folder of generated images, a generator file, or a generator (nn.Module)
     metrics=("fid",),  # any of fid, kid, precision, recall
     num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
     # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
@@ -349,6 +350,8 @@ def _weights_help(reason: str) -> str:
 def _fake_input(fake, num: int | None, n_real: int, trust_pickle: bool, seed: int, device: str):
     """A Dataset of generated images (``num`` of them, default all), or a generator (``num``, default ``n_real``), and
     the count."""
+    if isinstance(fake, torch.nn.Module):
+        return GeneratorSamples(_generator(fake, "the generator passed as fake"), seed).to(device), num or n_real
     path = pathlib.Path(fake).expanduser()
     if not path.exists():
         raise EvaluationError(f"--fake {str(fake)!r} does not exist; pass a folder/zip of images or a generator file")
@@ -369,12 +372,18 @@ def _load_generator(path: pathlib.Path, trust_pickle: bool) -> torch.nn.Module:
     except CheckpointError as err:
         raise EvaluationError(f"generator: {err}") from err
     except ModuleNotFoundError as err:
-        raise EvaluationError(f"the generator in {str(path)!r} needs module {err.name!r}; put the code that defined it "
-                              f"(e.g. your stylegan2-ada-pytorch checkout) on PYTHONPATH") from err
+        raise EvaluationError(f"the generator in {str(path)!r} needs module {err.name!r}: an upstream snapshot loads "
+                              f"with its checkout and the shims its run used; pass --repo PATH, the checkout that "
+                              f"trained it (Python: diffaug_noise.integrations.load_snapshot(path, repo=PATH)['G_ema'] "
+                              f"as fake)") from err
     if isinstance(obj, dict):
         obj = obj.get("G_ema", obj.get("G"))
+    return _generator(obj, str(path))
+
+
+def _generator(obj, where: str) -> torch.nn.Module:
     if not isinstance(obj, torch.nn.Module) or not isinstance(getattr(obj, "z_dim", None), int):
-        raise EvaluationError(f"{str(path)!r} holds no generator: expected an nn.Module with an int z_dim, or a dict "
+        raise EvaluationError(f"{where!r} holds no generator: expected an nn.Module with an int z_dim, or a dict "
                               f"with one under 'G_ema' or 'G'")
     return obj.eval().requires_grad_(False)
 
