@@ -135,3 +135,48 @@ def test_real_stylegan3_snapshot_loads_and_scores_without_pkg_resources(tmp_path
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "images [2, 3, 32, 32]" in proc.stdout
     assert re.search(r"^fid [\d.]+ +\(64 generated vs 1797 real, digits-classifier\)$", proc.stdout, re.M)
+
+
+def _torchrun_cli(tmp_path, *upstream_args):
+    """``torchrun --nproc-per-node 2`` of ``diffaug-noise run stylegan3 --launcher torchrun`` on the CPU (gloo)."""
+    env = dict(os.environ, DIFFAUG_NOISE_DATA=str(tmp_path / "data"), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "diffaug_noise.cli", "run", "stylegan3", "--launcher", "torchrun", "--gpus", "2",
+                           "--repo", env["DIFFAUG_NOISE_STYLEGAN3_REPO"], "--data", "digits", "--outdir",
+                           str(tmp_path / "runs"), "--", "--cfg", "stylegan2", "--gamma", "1", "--cbase", "1024",
+                           "--cmax", "32", "--map-depth", "2", "--metrics", "none", *upstream_args],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+
+
+@pytest.mark.slow
+def test_real_stylegan3_two_cpu_ranks_pass_the_snapshot_check_after_p_moved(tmp_path):
+    """Upstream's train.py syncs training_stats on CUDA with two ranks; the shim makes it the CPU (issue 31)."""
+    if not os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO"):
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    subprocess.run([sys.executable, "-m", "diffaug_noise.cli", "data", "prepare", "digits", "--data-root",
+                    str(tmp_path / "data")], check=True, capture_output=True)
+    proc = _torchrun_cli(tmp_path, "--batch", "8", "--kimg", "1")  # 125 iterations: 31 controller updates
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    ticks = [line for line in (run / "log.txt").read_text().splitlines() if line.startswith("tick ")]
+    p_last = float(re.search(r"diffusion p ([\d.]+)", ticks[-1]).group(1))
+    assert len(ticks) == 2 and p_last > 0  # tick 0 at p = 0, tick 1 (the end) after p moved
+    # the last snapshot is written after check_ddp_consistency passed on both ranks, at the p of the last tick
+    from diffaug_noise.integrations import load_snapshot
+    D = load_snapshot(run / "network-snapshot-000001.pkl")["D"]
+    assert D.noise.p == pytest.approx(p_last, abs=1e-5) and int(D.images_seen) == 1000
+    print("\n" + "\n".join(ticks))
+
+
+@pytest.mark.slow
+def test_real_stylegan3_rank_error_is_one_line_and_torchruns_root_cause(tmp_path):
+    if not os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO"):
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    subprocess.run([sys.executable, "-m", "diffaug_noise.cli", "data", "prepare", "digits", "--data-root",
+                    str(tmp_path / "data")], check=True, capture_output=True)
+    proc = _torchrun_cli(tmp_path, "--batch", "4", "--kimg", "1")  # batch_gpu 2 < mbstd 4: upstream refuses
+    output = proc.stdout + proc.stderr
+    line = "Error: rank 0: stylegan3's train.py: --batch-gpu cannot be smaller than --mbstd"
+    assert proc.returncode != 0 and output.count(line) == 2, output  # printed once, and torchrun's root cause
+    assert "  traceback : " + line in output
+    assert not re.search(r"^\[rank\d\]:.*Traceback", output, re.M)  # no rank's traceback at all
