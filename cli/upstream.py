@@ -14,7 +14,6 @@ import pathlib
 import click
 
 from diffaug_noise.integrations.launch import LAUNCHERS, tell_torchrun
-from diffaug_noise.integrations.preflight import flag_value
 from diffaug_noise.knobs import knob, knob_fields
 
 from .io import DATA_ROOT_HELP
@@ -112,10 +111,14 @@ class AdapterCommand(click.Command):
 
     def parse_args(self, ctx, args):
         if "--" in args and "--help" in args[args.index("--") + 1:]:
-            ours = args[:args.index("--")]
-            _upstream_help(self.adapter, flag_value(ours, "--repo"))
-            ctx.exit()
+            ctx.meta["upstream_help"] = True
+            ctx.resilient_parsing = True  # --data and --outdir are not needed to list upstream's options
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        if ctx.meta.get("upstream_help"):
+            return _upstream_help(self.adapter, ctx.params.get("repo"))
+        return super().invoke(ctx)
 
 
 def adapter_command(adapter) -> click.Command:
