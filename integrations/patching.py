@@ -167,7 +167,7 @@ _DRIFT_SHOWN = set()  # ids of the controllers whose drift message a tick line c
 def _tick_print(*args, **kwargs):
     if _ACTIVE_CONTROLLER and args and isinstance(args[0], str) and args[0].startswith("tick "):
         ctrl = _ACTIVE_CONTROLLER[0]
-        r_d = "nan" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"
+        r_d = "none yet" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"  # nan: no update has read D yet
         line = f"{args[0]} diffusion p {ctrl.noise.p:<7.5f} T {ctrl.noise.T:<5d} r_d {r_d}"
         if ctrl.drift is not None and id(ctrl) not in _DRIFT_SHOWN:  # once, on the first tick line after it spoke
             _DRIFT_SHOWN.add(id(ctrl))
