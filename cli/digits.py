@@ -92,6 +92,13 @@ def digits_command(**params):
     if folder.resume and checkpoint.exists():
         click.echo(f"resuming from {checkpoint}", err=True)
 
+    plt = plots.pyplot()
+
+    def write_plots(result):  # at each evaluation and at the end, each file replaced whole (write_atomic)
+        if plt is not None:
+            plots.digits_samples(plt, result, out_dir / "samples.png")
+            plots.digits_training(plt, result, out_dir / "training.png")
+
     with tqdm(total=config.iterations, desc=f"digits: {len(methods)} method(s) x {len(config.seeds)} seed(s)",
               unit="it", leave=False) as bar:
         def on_step(step, scores):
@@ -101,7 +108,7 @@ def digits_command(**params):
                 bar.set_postfix_str("FD_digits " + " ".join(f"{m}={v:.0f}" for m, v in medians.items()), refresh=False)
         try:
             result = train_digits(config, on_step=on_step, checkpoint=checkpoint,
-                                  checkpoint_every=folder.checkpoint_every, resume=folder.resume)
+                                  checkpoint_every=folder.checkpoint_every, resume=folder.resume, on_eval=write_plots)
         except (DatasetError, CheckpointError) as err:
             raise click.ClickException(str(err))
     written = [write_metrics(out_dir, result, ("config", "wall_seconds", "runs", "summary", "history"), threads,
@@ -111,10 +118,8 @@ def digits_command(**params):
         for name, images in result["samples"].items():
             _write_samples_zip(out_dir / "samples" / (name.replace("/", "-") + ".zip"), images)
         written.append(out_dir / "samples")
-    plt = plots.pyplot()
+    write_plots(result)
     if plt is not None:
-        plots.digits_samples(plt, result, out_dir / "samples.png")
-        plots.digits_training(plt, result, out_dir / "training.png")
         written += [out_dir / "samples.png", out_dir / "training.png"]
     click.echo(format_table(result))
     click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -6,6 +6,7 @@ import pathlib
 
 import click
 
+from diffaug_noise.extras import require
 from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
 
 from .io import DATA_ROOT_HELP, check_device, write_json
@@ -68,6 +69,16 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
 
     fidelity.register()
     check_device(device)
+    tqdm = require("tqdm", "cli").tqdm
+    bars = {}
+
+    def progress(side, done, total):  # feature extraction is most of an evaluation: minutes on a CPU
+        if side not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[side] = tqdm(total=total, desc=f"eval: {side} images", unit="img", leave=False, disable=None)
+        bars[side].update(done - bars[side].n)
+
     try:
         with contextlib.ExitStack() as shims:
             if trust_pickle and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream snapshot needs
@@ -75,9 +86,12 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
             result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
                               num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
                               weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle,
-                              seed=seed, cache=cache)
+                              seed=seed, cache=cache, progress=progress)
     except (DatasetError, EvaluationError, UpstreamError) as err:
         raise click.ClickException(str(err))
+    finally:
+        for bar in bars.values():
+            bar.close()
     if json_path is not None:
         write_json(json_path, {"real": str(real), "fake": str(fake), **result})
     computed = [m for m in METRICS if m in result]

@@ -212,6 +212,8 @@ def evaluate(
     trust_pickle: bool = False,
     seed: int = 0,  # seed of the generator's latents and of KID's subsets
     verbose: bool = False,  # torch-fidelity's progress output
+    # called after each batch of feature extraction: (side "generated" or "real", images done, images on that side)
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Compute ``metrics`` of ``fake`` against ``real``; returns ``{metric: value, ...}`` plus counts."""
     if protocol is not None:
@@ -244,6 +246,12 @@ def evaluate(
                            trust_pickle=trust_pickle).eval().requires_grad_(False)
     if device == "cuda":
         extractor = extractor.cuda()
+    side = {"name": "generated", "done": 0, "total": n_fake}  # what the extractor is reading now
+    if progress is not None:
+        def count(module, inputs, output):
+            side["done"] += inputs[0].shape[0]
+            progress(side["name"], min(side["done"], side["total"]), side["total"])
+        extractor.register_forward_hook(count)
     cuda = device == "cuda"
     features = dict(batch_size=batch_size, cuda=cuda, verbose=verbose)
     if isinstance(fake_input, torch.nn.Module):
@@ -257,6 +265,7 @@ def evaluate(
         key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
         cache_file = root / "fidelity-cache" / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
     real_features = _read_cache(cache_file, layers)
+    side.update(name="real", done=0, total=n_real)
     if real_features is None:
         real_features = fidelity_utils.get_featuresdict_from_dataset(real_set, extractor, save_cpu_ram=True, **features)
         _write_cache(cache_file, real_features)

@@ -162,6 +162,8 @@ def train_digits(
     checkpoint: str | os.PathLike | None = None,  # file to save the whole training state to (atomically)
     checkpoint_every: int = 500,  # steps between checkpoints (and one at the end)
     resume: bool = False,  # continue from `checkpoint` if it exists
+    # called after each evaluation with the result so far (what the run returns at its end; plots hook in)
+    on_eval: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train every (method, seed) of ``config``; return per-run metrics, history and final samples.
 
@@ -177,7 +179,7 @@ def train_digits(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, on_step, classifier_cache, checkpoint, checkpoint_every, resume)
+        return _train(config, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -194,7 +196,7 @@ def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
     return None, None
 
 
-def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume) -> dict:
+def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval) -> dict:
     members = [(m, s) for m in config.methods for s in config.seeds]
     K, B = len(members), config.batch_size
     seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
@@ -244,6 +246,9 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     sign_sums = torch.zeros(K, dtype=torch.float64, device=device)
     signs_counted = 0
     latest, samples = {}, None
+
+    def result_so_far(wall: float) -> dict:  # history and samples as they are now (the names are rebound on resume)
+        return _result(config, members, history, samples, classifier, images, wall)
 
     def state(step: int, wall: float) -> dict:
         return {"config": json_safe(dataclasses.asdict(config)), "iteration": step, "wall_seconds": wall,
@@ -322,12 +327,18 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
             for k in range(K):
                 history["score"][k].append(scores[k])
             latest = {f"{m}/seed{s}": scores[k] for k, (m, s) in enumerate(members)}
+            if on_eval is not None and step < config.iterations:  # the last one is the run's return value
+                on_eval(result_so_far(wall_before + time.perf_counter() - start))
         if checkpoint is not None and (step % checkpoint_every == 0 or step == config.iterations):
             save_checkpoint(state(step, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(step, latest)
-    wall = wall_before + time.perf_counter() - start
+    return result_so_far(wall_before + time.perf_counter() - start)
 
+
+def _result(config, members, history, samples, classifier, images, wall) -> dict:
+    """What a run returns: per-run metrics from the latest evaluation's ``samples``, the history, the samples."""
+    K = len(members)
     with torch.no_grad():
         predicted = classifier(samples.reshape(K * config.eval_samples, 1, 8, 8)).argmax(1).view(K, -1)
     runs = []
@@ -343,7 +354,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
             "class_shares": [round(v, 4) for v in shares.tolist()],
             "final_T": Ts[-1] if Ts else None,
             "max_T": max(Ts) if Ts else None,
-            "final_r_d": history["r_d"][k][-1],
+            "final_r_d": history["r_d"][k][-1] if history["r_d"][k] else None,  # none logged before an early eval
             "seconds": wall / K,  # this run's share of the one batched pass that trains them all
         })
     name = {k: f"{m}/seed{s}" for k, (m, s) in enumerate(members)}
@@ -352,8 +363,8 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         "wall_seconds": wall,
         "runs": runs,
         "summary": summarize(runs, config.methods, METRICS),
-        "history": {"iteration": history["iteration"], "score_iteration": history["score_iteration"],
-                    **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
+        "history": {"iteration": list(history["iteration"]), "score_iteration": list(history["score_iteration"]),
+                    **{key: {name[k]: list(v) for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),
     }
