@@ -69,11 +69,11 @@ def _run(adapter, run: UpstreamRun, upstream_args, settings: dict) -> None:
 
     Under torchrun each names its rank and goes into torchrun's failure summary too.
     """
-    from diffaug_noise.data import DatasetError, resolve_data
+    from diffaug_noise.data import DatasetError
     from diffaug_noise.integrations import UpstreamError
 
     try:
-        data_path = resolve_data(run.data, run.data_root)
+        data_path = _data_path(run.data, run.data_root)
         adapter.run(["--outdir", str(run.outdir), "--data", str(data_path), "--gpus", str(run.gpus), *upstream_args],
                     repo=run.repo, shims=run.shims, trust_pickle=run.trust_pickle, launcher=run.launcher, **settings)
         return
@@ -89,6 +89,20 @@ def _run(adapter, run: UpstreamRun, upstream_args, settings: dict) -> None:
             error.message = f"rank {os.environ['RANK']}: {error.message}"
         tell_torchrun(f"Error: {error.format_message()}")
     raise error
+
+
+def _data_path(data: str, data_root) -> pathlib.Path:
+    """``--data`` as upstream's zip or folder; a bundled dataset (``digits``) is prepared on first use, as ``eval``
+    does, so the CPU mechanics checks run as README writes them."""
+    from diffaug_noise.data import DATASETS, DatasetError, prepare, resolve_data
+
+    try:
+        return resolve_data(data, data_root)
+    except DatasetError:
+        spec = DATASETS.get(data)
+        if spec is None or not spec.bundled:
+            raise
+    return pathlib.Path(prepare(data, None, data_root_arg=data_root).path)
 
 
 def _upstream_help(adapter, repo) -> None:

@@ -81,3 +81,18 @@ def test_two_torchrun_ranks_show_rank_zeros_error_alone(tmp_path):
     rank1 = [ln for ln in output.splitlines() if "rank 1" in ln and ln.startswith("Error")]
     assert rank1 in ([], ["Error: rank 1: stopped because another rank of the job stopped first (its error is "
                           "above)"])  # or torchrun had stopped it already
+
+
+def test_a_bundled_dataset_is_prepared_on_first_use_so_readmes_cpu_check_runs(tmp_path, standins):
+    root = tmp_path / "root"
+    result = CliRunner().invoke(main, ["run", "stylegan3", "--repo", str(STANDINS / "stylegan3"), "--data", "digits",
+                                       "--data-root", str(root), "--outdir", str(tmp_path / "runs"), "--", "--cfg",
+                                       "stylegan2", "--batch", "4", "--gamma", "1", "--kimg", "0.008"])
+    assert result.exit_code == 0, result.output  # was: "dataset 'digits' is not prepared"
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (root / "digits-8x8.zip").is_file()
+    assert str(root / "digits-8x8.zip") in (run / "training_options.json").read_text()
+    missing = CliRunner().invoke(main, ["run", "stylegan3", "--repo", str(STANDINS / "stylegan3"), "--data",
+                                        "cifar10", "--data-root", str(root), "--outdir", str(tmp_path / "runs"),
+                                        "--", "--cfg", "stylegan2", "--batch", "4", "--gamma", "1"])
+    assert missing.exit_code == 1 and "diffaug-noise data prepare cifar10" in missing.output  # not bundled
