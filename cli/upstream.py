@@ -149,7 +149,8 @@ def adapter_command(adapter) -> click.Command:
                  f"no upstream file is edited.\n\n{adapter.description}\n\n"
                  f"Arguments after `--` go to upstream's train.py unchanged (`-- --help` lists them). Without CUDA the "
                  f"shims run upstream on the CPU: that checks mechanics, it does not train a model (small settings: "
-                 f"{adapter.cpu_note}); upstream's generation scripts assume CUDA.\n\n"
+                 f"--data digits, prepared on first use, {adapter.cpu_note}); upstream's generation scripts assume "
+                 f"CUDA.\n\n"
                  f"\b\nExample:\n  diffaug-noise run {adapter.name} {adapter.example}")
     return AdapterCommand(adapter, callback=callback, help=help_text,
                          context_settings={"ignore_unknown_options": True},

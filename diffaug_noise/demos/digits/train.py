@@ -55,6 +55,9 @@ NET_DEFAULTS = {
     "lr": (2e-4, 5e-4),
     # conv: the six methods take 7.3 min on 2 cores, these four fit the 5 minutes a default run may take
     "methods": (("plain", "instance", "diffusion"), ("plain", "instance", "diffaugment", "diffusion")),
+    # the MLP's steps are tiny: one thread is the fastest on an idle machine but for spinning ones, and slows only in
+    # proportion to other jobs (docs/performance.md, "Threads on a shared CPU")
+    "threads": (1, 2),
     "instance_sigma": (0.7, 0.3),
     "translation": (0.125, 0.0625),  # the MLP value is DiffAugment's own default
     "cutout": (0.5, 0.25),
@@ -136,8 +139,8 @@ class DigitsConfig:
     coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.",
                                  kind=float, minimum=0.0, maximum=1.0)
     classifier_seed: int = knob(0, "Seed of the FD_digits classifier.", kind=int, minimum=0)
-    threads: int = knob(2, "torch CPU threads (recorded; measured fastest on 2 cores, see docs/digits.md).", kind=int,
-                        minimum=1)
+    threads: int = knob(None, "torch CPU threads (recorded; results do not depend on them, docs/performance.md)."
+                              + _per_net("threads"), kind=int, minimum=1)
     device: str = knob("cpu", "Where to train; small enough for a laptop CPU.", kind=str, choices=("cpu", "cuda"))
     log_every: int = knob(25, "Resolution of the r_d and T history (iterations).", kind=int, minimum=1)
 
