@@ -74,8 +74,8 @@ def digits_command(**params):
     overfits. Every method trains the same G and D on the same data from the same seed. Scored
     by FD_digits (a Fréchet distance in a digits classifier's features, lower is better) and
     the digit classes covered. Writes metrics.json, samples.png and training.png (FD_digits,
-    r_d and T over training) to --outdir and prints a table. About 11 s per run on 2 cores (the
-    default, 3 methods x 3 seeds: about 100 s); results and every setting tried: docs/digits.md.
+    r_d and T over training) to --outdir and prints a table. About 12 s per run on 2 cores (the
+    default, 3 methods x 3 seeds: about 2 minutes); results and every setting tried: docs/digits.md.
 
     --net conv trains DCGAN-style convolutional G and D on the digits upsampled to 16 px, 100
     training digits, with DiffAugment beside the three (4 methods x 3 seeds: 4-5 min on 2

@@ -39,8 +39,9 @@ def forget_all():
 
 @pytest.fixture
 def fresh_process(monkeypatch):
-    """No stand-in module imported, none on sys.path, no adapter variable set, and no pkg_resources."""
+    """No upstream module imported, no checkout on sys.path (other tests leave theirs), no adapter variable set."""
     forget_all()
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if not (pathlib.Path(p) / "train.py").is_file()])
     for adapter in ADAPTERS.values():
         monkeypatch.delenv(adapter.upstream.env_var, raising=False)
     yield monkeypatch
