@@ -25,10 +25,11 @@ def list_command(data_root):
     """Show every registered name, its resolution, whether it is prepared, and where its source comes from."""
     root = resolve_root(data_root)
     click.echo(f"data root: {root}")
-    click.echo(f"{'name':<14} {'res':>5} {'subset':>7}  {'prepared':<9} source")
+    width = max(len("name"), *(len(spec.name) for spec in DATASETS.values()))  # lsun_bedroom_full is 17
+    click.echo(f"{'name':<{width}} {'res':>5} {'subset':>7}  {'prepared':<9} source")
     for spec in DATASETS.values():
         ready = "yes" if (root / spec.filename).is_file() else "no"
-        click.echo(f"{spec.name:<14} {spec.resolution:>5} {spec.subset or '-':>7}  {ready:<9} {spec.download}")
+        click.echo(f"{spec.name:<{width}} {spec.resolution:>5} {spec.subset or '-':>7}  {ready:<9} {spec.download}")
 
 
 @data_group.command("prepare")

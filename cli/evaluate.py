@@ -1,10 +1,12 @@
 """`diffaug-noise eval`: FID / KID / precision / recall of generated images (torch-fidelity)."""
 from __future__ import annotations
 
+import contextlib
 import pathlib
 
 import click
 
+from diffaug_noise.extras import require
 from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
 
 from .io import DATA_ROOT_HELP, check_device, write_json
@@ -46,10 +48,14 @@ from .knobs import comma_list
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Reuse the real set's features from an earlier run (cached under the data root, keyed by the data's "
                    "content, the extractor and the count); --no-cache recomputes them.")
+@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
+              help="The upstream checkout a --fake snapshot was trained with: loaded with it and the shims of its "
+                   "adapter. [default: the checkout the run recorded beside its snapshots, one on PYTHONPATH, or the "
+                   "adapter's environment variable]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
               help="Also write the results to this JSON file.")
 def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor,
-                 batch_size, device, trust_pickle, seed, cache, json_path):
+                 batch_size, device, trust_pickle, seed, cache, repo, json_path):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -58,17 +64,34 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     """
     from diffaug_noise.data import DatasetError
     from diffaug_noise.demos.digits import fidelity  # each names the extra when torch-fidelity is missing
-    from diffaug_noise.metrics.evaluation import EvaluationError, evaluate
+    from diffaug_noise.integrations import UpstreamError, snapshot_shims
+    from diffaug_noise.metrics.evaluation import GENERATOR_SUFFIXES, EvaluationError, evaluate
 
     fidelity.register()
     check_device(device)
+    tqdm = require("tqdm", "cli").tqdm
+    bars = {}
+
+    def progress(side, done, total):  # feature extraction is most of an evaluation: minutes on a CPU
+        if side not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[side] = tqdm(total=total, desc=f"eval: {side} images", unit="img", leave=False, disable=None)
+        bars[side].update(done - bars[side].n)
+
     try:
-        result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
-                          num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
-                          weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle, seed=seed,
-                          cache=cache)
-    except (DatasetError, EvaluationError) as err:
+        with contextlib.ExitStack() as shims:
+            if trust_pickle and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream snapshot needs
+                shims.enter_context(snapshot_shims(fake, repo))  # its checkout and its adapter's shims
+            result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
+                              num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
+                              weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle,
+                              seed=seed, cache=cache, progress=progress)
+    except (DatasetError, EvaluationError, UpstreamError) as err:
         raise click.ClickException(str(err))
+    finally:
+        for bar in bars.values():
+            bar.close()
     if json_path is not None:
         write_json(json_path, {"real": str(real), "fake": str(fake), **result})
     computed = [m for m in METRICS if m in result]
@@ -76,3 +99,4 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
                         for m in computed)
     click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, {feature_extractor}"
                + (f", {protocol})" if protocol else ")"))
+

@@ -31,9 +31,12 @@ def one_line(err: OSError) -> str:
     path and the fix; anything else (upstream's writes, a source that cannot be read) is described here.
     """
     from diffaug_noise.checkpoint import StorageError
+    from diffaug_noise.data.sources import unreadable_image
 
     if isinstance(err, StorageError):
         return str(err)
+    if unreadable_image(err) is not None:  # PIL's, from a data loader (upstream's reads the --data folder itself)
+        return unreadable_image(err)
     where = f" ({err.filename})" if err.filename else ""
     name = errno.errorcode.get(err.errno, type(err).__name__) if err.errno else type(err).__name__
     return (f"{err.strerror or err}{where} [{name}]; check free space and permissions of the folders this command "

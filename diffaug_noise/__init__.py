@@ -8,9 +8,15 @@ condition the discriminator on the timestep, and let a controller adapt the diff
 >>> ctrl = dn.AdaptiveController(noise, batch_size=8)
 >>> y, t = noise(torch.randn(8, 3, 32, 32))
 """
-from . import theory
-from .attached import AttachedConditioning, Blind, TimestepChannels, TimestepFiLM
-from .aware import LOSSES, DiffusionAwareDiscriminator
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:  # OpenMP reads it when torch loads it: idle threads sleep instead of spinning
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning cost 5-12x on a shared CPU (docs/performance.md)
+
+from . import theory  # noqa: E402
+from .attached import AttachedConditioning, Blind, TimestepChannels, TimestepFiLM  # noqa: E402
+from .aware import LOSSES, DiffusionAwareDiscriminator  # noqa: E402
 from .conditioning import (
     CONDITIONINGS,
     AdaGroupNorm,

@@ -148,6 +148,9 @@ class TimestepProjectionHead(nn.Module):
 class TimestepConditionedDiscriminator(nn.Module):
     """``D(y, t) = head(backbone(y).flatten(1), t)``: an existing feature extractor made t-aware.
 
+    ``t = None`` means clean samples (``t = 0``), as the adapters' discriminators read it (e.g. a
+    network summary, or judging real images outside training).
+
     Args:
         backbone: D without its final linear layer; maps ``y`` to features of any shape ``[B, ...]``.
         feature_dim: number of backbone features per sample (after flattening).
@@ -158,6 +161,8 @@ class TimestepConditionedDiscriminator(nn.Module):
         >>> D = TimestepConditionedDiscriminator(backbone, feature_dim=64)
         >>> D(torch.randn(5, 2), torch.arange(5)).shape
         torch.Size([5, 1])
+        >>> torch.equal(D(torch.ones(3, 2)), D(torch.ones(3, 2), torch.zeros(3, dtype=torch.int64)))  # clean
+        True
     """
 
     def __init__(
@@ -170,8 +175,11 @@ class TimestepConditionedDiscriminator(nn.Module):
         self.backbone = backbone
         self.head = TimestepProjectionHead(feature_dim, embed_dim)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(y).flatten(1), t)
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.backbone(y).flatten(1)
+        if t is None:
+            t = torch.zeros(features.shape[0], dtype=torch.int64, device=features.device)
+        return self.head(features, t)
 
 
 class AdaGroupNorm(nn.Module):

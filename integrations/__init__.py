@@ -9,6 +9,7 @@ line below (docs/integrations.md, "Adding an adapter").
 """
 from . import insgen, kit, projected_gan, r3gan, stylegan2_ada, stylegan3
 from .adapter import ADAPTERS, Adapter, patched_upstream, register
+from .snapshots import load_snapshot, snapshot_shims
 from .spec import Upstream, UpstreamError
 
 register(stylegan2_ada.ADAPTER)
@@ -17,4 +18,5 @@ register(projected_gan.ADAPTER)
 register(stylegan3.ADAPTER)
 register(r3gan.ADAPTER)
 
-__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "kit", "patched_upstream", "register"]
+__all__ = ["ADAPTERS", "Adapter", "Upstream", "UpstreamError", "kit", "load_snapshot", "patched_upstream", "register",
+           "snapshot_shims"]

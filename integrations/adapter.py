@@ -28,11 +28,20 @@ import torch
 
 from diffaug_noise.registry import Registry
 
-from .launch import LAUNCHERS, follow_rank_zero, join_group, torchrun_env, torchrun_patches, with_world_size
+from .launch import (
+    LAUNCHERS,
+    follow_rank_zero,
+    join_group,
+    lost_peer,
+    torchrun_env,
+    torchrun_patches,
+    with_world_size,
+)
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
 from .progress import resumable_loop_patch
+from .snapshots import record_run_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
 
@@ -43,13 +52,14 @@ def _import_patches(upstream: Upstream, shims: bool) -> list:
 
 def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
     """The patches every process of a run needs: the import shims, the tick line, a loop that can resume its
-    progress (where upstream's cannot) and, with shims, the compatibility patches."""
+    progress (where upstream's cannot), the run record (which checkout wrote the snapshots) and, with shims, the
+    compatibility patches."""
     imports = _import_patches(upstream, compat_patches is not None)
     with patched_attributes(imports):
         modules = import_checked(upstream, pathlib.Path(repo))
     loop = modules[upstream.loop_module]
     return (imports + tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
-            + (compat_patches() if compat_patches is not None else []))
+            + record_run_patch(upstream.name, repo, loop) + (compat_patches() if compat_patches is not None else []))
 
 
 @contextlib.contextmanager
@@ -121,7 +131,8 @@ class Adapter:
         """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`.
 
         ``launcher="torchrun"``: this process is one rank of a torchrun job (several nodes allowed);
-        ``--gpus`` becomes the world size and upstream's spawn is replaced (:mod:`.launch`).
+        ``--gpus`` becomes the world size and upstream's spawn is replaced (:mod:`.launch`). A rank whose
+        peer failed stops with one :class:`UpstreamError` line (the peer's own error says why).
         """
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
@@ -133,11 +144,19 @@ class Adapter:
             join_group()
         else:
             check_gpus(upstream_args, shims)
-        with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
-            if launcher == "torchrun" and torch.distributed.get_rank() > 0:
-                follow_rank_zero(train)
-            else:
-                train.main(args=upstream_args, standalone_mode=False)
+        try:
+            with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
+                if launcher == "torchrun" and torch.distributed.get_rank() > 0:
+                    follow_rank_zero(train)
+                else:
+                    train.main(args=upstream_args, standalone_mode=False)
+        except RuntimeError as err:
+            if launcher == "torchrun" and lost_peer(err):
+                rank = torch.distributed.get_rank()
+                torch.distributed.destroy_process_group()  # left to interpreter exit, gloo aborts (SIGABRT)
+                raise UpstreamError(f"rank {rank}: stopped because another rank of the job stopped first (its error "
+                                    "is above)") from None
+            raise
 
 
 ADAPTERS = Registry("adapter")

@@ -54,7 +54,7 @@ from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
 from .options import DiffusionOptions, knob
-from .patching import broadcast_noise_state, construct, show_on_tick_line
+from .patching import broadcast_noise_state, construct, progress_line, show_on_tick_line
 
 D_PHASES = ("Dmain", "Dboth", "D")  # the phase names of a D step: StyleGAN's, and R3GAN's "D"
 T_LABELS = ("embedding", "raw")  # names of CONDITIONINGS that encode t for a label input
@@ -102,6 +102,9 @@ class DiffusionLoss:
         if images_seen is not None:
             images_seen.fill_(progress.get("cur_nimg", 0))
         self.controller.step = progress.get("batch_idx", 0)  # keeps its adjustments in step with upstream's own
+        self._nimg = progress.get("cur_nimg", 0)  # on the host: the progress line must not read D's buffer
+        self._rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()
+                           and torch.distributed.get_rank() > 0)
         self._rounds, self._d_rounds = settings.get("rounds"), 0
         if stats is False:
             from torch_utils import training_stats as stats  # upstream's, importable while it runs
@@ -144,8 +147,11 @@ class DiffusionLoss:
             sync = self._d_rounds % self._rounds == 0
         if sync:
             self.controller.update()
+            self._nimg += self.controller.batch_size
             if self.images_seen is not None:
                 self.images_seen.add_(self.controller.batch_size)
+            if self._rank0:
+                progress_line(self.controller, self._nimg)
             if self._stats is not None:
                 self._stats.report("Diffusion/p", float(self.noise.p))
                 self._stats.report("Diffusion/T", float(self.noise.T))

@@ -13,10 +13,17 @@ already started, with ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and ``MASTER_ADDR
 - on CUDA, upstream's ``torch.device('cuda', rank)`` becomes this node's ``cuda:LOCAL_RANK``.
 
 The controller all-reduces over the same group, so ``p`` and ``T`` stay identical on every rank.
+
+When one rank fails, the others meet a closed connection in their next collective: :func:`lost_peer`
+recognises that, so each says one line instead of a gloo/NCCL traceback, and :func:`tell_torchrun` puts a
+rank's one-line error into torchrun's own failure summary (its "Root Cause") instead of "To enable
+traceback see ...".
 """
 from __future__ import annotations
 
+import json
 import os
+import time
 import types
 
 import torch
@@ -88,6 +95,32 @@ def follow_rank_zero(train: types.ModuleType) -> None:
     payload = [None]
     dist.broadcast_object_list(payload, src=0)
     train.subprocess_fn(dist.get_rank(), *payload[0])
+
+
+PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL communicator was aborted")
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` is a collective failing because another rank's process is gone (gloo or NCCL)."""
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in PEER_GONE)
+
+
+def tell_torchrun(message: str) -> None:
+    """Give torchrun this rank's error (one line) for its failure summary, through ``$TORCHELASTIC_ERROR_FILE``.
+
+    torchrun reads the file each worker may write (``torch.distributed.elastic``'s ``ErrorHandler`` format)
+    and prints its ``py_callstack`` as the failed rank's "traceback"; without one it prints a link.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    record = {"message": {"message": message, "extraInfo": {"py_callstack": message,
+                                                            "timestamp": str(int(time.time()))}}}
+    try:
+        with open(path, "w") as f:
+            json.dump(record, f)
+    except OSError:  # the summary then shows torchrun's link; the error itself was printed
+        pass
 
 
 def with_world_size(upstream_args: list, world_size: int) -> list:

@@ -6,7 +6,7 @@
   (children are fresh interpreters that patches made in the parent never reach).
 - :func:`construct`: build the upstream class named in upstream's options, inside ours.
 - :func:`broadcast_noise_state` and :func:`tick_line_patch`: the noise's state identical on every
-  rank, and shown on upstream's console tick line.
+  rank, and shown on upstream's console tick line; :func:`progress_line`: a line between ticks.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import importlib
 import math
 import os
 import sys
+import time
 
 import torch
 
@@ -157,17 +158,44 @@ _ACTIVE_CONTROLLER = []  # the controller of this process's training run (one pe
 
 
 def show_on_tick_line(controller) -> None:
-    """Make ``controller`` the one whose ``p``, ``T`` and ``r_d`` :func:`tick_line_patch` appends."""
+    """Make ``controller`` the one whose ``p``, ``T`` and ``r_d`` :func:`tick_line_patch` appends (a new run: the
+    progress lines start afresh)."""
     _ACTIVE_CONTROLLER[:] = [controller]
+    _LAST_LINE.update(time=None, nimg=None)
 
 
 _DRIFT_SHOWN = set()  # ids of the controllers whose drift message a tick line carried already
+PROGRESS_SECONDS = 30.0  # a progress line when this long passed without a tick or progress line
+_clock = time.monotonic
+_LAST_LINE = {"time": None, "nimg": None}  # when the last tick or progress line was printed, and at what count
+
+
+def progress_line(controller, nimg: int) -> None:
+    """Print ``  kimg ... s/iteration  diffusion p ... T ...`` when :data:`PROGRESS_SECONDS` passed since the
+    last tick or progress line; the caller is rank 0, once per training step, at ``nimg`` images.
+
+    Upstream prints only at its ticks (4 kimg by default): on a CPU, with seconds per iteration, that
+    is silence for the whole run. The line goes to the console and upstream's ``log.txt``; it does
+    not start with ``tick``, so what reads tick lines skips it.
+    """
+    now = _clock()
+    if _LAST_LINE["time"] is None:
+        _LAST_LINE.update(time=now, nimg=nimg)
+        return
+    if now - _LAST_LINE["time"] < PROGRESS_SECONDS:
+        return
+    steps = max((nimg - _LAST_LINE["nimg"]) // controller.batch_size, 1)
+    builtins.print(f"  kimg {nimg / 1000:<10.3f} {(now - _LAST_LINE['time']) / steps:.2f} s/iteration  "
+                   f"diffusion p {controller.noise.p:<7.5f} T {controller.noise.T}", flush=True)
+    _LAST_LINE.update(time=now, nimg=nimg)
 
 
 def _tick_print(*args, **kwargs):
+    if args and isinstance(args[0], str) and args[0].startswith("tick "):
+        _LAST_LINE["time"] = _clock()  # a tick line is progress too; the count is the loss's to tell
     if _ACTIVE_CONTROLLER and args and isinstance(args[0], str) and args[0].startswith("tick "):
         ctrl = _ACTIVE_CONTROLLER[0]
-        r_d = "nan" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"
+        r_d = "none yet" if math.isnan(ctrl.r_d) else f"{ctrl.r_d:<+6.3f}"  # nan: no update has read D yet
         line = f"{args[0]} diffusion p {ctrl.noise.p:<7.5f} T {ctrl.noise.T:<5d} r_d {r_d}"
         if ctrl.drift is not None and id(ctrl) not in _DRIFT_SHOWN:  # once, on the first tick line after it spoke
             _DRIFT_SHOWN.add(id(ctrl))

@@ -47,6 +47,7 @@ from .options import DiffusionOptions, knob
 from .patching import construct
 from .shims import (
     cpu_patches,
+    cpu_stats_sync_patch,
     custom_op_fallback_patch,
     float_adam_betas_patch,
     plain_conv2d_patch,
@@ -265,7 +266,8 @@ def compat_patches(backbone: dict | None = None) -> list:
     - ``train.py``'s Adam ``betas=[0, 0.99]`` mixes an int and a float, which torch >= 2 rejects
       (:func:`~.shims.float_adam_betas_patch`).
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
-      on a machine without CUDA these become the CPU and no-ops.
+      on a machine without CUDA these become the CPU and no-ops, and ``train.py``'s several-rank
+      statistics sync goes over the CPU (:func:`~.shims.cpu_stats_sync_patch`).
     - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops, then fails to import them on
       current torch ("No module named 'bias_act_plugin'", H100/H200, torch 2.11 / CUDA 13):
       :func:`~.shims.registered_extension_patch` makes them load;
@@ -275,11 +277,13 @@ def compat_patches(backbone: dict | None = None) -> list:
       (:func:`~.shims.plain_conv2d_patch`): ``F.conv2d`` instead.
     """
     from pg_modules import projector
+    from torch_utils import training_stats
     from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
     from training import training_loop
 
     backbone = backbone or {}
-    return (sampler_signature_patch() + cpu_patches(training_loop) + float_adam_betas_patch(training_loop)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
+            + float_adam_betas_patch(training_loop)
             + registered_extension_patch()
             + custom_op_fallback_patch([bias_act, upfirdn2d])
             + plain_conv2d_patch(conv2d_gradfix)

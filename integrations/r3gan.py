@@ -40,6 +40,7 @@ from .patching import construct
 from .progress import continue_run
 from .shims import (
     cpu_patches,
+    cpu_stats_sync_patch,
     custom_op_fallback_patch,
     float_adam_betas_patch,
     pkg_resources_patch,
@@ -169,15 +170,18 @@ def compat_patches() -> list:
       both floats or both Tensors"): upstream as released does not build its optimisers
       (:func:`~.shims.float_adam_betas_patch`; its loop sets ``(0, beta2)`` itself at every step);
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics): on a machine
-      without CUDA these become the CPU and no-ops;
+      without CUDA these become the CPU and no-ops, and ``train.py``'s several-rank statistics sync
+      goes over the CPU (:func:`~.shims.cpu_stats_sync_patch`);
     - its CUDA ops (``bias_act``, which every residual block uses, and ``upfirdn2d``) load on current
       torch (:func:`~.shims.registered_extension_patch`); where a build fails, one warning and the
       reference op (:func:`~.shims.custom_op_fallback_patch`).
     """
+    from torch_utils import training_stats
     from torch_utils.ops import bias_act, upfirdn2d
     from training import training_loop
 
-    return (sampler_signature_patch() + cpu_patches(training_loop) + float_adam_betas_patch(training_loop)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
+            + float_adam_betas_patch(training_loop)
             + registered_extension_patch() + custom_op_fallback_patch([bias_act, upfirdn2d]))
 
 

@@ -78,6 +78,27 @@ def cpu_patches(loop_module: types.ModuleType) -> list:
     return [(loop_module, "torch", CpuTorch()), (torch.Tensor, "pin_memory", lambda self, *a, **k: self)]
 
 
+def _cpu_sync_device(original):
+    def init_multiprocessing(rank, sync_device):
+        if sync_device is not None and torch.device(sync_device).type == "cuda":
+            sync_device = torch.device("cpu")  # gloo all-reduces CPU tensors
+        return original(rank=rank, sync_device=sync_device)
+    return init_multiprocessing
+
+
+def cpu_stats_sync_patch(stats_module: types.ModuleType) -> list:
+    """Let upstream's ``training_stats`` sync its statistics across CPU ranks; none if CUDA is there.
+
+    Every upstream's ``train.py:subprocess_fn`` sets ``sync_device = torch.device('cuda', rank)`` whenever
+    there is more than one process, so two CPU ranks (``torchrun``, gloo) die at the first tick's
+    ``training_stats._sync`` ("Found no NVIDIA driver on your system"). Without CUDA the sync device is
+    the CPU. A :class:`~.patching.Wrap` of ``init_multiprocessing``.
+    """
+    if torch.cuda.is_available():
+        return []
+    return [(stats_module, "init_multiprocessing", Wrap(_cpu_sync_device))]
+
+
 def tensor_cuda_patch() -> list:
     """On a machine without CUDA, make ``tensor.cuda(device)`` a move to ``device`` (a CPU device there)."""
     if torch.cuda.is_available():

@@ -42,6 +42,7 @@ from .patching import construct
 from .progress import continue_run
 from .shims import (
     cpu_patches,
+    cpu_stats_sync_patch,
     custom_op_fallback_patch,
     grid_sample_patch,
     registered_extension_patch,
@@ -143,7 +144,8 @@ def compat_patches() -> list:
     - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)``, which torch >= 2.2
       rejects (``object.__init__() takes exactly one argument``): accept and ignore it.
     - ``training.training_loop`` hard-codes ``torch.device('cuda', rank)``, CUDA events, memory
-      statistics and ``pin_memory()``: on a machine without CUDA these become the CPU and no-ops.
+      statistics and ``pin_memory()``: on a machine without CUDA these become the CPU and no-ops, and
+      ``train.py``'s several-rank statistics sync goes over the CPU (:func:`~.shims.cpu_stats_sync_patch`).
     - ``torch_utils.ops.grid_sample_gradfix`` disables its custom op on torch != 1.7/1.8 and falls
       back to ``F.grid_sample``, which on CUDA cannot be differentiated twice: R1 through ADA's
       geometric augmentations fails ("derivative for aten::grid_sampler_2d_backward is not
@@ -154,10 +156,12 @@ def compat_patches() -> list:
       (:func:`~.shims.custom_op_fallback_patch`): one try, one warning, then the reference op.
     (``conv2d_gradfix`` falls back to ``F.conv2d``, which is twice differentiable.)
     """
+    from torch_utils import training_stats
     from torch_utils.ops import bias_act, grid_sample_gradfix, upfirdn2d
     from training import training_loop
 
-    return (sampler_signature_patch() + cpu_patches(training_loop) + grid_sample_patch(grid_sample_gradfix)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
+            + grid_sample_patch(grid_sample_gradfix)
             + registered_extension_patch() + custom_op_fallback_patch([bias_act, upfirdn2d]))
 
 

@@ -39,6 +39,7 @@ from .patching import construct
 from .progress import continue_run
 from .shims import (
     cpu_patches,
+    cpu_stats_sync_patch,
     custom_op_fallback_patch,
     float_adam_betas_patch,
     pkg_resources_patch,
@@ -146,16 +147,20 @@ def compat_patches() -> list:
       fails to build (:func:`~.shims.float_adam_betas_patch`);
     - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
       on a machine without CUDA these become the CPU and no-ops;
+    - ``train.py`` syncs ``training_stats`` on CUDA whenever there are several ranks: on the CPU over the
+      CPU (:func:`~.shims.cpu_stats_sync_patch`; two gloo ranks under torchrun);
     - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops, then fails to import them on current
       torch (:func:`~.shims.registered_extension_patch`): ``bias_act``, ``upfirdn2d`` and ``filtered_lrelu``
       load; where a build really fails, one try, one warning, then the reference op
       (:func:`~.shims.custom_op_fallback_patch`).
     (Its ``conv2d_gradfix`` and ``grid_sample_gradfix`` check the torch version themselves.)
     """
+    from torch_utils import training_stats
     from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
     from training import training_loop
 
-    return (sampler_signature_patch() + cpu_patches(training_loop) + float_adam_betas_patch(training_loop)
+    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
+            + float_adam_betas_patch(training_loop)
             + registered_extension_patch() + custom_op_fallback_patch([bias_act, upfirdn2d, filtered_lrelu]))
 
 

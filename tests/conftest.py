@@ -1,6 +1,11 @@
 """Fixtures every test shares: a fixed seed, GPU tests skipped without CUDA, recording of noise calls."""
-import pytest
-import torch
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP, as `import diffaug_noise` does: a
+# test on 2 threads beside other jobs slows in proportion to the load instead of spinning (docs/performance.md)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

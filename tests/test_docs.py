@@ -141,6 +141,8 @@ def command_lines(text: str) -> list[tuple[list[str], bool]]:
     lines += [(span.replace("\n", " "), False) for span in re.findall(r"`([^`]+)`", prose)]
     commands = []
     for line, whole in lines:
+        if "diffaug-noise" not in line and "diffaug_noise.cli" not in line:
+            continue  # output shown in a block (an error with an apostrophe) is no command
         words = shlex.split(line, comments=True)
         starts = [1] if words[:1] == ["diffaug-noise"] else []
         starts += [i + 1 for i, w in enumerate(words) if w == "diffaug_noise.cli" and i and words[i - 1] == "-m"]

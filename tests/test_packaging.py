@@ -1,4 +1,5 @@
 """Dependency direction and import weight of the core package."""
+import os
 import pathlib
 import re
 import subprocess
@@ -121,3 +122,16 @@ def test_a_missing_extra_is_one_line_naming_the_install(blocked, argv, extra, tm
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].endswith(f"pip install 'diffaug-noise[{extra}]'"), result.stderr
+
+
+@pytest.mark.parametrize("first, preset, expected", [("", None, "PASSIVE"), ("", "ACTIVE", "ACTIVE"),
+                                                     ("import torch; ", None, "None")])
+def test_importing_the_library_first_makes_openmps_idle_threads_sleep(first, preset, expected):
+    """Spinning threads cost 5-20x on a shared CPU (docs/performance.md); a user's own setting wins, and once torch
+    has loaded OpenMP the setting would do nothing, so none is made."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = f"{first}import os, diffaug_noise; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == expected

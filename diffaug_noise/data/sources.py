@@ -28,6 +28,7 @@ import io
 import os
 import pathlib
 import pickle
+import re
 import tarfile
 import zipfile
 from typing import Iterator
@@ -81,6 +82,39 @@ def decode(raw, limits: Limits = Limits()):
                             f"limit (--max-image-pixels)")
     image.load()
     return image
+
+
+_PIL_FILE = re.compile(r"\s*<_io\.\w+ (?:name='(?P<name>[^']*)'|object at 0x[0-9a-f]+)>")
+
+
+def decoder_error(err: Exception) -> str:
+    """A decoder's error in words, without the file object PIL names (``<_io.BytesIO object at 0x...>``).
+
+    Example:
+        >>> decoder_error(OSError("cannot identify image file <_io.BufferedReader name='a/x.png'>"))
+        'OSError: cannot identify image file'
+    """
+    text = _PIL_FILE.sub("", str(err)).strip()
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def unreadable_image(err: BaseException) -> str | None:
+    """One line for PIL's ``UnidentifiedImageError`` that reached the top (e.g. from upstream's data loader), naming
+    the file; None for any other error.
+
+    Example:
+        >>> class UnidentifiedImageError(OSError): ...
+        >>> err = UnidentifiedImageError("cannot identify image file <_io.BufferedReader name='d/x.png'>")
+        >>> unreadable_image(err).split(";")[0]
+        "image 'd/x.png' cannot be read (not an image file PIL decodes: corrupt, truncated or another format)"
+    """
+    if type(err).__name__ != "UnidentifiedImageError":
+        return None
+    found = _PIL_FILE.search(str(err))
+    name = repr(found.group("name")) if found and found.group("name") else "in the data"
+    return (f"image {name} cannot be read (not an image file PIL decodes: corrupt, truncated or another format); "
+            "remove or replace it, or prepare the folder with `diffaug-noise data prepare NAME --source FOLDER`, "
+            "which skips and lists such images")
 
 
 class ImageTooLarge(DatasetError):
@@ -285,14 +319,20 @@ class Cifar10Python(LabelledArrays):
             found = {p.name: p for p in self.path.rglob("data_batch_*")}
             missing = [b for b in self.BATCHES if b not in found]
             if missing:
-                raise DatasetError(f"{str(self.path)!r} lacks CIFAR-10 batches {missing}")
+                raise DatasetError(self._missing(missing))
             return [found[b].read_bytes() for b in self.BATCHES]
         with tarfile.open(self.path) as tar:
             members = {pathlib.PurePath(m.name).name: m for m in tar.getmembers() if m.isfile()}
             missing = [b for b in self.BATCHES if b not in members]
             if missing:
-                raise DatasetError(f"{str(self.path)!r} lacks CIFAR-10 batches {missing}")
+                raise DatasetError(self._missing(missing))
             return [tar.extractfile(members[b]).read() for b in self.BATCHES]
+
+    def _missing(self, batches: list) -> str:
+        from .registry import DATASETS  # the registry names where each dataset's source comes from
+
+        return (f"{str(self.path)!r} lacks CIFAR-10 batches {batches}; they come from "
+                f"{DATASETS['cifar10'].download}: pass that with --source")
 
     def signature(self) -> list:
         files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*_batch*"))
@@ -389,8 +429,7 @@ class ImageDataset(torch.utils.data.Dataset):
         except ImageTooLarge as err:
             raise DatasetError(f"image {where} is {err}; remove it, or raise the limit") from None
         except Exception as err:  # any decoder failure: name the file, not the decoder's internals
-            raise DatasetError(f"image {where} cannot be read ({type(err).__name__}: {err}); remove or replace "
-                               "it") from None
+            raise DatasetError(f"image {where} cannot be read ({decoder_error(err)}); remove or replace it") from None
 
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}

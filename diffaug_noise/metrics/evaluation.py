@@ -9,10 +9,11 @@ r"""FID, KID, precision and recall of generated images against a dataset, throug
 Inputs: ``real`` is a registered dataset name or a path (zip or folder, see
 :mod:`diffaug_noise.data`); ``fake`` is a folder/zip of images or a generator file. A generator file
 is a pickle (``trust_pickle=True`` needed: unpickling runs code) holding an ``nn.Module`` or a
-StyleGAN2-ADA-style snapshot dict (``G_ema`` is used); it is called as ``G(z, c)`` when it has a
-``c_dim`` attribute (random one-hot classes) and ``G(z)`` otherwise, with ``z ~ N(0, I)`` of size
-``G.z_dim``, and must return images in [-1, 1]. Upstream snapshots also need the upstream code
-importable (its checkout on ``PYTHONPATH``).
+StyleGAN2-ADA-style snapshot dict (``G_ema`` is used), or the generator itself (an ``nn.Module``); it is
+called as ``G(z, c)`` when it has a ``c_dim`` attribute (random one-hot classes) and ``G(z)`` otherwise,
+with ``z ~ N(0, I)`` of size ``G.z_dim``, and must return images in [-1, 1]. An upstream snapshot needs
+its checkout and the shims its run used: ``diffaug-noise eval --repo`` applies them, and from Python
+``diffaug_noise.integrations.load_snapshot(path, repo=...)["G_ema"]`` is the generator to pass.
 
 Offline machines: the InceptionV3 weights (``weights-inception-2015-12-05-6726825d.pth``, 91 MB)
 come from torch-fidelity's GitHub release into torch's hub cache on first use. Copy the file into
@@ -194,7 +195,7 @@ def _spec(name: str) -> FeatureExtractorSpec:
 
 def evaluate(
     real,  # dataset name, or path to a zip / image folder
-    fake,  # path to a zip / image folder of generated images, or a generator file
+    fake,  # path to a zip / image folder of generated images, a generator file, or a generator (nn.Module)
     metrics=("fid",),  # any of fid, kid, precision, recall
     num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
     # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
@@ -212,6 +213,8 @@ def evaluate(
     trust_pickle: bool = False,
     seed: int = 0,  # seed of the generator's latents and of KID's subsets
     verbose: bool = False,  # torch-fidelity's progress output
+    # called after each batch of feature extraction: (side "generated" or "real", images done, images on that side)
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict:
     """Compute ``metrics`` of ``fake`` against ``real``; returns ``{metric: value, ...}`` plus counts."""
     if protocol is not None:
@@ -239,17 +242,23 @@ def evaluate(
     n_real = len(real_set)
     fake_input, n_fake = _fake_input(fake, num_fake or num, n_real, trust_pickle, seed, device)
     needed = max(MIN_IMAGES[m] for m in metrics)
-    for side, given, count in (("real", real, n_real), ("fake", fake, n_fake)):
+    for which, given, count in (("real", real, n_real), ("fake", fake, n_fake)):
         if count < needed:
-            raise EvaluationError(f"--{side} {str(given)!r} gives {count} image(s); {', '.join(metrics)} need at least "
-                                  f"{needed} on each side (FID and KID: 2, for a covariance and pairs; precision and "
-                                  "recall: 4, a sample and its 3 nearest neighbours)")
+            raise EvaluationError(f"--{which} {str(given)!r} gives {count} image(s); {', '.join(metrics)} need at "
+                                  f"least {needed} on each side (FID and KID: 2, for a covariance and pairs; precision "
+                                  "and recall: 4, a sample and its 3 nearest neighbours)")
 
     layers = {m: spec.cls.get_default_feature_layer_for_metric(m) for m in {_FIDELITY_METRIC[m] for m in metrics}}
     extractor = spec.build(feature_extractor, sorted(set(layers.values())), weights=weights, cache_dir=root,
                            trust_pickle=trust_pickle).eval().requires_grad_(False)
     if device == "cuda":
         extractor = extractor.cuda()
+    side = {"name": "generated", "done": 0, "total": n_fake}  # what the extractor is reading now
+    if progress is not None:
+        def count(module, inputs, output):
+            side["done"] += inputs[0].shape[0]
+            progress(side["name"], min(side["done"], side["total"]), side["total"])
+        extractor.register_forward_hook(count)
     cuda = device == "cuda"
     features = dict(batch_size=batch_size, cuda=cuda, verbose=verbose)
     if isinstance(fake_input, torch.nn.Module):
@@ -265,6 +274,7 @@ def evaluate(
         key = real_cache_name(real_path, feature_extractor, n_real, seed, num_real is not None)
         cache_file = folder / f"{key}-{'-'.join(sorted(set(layers.values())))}.npz"
     shapes = {layer: (n_real, *fake_features[layer].shape[1:]) for layer in set(layers.values())}
+    side.update(name="real", done=0, total=n_real)
     real_features = read_cache(cache_file, shapes, lambda rows: fidelity_utils.get_featuresdict_from_dataset(
         torch.utils.data.Subset(real_set, rows), extractor, save_cpu_ram=True, **features))
     if real_features is None:
@@ -349,6 +359,8 @@ def _weights_help(reason: str) -> str:
 def _fake_input(fake, num: int | None, n_real: int, trust_pickle: bool, seed: int, device: str):
     """A Dataset of generated images (``num`` of them, default all), or a generator (``num``, default ``n_real``), and
     the count."""
+    if isinstance(fake, torch.nn.Module):
+        return GeneratorSamples(_generator(fake, "the generator passed as fake"), seed).to(device), num or n_real
     path = pathlib.Path(fake).expanduser()
     if not path.exists():
         raise EvaluationError(f"--fake {str(fake)!r} does not exist; pass a folder/zip of images or a generator file")
@@ -369,12 +381,18 @@ def _load_generator(path: pathlib.Path, trust_pickle: bool) -> torch.nn.Module:
     except CheckpointError as err:
         raise EvaluationError(f"generator: {err}") from err
     except ModuleNotFoundError as err:
-        raise EvaluationError(f"the generator in {str(path)!r} needs module {err.name!r}; put the code that defined it "
-                              f"(e.g. your stylegan2-ada-pytorch checkout) on PYTHONPATH") from err
+        raise EvaluationError(f"the generator in {str(path)!r} needs module {err.name!r}: an upstream snapshot loads "
+                              f"with its checkout and the shims its run used; pass --repo PATH, the checkout that "
+                              f"trained it (Python: diffaug_noise.integrations.load_snapshot(path, repo=PATH)['G_ema'] "
+                              f"as fake)") from err
     if isinstance(obj, dict):
         obj = obj.get("G_ema", obj.get("G"))
+    return _generator(obj, str(path))
+
+
+def _generator(obj, where: str) -> torch.nn.Module:
     if not isinstance(obj, torch.nn.Module) or not isinstance(getattr(obj, "z_dim", None), int):
-        raise EvaluationError(f"{str(path)!r} holds no generator: expected an nn.Module with an int z_dim, or a dict "
+        raise EvaluationError(f"{where!r} holds no generator: expected an nn.Module with an int z_dim, or a dict "
                               f"with one under 'G_ema' or 'G'")
     return obj.eval().requires_grad_(False)
 

@@ -156,3 +156,13 @@ def test_bench_on_cuda_adds_the_torch_path_the_grad_path_the_kernel_alone_and_a_
     assert {"ours_torch/ours", "ours_grad/ours", "kernel/copy", "ours_graphed/randn"} <= set(row["ratios"])
     assert row["ratios"]["ours_graphed/randn"] == row["median_s"]["ours_graphed"] / row["median_s"]["randn"]
     assert "graphed/randn" in result.output and "grad/ours" in result.output
+
+
+def test_data_list_columns_line_up_for_every_name(tmp_path):
+    from diffaug_noise.data import DATASETS
+
+    out = CliRunner().invoke(main, ["data", "list", "--data-root", str(tmp_path)]).output.splitlines()
+    header, rows = out[1], out[2:]
+    assert len(rows) == len(DATASETS) and any(r.startswith("lsun_bedroom_full ") for r in rows)
+    res_end = header.index("res") + len("res")  # right-aligned: each resolution ends under the header's "res"
+    assert all(row[:res_end].split()[-1].isdigit() and row[res_end] == " " for row in rows)

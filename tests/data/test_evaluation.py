@@ -260,3 +260,9 @@ def test_real_features_are_cached_reused_invalidated_and_never_trusted_when_dama
     changed = run(real, sets["shifted"])
     assert changed["num_real"] == 161 and reads.count(str(real)) >= 161
     assert run(real, sets["shifted"], num_real=50)["num_real"] == 50  # another count: another key
+
+
+def test_feature_extraction_reports_its_progress_batch_by_batch(sets):
+    calls = []
+    run(sets["real"], sets["shifted"], metrics=("fid",), num=120, cache=False, progress=lambda *a: calls.append(a))
+    assert calls == [(side, done, 120) for side in ("generated", "real") for done in (50, 100, 120)]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8
-from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier
+from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier, train_digits
 from diffaug_noise.demos.digits import classifier as classifier_module
 from diffaug_noise.metrics.frechet import feature_statistics, frechet_distance
 from helpers import fid_reference
@@ -206,7 +206,6 @@ def test_run_digits_writes_metrics_plots_and_samples(short_run):
 
 def test_a_run_does_not_depend_on_the_other_methods_beside_it(data_root):
     """Same data, latents and initial weights per seed whatever else trains in the batch."""
-    from diffaug_noise.demos.digits import train_digits
 
     settings = dict(iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
     alone = train_digits(DigitsConfig(methods=("diffusion",), **settings), classifier_cache=data_root)
@@ -240,3 +239,28 @@ def test_bad_settings_fail_with_one_line(tmp_path):
     assert result.exit_code == 2 and "--fixed-T 2000 exceeds --t-max 1000" in result.output
     with pytest.raises(ValueError, match="unknown conditioning 'adain'"):
         DigitsConfig(conditioning="adain")
+
+
+def test_the_result_so_far_arrives_at_each_evaluation_and_the_last_is_the_return_value(data_root):
+    seen = []
+    config = DigitsConfig(methods=("plain", "diffusion"), iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
+    final = train_digits(config, classifier_cache=data_root, on_eval=seen.append)
+    assert [r["history"]["score_iteration"] for r in seen] == [[10], [10, 20]]  # the one at 30 is `final`
+    for result in seen:  # each as complete as a finished run's, from the scores logged so far
+        assert [run["score"] for run in result["runs"]] == [v[-1] for v in result["history"]["score"].values()]
+    assert final["history"]["score"]["plain/seed1"][:2] == seen[-1]["history"]["score"]["plain/seed1"]
+
+
+def test_run_digits_writes_its_plots_at_each_evaluation(tmp_path, monkeypatch):
+    from diffaug_noise.cli import plots
+
+    written = []
+    for name in ("digits_samples", "digits_training"):
+        original = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda plt, result, path, _o=original: written.append(
+            (path.name, result["history"]["score_iteration"][-1])) or _o(plt, result, path))
+    result = CliRunner().invoke(main, ["run", "digits", "--seeds", "1", "--methods", "plain", "--iterations", "30",
+                                       "--eval-every", "10", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert written == [(png, step) for step in (10, 20, 30) for png in ("samples.png", "training.png")]
+    assert (tmp_path / "training.png").read_bytes()[:8] == PNG_MAGIC

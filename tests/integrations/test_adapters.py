@@ -133,7 +133,8 @@ def test_a_registered_adapter_is_a_cli_command_with_generated_options(minimal, t
                                        "--", "--iterations", "8"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     ticks = [line for line in result.output.splitlines() if line.startswith("tick ")]
-    assert len(ticks) == 8 and all(re.search(r"diffusion p [\d.]+ +T \d+ +r_d [-+\d.na]+", t) for t in ticks)
+    assert len(ticks) == 8 and all(re.search(r"diffusion p [\d.]+ +T \d+ +r_d ([-+\d.]+|none yet)", t) for t in ticks)
+    assert ticks[0].endswith("r_d none yet") and not any("nan" in t for t in ticks)  # before the first update
     with open(tmp_path / "out" / "snapshot.pkl", "rb") as f:
         D = pickle.load(f)["D"]
     assert type(D).__name__ == "MinimalD" and D.scale == 2.0 and D.noise.sigma == 0.3

@@ -57,6 +57,9 @@ NET_DEFAULTS = {
     "lr": (2e-4, 5e-4),
     # conv: the six methods take 7.3 min on 2 cores, these four fit the 5 minutes a default run may take
     "methods": (("plain", "instance", "diffusion"), ("plain", "instance", "diffaugment", "diffusion")),
+    # the MLP's steps are tiny: one thread is the fastest on an idle machine but for spinning ones, and slows only in
+    # proportion to other jobs (docs/performance.md, "Threads on a shared CPU")
+    "threads": (1, 2),
     "instance_sigma": (0.7, 0.3),
     "translation": (0.125, 0.0625),  # the MLP value is DiffAugment's own default
     "cutout": (0.5, 0.25),
@@ -138,8 +141,8 @@ class DigitsConfig:
     coverage_share: float = knob(0.05, "A class is covered with this share of the classifier's predictions.",
                                  kind=float, minimum=0.0, maximum=1.0)
     classifier_seed: int = knob(0, "Seed of the FD_digits classifier.", kind=int, minimum=0)
-    threads: int = knob(2, "torch CPU threads (recorded; measured fastest on 2 cores, see docs/digits.md).", kind=int,
-                        minimum=1)
+    threads: int = knob(None, "torch CPU threads (recorded; results do not depend on them, docs/performance.md)."
+                              + _per_net("threads"), kind=int, minimum=1)
     device: str = knob("cpu", "Where to train; small enough for a laptop CPU.", kind=str, choices=("cpu", "cuda"))
     log_every: int = knob(25, "Resolution of the r_d and T history (iterations).", kind=int, minimum=1)
 
@@ -164,6 +167,8 @@ def train_digits(
     checkpoint: str | os.PathLike | None = None,  # file to save the whole training state to (atomically)
     checkpoint_every: int = 500,  # steps between checkpoints (and one at the end)
     resume: bool = False,  # continue from `checkpoint` if it exists
+    # called after each evaluation with the result so far (what the run returns at its end; plots hook in)
+    on_eval: Callable[[dict], None] | None = None,
 ) -> dict:
     """Train every (method, seed) of ``config``; return per-run metrics, history and final samples.
 
@@ -181,7 +186,7 @@ def train_digits(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, on_step, classifier_cache, checkpoint, checkpoint_every, resume)
+        return _train(config, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -238,7 +243,7 @@ def _check_saved(saved: dict, config: DigitsConfig, G, D, opt_g, opt_d, generato
                       torch.zeros(K, config.eval_samples, 64, dtype=torch.uint8) if scored else None)
 
 
-def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume) -> dict:
+def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval) -> dict:
     members = [(m, s) for m in config.methods for s in config.seeds]
     K, B = len(members), config.batch_size
     seed_index = torch.tensor([config.seeds.index(s) for _, s in members])
@@ -288,6 +293,9 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
     sign_sums = torch.zeros(K, dtype=torch.float64, device=device)
     signs_counted = 0
     latest, samples = {}, None
+
+    def result_so_far(wall: float) -> dict:  # history and samples as they are now (the names are rebound on resume)
+        return _result(config, members, history, samples, classifier, images, wall, first > config.iterations)
 
     def state(step: int, wall: float) -> dict:
         return {"config": json_safe(dataclasses.asdict(config)), "iteration": step, "wall_seconds": wall,
@@ -367,12 +375,18 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
             for k in range(K):
                 history["score"][k].append(scores[k])
             latest = {f"{m}/seed{s}": scores[k] for k, (m, s) in enumerate(members)}
+            if on_eval is not None and step < config.iterations:  # the last one is the run's return value
+                on_eval(result_so_far(wall_before + time.perf_counter() - start))
         if checkpoint is not None and (step % checkpoint_every == 0 or step == config.iterations):
             save_checkpoint(state(step, wall_before + time.perf_counter() - start), checkpoint)
         if on_step is not None:
             on_step(step, latest)
-    wall = wall_before + time.perf_counter() - start
+    return result_so_far(wall_before + time.perf_counter() - start)
 
+
+def _result(config, members, history, samples, classifier, images, wall, already_complete: bool) -> dict:
+    """What a run returns: per-run metrics from the latest evaluation's ``samples``, the history, the samples."""
+    K = len(members)
     with torch.no_grad():
         predicted = classifier(samples.reshape(K * config.eval_samples, 1, 8, 8)).argmax(1).view(K, -1)
     runs = []
@@ -388,7 +402,7 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
             "class_shares": [round(v, 4) for v in shares.tolist()],
             "final_T": Ts[-1] if Ts else None,
             "max_T": max(Ts) if Ts else None,
-            "final_r_d": history["r_d"][k][-1],
+            "final_r_d": history["r_d"][k][-1] if history["r_d"][k] else None,  # none logged before an early eval
             "seconds": wall / K,  # this run's share of the one batched pass that trains them all
         })
     name = {k: f"{m}/seed{s}" for k, (m, s) in enumerate(members)}
@@ -397,9 +411,9 @@ def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoi
         "wall_seconds": wall,
         "runs": runs,
         "summary": summarize(runs, config.methods, METRICS),
-        "history": {"iteration": history["iteration"], "score_iteration": history["score_iteration"],
-                    **{key: {name[k]: v for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
+        "history": {"iteration": list(history["iteration"]), "score_iteration": list(history["score_iteration"]),
+                    **{key: {name[k]: list(v) for k, v in history[key].items()} for key in ("T", "r_d", "score")}},
         "samples": {name[k]: samples[k] for k in range(K)},
         "real": to_uint8(images[:100]).flatten(1),
-        "already_complete": first > config.iterations,  # resumed from the last checkpoint: nothing was trained
+        "already_complete": already_complete,  # resumed from the last checkpoint: nothing was trained
     }

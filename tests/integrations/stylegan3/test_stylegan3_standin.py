@@ -2,6 +2,7 @@
 import json
 import pathlib
 import pickle
+import re
 import sys
 
 import pytest
@@ -219,3 +220,22 @@ def test_the_drift_guard_speaks_once_on_the_tick_line_and_in_the_stats(tmp_path,
     assert len(flagged) == 1 and ticks.index(flagged[0]) > 0  # once, from the tick after it spoke
     assert loss.controller.drift is not None and reports["Diffusion/pinned"][-1] == -1.0
     assert reports["Diffusion/pinned"][3] == -1.0  # the first adjustment already counted as stuck
+
+
+def test_a_progress_line_comes_between_ticks_when_a_tick_takes_long(tmp_path, recorded, monkeypatch, capsys):
+    """Upstream prints only at ticks; rank 0 adds `  kimg ... s/iteration` lines when PROGRESS_SECONDS pass."""
+    from diffaug_noise.integrations import patching
+
+    monkeypatch.setattr(patching, "_clock", lambda: 0.0)  # time stands still: never a progress line
+    train(tmp_path / "still", "--cfg", "stylegan2", "--kimg", "0.032", "--tick", "0.016")
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("  kimg ")]
+    clock = iter(range(0, 10 ** 6, 31))  # each reading 31 s after the one before: over PROGRESS_SECONDS at every step
+    monkeypatch.setattr(patching, "_clock", lambda: next(clock))
+    train(tmp_path / "slow", "--cfg", "stylegan2", "--kimg", "0.032", "--tick", "0.016")
+    out = capsys.readouterr().out.splitlines()
+    progress = [line for line in out if line.startswith("  kimg ")]
+    kimg = [float(line.split()[1]) for line in progress]
+    assert kimg == pytest.approx([0.004 * k for k in range(2, 9)])  # every step after the first (batch 4, 8 steps)
+    assert all(re.search(r"\d+\.\d\d s/iteration  diffusion p [\d.]+ +T \d+$", line) for line in progress)
+    ticks = [i for i, line in enumerate(out) if line.startswith("tick ")]
+    assert ticks and not any(out[i].startswith("  kimg ") for i in ticks)  # tick lines stay as upstream's

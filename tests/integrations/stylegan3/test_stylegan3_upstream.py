@@ -103,3 +103,80 @@ def test_real_stylegan3_trains_snapshots_loads_and_resumes_where_it_stopped(cfg,
     if log:
         with open(log, "a") as f:
             f.write(json.dumps({cfg: {"whole": whole, "rest": rest}}) + "\n")
+
+
+LOAD_AND_EVAL = textwrap.dedent('''
+    import sys
+    import torch, torch.utils.cpp_extension  # setuptools keeps what it imported; then upstream finds no pkg_resources,
+    sys.modules["pkg_resources"] = None      # as on setuptools >= 81 (README's install)
+    from diffaug_noise.integrations import load_snapshot
+    from diffaug_noise.cli import run
+
+    snapshot = sys.argv[1]
+    G = load_snapshot(snapshot)["G_ema"]  # the checkout from the run's record
+    print("images", list(G(torch.randn(2, G.z_dim), torch.zeros(2, G.c_dim)).shape))
+    sys.argv = ["diffaug-noise", "eval", "--real", "digits", "--fake", snapshot, "--trust-pickle",
+                "--feature-extractor", "digits-classifier", "--num-fake", "64", *sys.argv[2:]]
+    run()
+''')
+
+
+@pytest.mark.slow
+def test_real_stylegan3_snapshot_loads_and_scores_without_pkg_resources(tmp_path):
+    """A real snapshot loads through load_snapshot and eval where setuptools ships no pkg_resources (issue 31)."""
+    repo = os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO")
+    if not repo:
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    snapshot = _run("stylegan2", repo, tmp_path, iterations=4)["snapshot"]
+    env = {k: v for k, v in os.environ.items() if k != "DIFFAUG_NOISE_STYLEGAN3_REPO"}  # found from the record alone
+    env["DIFFAUG_NOISE_DATA"] = str(tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-c", LOAD_AND_EVAL, snapshot], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "images [2, 3, 32, 32]" in proc.stdout
+    assert re.search(r"^fid [\d.]+ +\(64 generated vs 1797 real, digits-classifier\)$", proc.stdout, re.M)
+
+
+def _torchrun_cli(tmp_path, *upstream_args):
+    """``torchrun --nproc-per-node 2`` of ``diffaug-noise run stylegan3 --launcher torchrun`` on the CPU (gloo)."""
+    env = dict(os.environ, DIFFAUG_NOISE_DATA=str(tmp_path / "data"), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "diffaug_noise.cli", "run", "stylegan3", "--launcher", "torchrun", "--gpus", "2",
+                           "--repo", env["DIFFAUG_NOISE_STYLEGAN3_REPO"], "--data", "digits", "--outdir",
+                           str(tmp_path / "runs"), "--", "--cfg", "stylegan2", "--gamma", "1", "--cbase", "1024",
+                           "--cmax", "32", "--map-depth", "2", "--metrics", "none", *upstream_args],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
+
+
+@pytest.mark.slow
+def test_real_stylegan3_two_cpu_ranks_pass_the_snapshot_check_after_p_moved(tmp_path):
+    """Upstream's train.py syncs training_stats on CUDA with two ranks; the shim makes it the CPU (issue 31)."""
+    if not os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO"):
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    subprocess.run([sys.executable, "-m", "diffaug_noise.cli", "data", "prepare", "digits", "--data-root",
+                    str(tmp_path / "data")], check=True, capture_output=True)
+    proc = _torchrun_cli(tmp_path, "--batch", "8", "--kimg", "1")  # 125 iterations: 31 controller updates
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    ticks = [line for line in (run / "log.txt").read_text().splitlines() if line.startswith("tick ")]
+    p_last = float(re.search(r"diffusion p ([\d.]+)", ticks[-1]).group(1))
+    assert len(ticks) == 2 and p_last > 0  # tick 0 at p = 0, tick 1 (the end) after p moved
+    # the last snapshot is written after check_ddp_consistency passed on both ranks, at the p of the last tick
+    from diffaug_noise.integrations import load_snapshot
+    D = load_snapshot(run / "network-snapshot-000001.pkl")["D"]
+    assert D.noise.p == pytest.approx(p_last, abs=1e-5) and int(D.images_seen) == 1000
+    print("\n" + "\n".join(ticks))
+
+
+@pytest.mark.slow
+def test_real_stylegan3_rank_error_is_one_line_and_torchruns_root_cause(tmp_path):
+    if not os.environ.get("DIFFAUG_NOISE_STYLEGAN3_REPO"):
+        pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
+    subprocess.run([sys.executable, "-m", "diffaug_noise.cli", "data", "prepare", "digits", "--data-root",
+                    str(tmp_path / "data")], check=True, capture_output=True)
+    proc = _torchrun_cli(tmp_path, "--batch", "4", "--kimg", "1")  # batch_gpu 2 < mbstd 4: upstream refuses
+    output = proc.stdout + proc.stderr
+    line = "Error: rank 0: stylegan3's train.py: --batch-gpu cannot be smaller than --mbstd"
+    assert proc.returncode != 0 and output.count(line) == 2, output  # printed once, and torchrun's root cause
+    assert "  traceback : " + line in output
+    assert not re.search(r"^\[rank\d\]:.*Traceback", output, re.M)  # no rank's traceback at all

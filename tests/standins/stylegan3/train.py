@@ -17,7 +17,8 @@ def subprocess_fn(rank, c, temp_dir):
         init_file = os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))
         torch.distributed.init_process_group(backend="gloo", init_method=f"file://{init_file}", rank=rank,
                                              world_size=c.num_gpus)
-    training_stats.init_multiprocessing(rank=rank, sync_device=None)
+    sync_device = torch.device("cuda", rank) if c.num_gpus > 1 else None  # as upstream, whatever the backend
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
     return training_loop.training_loop(rank=rank, **c)
 
 

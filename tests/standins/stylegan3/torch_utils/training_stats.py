@@ -14,5 +14,7 @@ def report0(name, value):
     return report(name, value)
 
 
-def init_multiprocessing(rank, sync_device):
-    pass
+def init_multiprocessing(rank, sync_device):  # upstream's train.py passes torch.device('cuda', rank) with several
+    if sync_device is not None:               # ranks; its first sync puts the counters there
+        import torch
+        torch.zeros((), device=sync_device)
