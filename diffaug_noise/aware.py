@@ -331,6 +331,12 @@ class DiffusionAwareDiscriminator(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load everything or nothing: keys, shapes, the noise and the controller are checked before D changes."""
+        self.check_state_dict(state_dict, strict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def check_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Raise ``ValueError`` naming what does not fit if :meth:`load_state_dict` would reject ``state_dict``;
+        changes nothing (for a parent that loads this wrapper among its own modules and must check first)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
         own = self.state_dict()
@@ -352,7 +358,6 @@ class DiffusionAwareDiscriminator(nn.Module):
         self.noise.checked_state(state_dict, "noise.")
         probe = copy.deepcopy(self.controller)  # its own copy of the noise: the check changes nothing here
         probe.load_state_dict(extra["controller"])
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         form = "pair" if self.pair else (f"condition_channels={self.condition_channels}" if self.condition_channels
