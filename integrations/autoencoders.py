@@ -33,7 +33,7 @@ Example:
     >>> make_diffusion_aware(nn.Linear(2, 2), batch_size=4)
     Traceback (most recent call last):
     ...
-    TypeError: Linear is not an autoencoder's GAN loss: it has no discriminator, disc_loss, ...
+    TypeError: Linear is not an autoencoder GAN loss: it has no discriminator, disc_loss, ...
 """
 from __future__ import annotations
 
@@ -233,8 +233,9 @@ def make_diffusion_aware(loss: nn.Module, batch_size: int, cond_channels: int = 
         parts = ([f"it has no {', '.join(attributes)}"] if attributes else []) + (
             [f"its forward has no {', '.join(arguments)}"] if arguments else []) + (
             [] if isinstance(loss, nn.Module) else ["it is not an nn.Module"])
-        raise TypeError(f"{type(loss).__name__} is not an autoencoder's GAN loss: {'; '.join(parts)} (taming's "
-                        f"VQLPIPSWithDiscriminator, latent-diffusion's LPIPSWithDiscriminator or a copy have them)")
+        raise TypeError(f"{type(loss).__name__} is not an autoencoder GAN loss: {'; '.join(parts)} (as "
+                        f"VQLPIPSWithDiscriminator of taming-transformers, LPIPSWithDiscriminator of latent-diffusion "
+                        f"and their copies have)")
     given_here = sorted(set(options) & set(SET_HERE))
     if given_here:
         raise ValueError(f"{', '.join(given_here)} come from the loss (or batch_size, cond_channels); drop them from "

@@ -295,3 +295,46 @@ def test_what_is_not_such_a_loss_is_named_in_one_line(source):
     make_diffusion_aware(loss, batch_size=4)
     with pytest.raises(ValueError, match="diffusion-aware already"):
         make_diffusion_aware(loss, batch_size=4)
+
+
+class ManualOptimisationCopy(nn.Module):
+    """A copy as trainers written for Lightning 2 paste it (the call form of sgm's GeneralLPIPSWithDiscriminator):
+    keyword-only phase arguments, its own module path, its own PatchGAN and a renamed hinge."""
+
+    def __init__(self, disc_start):
+        super().__init__()
+        self.discriminator = nn.Sequential(nn.Conv2d(3, 16, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(16, 1, 4, 1, 1))
+        self.discriminator_iter_start = disc_start
+        self.disc_loss = self.hinge
+
+    @staticmethod
+    def hinge(real, fake):
+        return 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())
+
+    def forward(self, inputs, reconstructions, *, regularization_log, optimizer_idx, global_step, last_layer=None,
+                split="train"):
+        if optimizer_idx == 0:
+            return -self.discriminator(reconstructions.contiguous()).mean(), {}
+        logits_real = self.discriminator(inputs.contiguous().detach())
+        logits_fake = self.discriminator(reconstructions.contiguous().detach())
+        return self.disc_loss(logits_real, logits_fake), {}
+
+
+def test_a_manual_optimisation_copy_under_another_path_is_recognised_and_stepped_by_its_d_updates():
+    loss = ManualOptimisationCopy(disc_start=2)
+    wrapped = make_diffusion_aware(loss, batch_size=4, interval=1, kimg=1, noise=dn.DiffusionNoise(p=0.5))
+    seen, ae = judged_by(wrapped), Autoencoder(size=16)
+    opt_g, opt_d = torch.optim.Adam(ae.decoder.parameters(), 1e-3), torch.optim.Adam(wrapped.parameters(), 1e-3)
+    for step in range(5):  # training_step of a LightningModule with automatic_optimization = False
+        xrec = ae.reconstruct()
+        g_loss, _ = loss(ae.x, xrec, regularization_log={}, optimizer_idx=0, global_step=step)
+        opt_g.zero_grad()
+        g_loss.backward()
+        opt_g.step()
+        d_loss, log = loss(ae.x, xrec.detach(), regularization_log={}, optimizer_idx=1, global_step=step)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        assert torch.equal(seen["t"][-1], seen["t"][-2]) and not torch.equal(seen["t"][-2], seen["t"][-3])
+        assert wrapped.controller.step == max(step - 1, 0) and ("train/diffusion_T" in log) == (step >= 2)
+    assert wrapped.loss == "hinge"
