@@ -15,6 +15,9 @@ once per D step, adapts ``T``. The call forms real discriminators have:
   needs no gradient (a D step judges detached fakes);
 - ``condition_channels=k``: the first ``k`` input channels are a condition, left clean (pix2pix's
   ``D(cat(A, B))``); ``-k``: the last ``k`` (taming's ``D(cat(x, cond))``);
+- a real and a fake judged in two calls (a D step's ``D(real)`` then ``D(fake)``, as autoencoder
+  losses write it): ``with D.paired(): ...`` gives sample ``i`` of the second call the first call's
+  ``t`` (and, with ``share_eps``, its ``eps``);
 - outputs that are lists (multi-scale, multi-period): every logit tensor is read, a list's last
   element where D returns ``[features..., logits]`` per scale; ``logits=`` says otherwise.
 
@@ -85,6 +88,7 @@ class _LastDraw:
 
     def __init__(self):
         self.inputs, self.drawn = (), None
+        self.pairing, self.pair_draw = False, None  # inside paired(): the block's first (t, eps), shared by its calls
 
     @staticmethod
     def same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -116,7 +120,7 @@ class DiffusionAwareDiscriminator(nn.Module):
             :data:`~diffaug_noise.CONDITIONINGS` that attach), or an unattached
             :class:`~diffaug_noise.attached.AttachedConditioning`.
         pair: D is called on a real/fake pair, ``D(real, fake)``: one ``t`` per pair.
-        share_eps: with ``pair``, the real and the fake of a pair get the same ``eps`` too.
+        share_eps: with ``pair`` or inside :meth:`paired`, the real and the fake of a pair get the same ``eps`` too.
         condition_channels: input channels that are a condition, left clean: the first ``k``, or with ``-k``
             the last ``k`` (``pair=False`` only).
         logits: ``output -> real logits`` (a tensor or list of them) for the controller; with ``pair``,
@@ -242,16 +246,57 @@ class DiffusionAwareDiscriminator(nn.Module):
                         raise ValueError(f"condition_channels={k} needs inputs of more than {abs(k)} channels; got "
                                          f"shape {tuple(x.shape)}")
                     if k > 0:
-                        judged, t = self.noise(x[:, k:])
+                        judged, t = self._noised(x[:, k:])
                         drawn = ((torch.cat([x[:, :k], judged], dim=1),), t)
                     else:
-                        judged, t = self.noise(x[:, :k])
+                        judged, t = self._noised(x[:, :k])
                         drawn = ((torch.cat([judged, x[:, k:]], dim=1),), t)
                 else:
-                    y, t = self.noise(x)
+                    y, t = self._noised(x)
                     drawn = ((y,), t)
             self._draws.put(inputs, drawn)
         return drawn
+
+    def _noised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``noise(x)``; inside :meth:`paired`, the block's first ``t`` (and ``eps``) for a batch of its shape."""
+        draws = self._draws
+        if not draws.pairing:
+            return self.noise(x)
+        first = draws.pair_draw
+        if first is None or first[1].shape != x.shape:
+            t, eps = self.noise.sample(x)
+            draws.pair_draw = (t, eps)
+        else:
+            t, eps = first[0], first[1] if self.share_eps else torch.randn_like(x)
+        return self.noise.apply_transform(x, t, eps), t
+
+    @contextlib.contextmanager
+    def paired(self):
+        """Inside this block, single calls judge a real/fake pair in separate calls: sample ``i`` of every call gets
+        ``t_i`` of the block's first call of that shape (and, with ``share_eps``, its ``eps``).
+
+        For a D step written as ``D(real)`` then ``D(fake)`` (taming's and latent-diffusion's losses, pix2pix's):
+        one ``t`` per pair, as ``pair=True`` gives a D called on both at once. The Ds of a ``share`` group share
+        the block.
+
+        Example:
+            >>> D = DiffusionAwareDiscriminator(nn.Identity(), batch_size=4, conditioning="none",
+            ...                                 noise=DiffusionNoise(p=1.0))
+            >>> real, fake = torch.ones(4, 3), torch.zeros(4, 3)
+            >>> with D.paired():
+            ...     y_real, y_fake = D(real), D(fake)  # this D returns what it judges
+            >>> difference = y_real - y_fake  # sqrt(abar_t_i) (real - fake): eps cancels, t_i per row
+            >>> torch.allclose(difference, difference[:, :1].expand(4, 3)), len(difference[:, 0].unique()) > 1
+            (True, True)
+        """
+        draws = self._draws
+        if draws.pairing:
+            raise RuntimeError("paired() blocks do not nest: a pair is one real and one fake call")
+        draws.pairing, draws.pair_draw = True, None
+        try:
+            yield self
+        finally:
+            draws.pairing, draws.pair_draw = False, None
 
     @contextlib.contextmanager
     def reals(self, x: torch.Tensor):
@@ -286,6 +331,12 @@ class DiffusionAwareDiscriminator(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load everything or nothing: keys, shapes, the noise and the controller are checked before D changes."""
+        self.check_state_dict(state_dict, strict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def check_state_dict(self, state_dict, strict: bool = True) -> None:
+        """Raise ``ValueError`` naming what does not fit if :meth:`load_state_dict` would reject ``state_dict``;
+        changes nothing (for a parent that loads this wrapper among its own modules and must check first)."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict; got {type(state_dict).__name__}")
         own = self.state_dict()
@@ -307,7 +358,6 @@ class DiffusionAwareDiscriminator(nn.Module):
         self.noise.checked_state(state_dict, "noise.")
         probe = copy.deepcopy(self.controller)  # its own copy of the noise: the check changes nothing here
         probe.load_state_dict(extra["controller"])
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         form = "pair" if self.pair else (f"condition_channels={self.condition_channels}" if self.condition_channels

@@ -18,7 +18,7 @@ def fenced(lang, text=README):
 
 
 def test_readme_usage_examples_run_and_adapt():
-    example, forms = fenced("python")
+    example, forms, _ = fenced("python")
     assert len(example.strip().splitlines()) <= 20
     assert sum("# +" in line for line in example.splitlines()) <= 5  # the lines a user adds
     namespace = {}
@@ -29,6 +29,39 @@ def test_readme_usage_examples_run_and_adapt():
     assert isinstance(namespace["loss_g"], torch.Tensor) and torch.isfinite(namespace["loss_g"])
     exec(compile(example.split("\nfor step")[0] + "\n" + forms, "README.md", "exec"), namespace)
     assert namespace["msd"].controller is namespace["mpd"].controller and namespace["D"].condition_channels == 3
+
+
+@pytest.mark.parametrize("standin, import_line", [
+    ("taming", None),
+    ("latent_diffusion", "from ldm.modules.losses import LPIPSWithDiscriminator as VQLPIPSWithDiscriminator"),
+])
+def test_readme_autoencoder_lines_work_on_both_upstream_classes(standin, import_line):
+    from helpers import forget_upstream
+
+    block = fenced("python")[2]
+    assert len(block.strip().splitlines()) <= 5
+    if import_line:  # latent-diffusion's class, in the same lines
+        block = re.sub(r"^from taming\.modules\.losses\.vqperceptual import .*$", import_line, block, flags=re.M)
+        assert import_line in block
+    folders = [ROOT / "tests" / "standins" / name for name in dict.fromkeys((standin, "taming"))]
+    for folder in folders:
+        forget_upstream(folder, ("taming", "ldm"))
+        sys.path.insert(0, str(folder))
+    try:
+        namespace = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+        loss, D = namespace["loss"], namespace["D"]
+        assert loss.discriminator is D and D.loss == "hinge"
+        x = torch.randn(8, 3, 32, 32)
+        if import_line:
+            from ldm.modules.distributions.distributions import DiagonalGaussianDistribution
+            posteriors = DiagonalGaussianDistribution(torch.zeros(8, 4, 2, 2))
+        for step in (10_000, 10_001):  # D trains from disc_start = 10001: the controller counts the second step only
+            loss(*((x, x.flip(0), posteriors) if import_line else (torch.zeros(()), x, x.flip(0))), 1, step)
+        assert D.controller.step == 1 and float(D.controller._sums[1]) > 0
+    finally:
+        for folder in folders:
+            forget_upstream(folder, ("taming", "ldm"))
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():

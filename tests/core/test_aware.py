@@ -168,6 +168,41 @@ def test_several_ds_judging_the_same_pair_share_one_draw_and_a_new_batch_gets_a_
     assert not torch.equal(first.D.seen[1][0], first.D.seen[0][0])
 
 
+@pytest.mark.parametrize("share_eps", [True, False])
+def test_paired_calls_give_a_real_and_its_fake_one_t_and_a_new_block_a_new_one(share_eps):
+    sigma = 0.5
+    D = dn.DiffusionAwareDiscriminator(nn.Identity(), batch_size=8, conditioning="none", share_eps=share_eps,
+                                       noise=dn.DiffusionNoise(sigma=sigma, p=1.0))
+    second = dn.DiffusionAwareDiscriminator(nn.Identity(), conditioning="none", share=D)
+    seen = []
+    given = D.conditioning.given
+    D.conditioning.given = lambda t: (seen.append(t), given(t))[1]
+    real, fake = torch.randn(8, 3, 4, 4, dtype=torch.float64), torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    with D.paired():
+        y_real, y_fake = D(real), D(fake)
+        y_other = second(fake.clone())  # another D of the group, inside the same block
+        D(real[:2])  # another shape: its own draw
+    t_real, t_fake, t_small = seen
+    assert torch.equal(t_real, t_fake) and len(t_real.unique()) > 1 and t_small.shape == (2,)
+    a = torch.cumprod(1 - torch.linspace(1e-4, 2e-2, D.noise.T, dtype=torch.float64), 0).sqrt()[t_real - 1]
+    a = a.view(-1, 1, 1, 1)
+
+    def eps(y, x):  # y = a x + sigma sqrt(1 - a^2) eps, solved for eps
+        return (y - a * x) / (sigma * (1 - a ** 2).sqrt())
+
+    assert torch.allclose(eps(y_real, real), eps(y_other, fake))  # the group shares the block
+    assert torch.allclose(eps(y_real, real), eps(y_fake, fake)) == share_eps
+    assert abs(float(eps(y_fake, fake).std()) - 1) < 0.15
+    D(real), D(fake)  # outside a block: each call its own t
+    assert not torch.equal(seen[-2], seen[-1])
+    with D.paired():
+        D(real)
+        with pytest.raises(RuntimeError, match="do not nest"), D.paired():
+            pass
+        assert D._draws.pairing and D._draws.pair_draw is not None  # the refused block left the open one as it was
+    assert not D._draws.pairing and D._draws.pair_draw is None
+
+
 def test_condition_channels_stay_clean():
     D = nn.Conv2d(6, 1, 3)
     x = torch.randn(2, 6, 8, 8)
