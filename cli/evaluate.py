@@ -63,11 +63,9 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     (the error message names the folder).
     """
     from diffaug_noise.data import DatasetError
-    from diffaug_noise.demos.digits import fidelity  # each names the extra when torch-fidelity is missing
     from diffaug_noise.integrations import UpstreamError, snapshot_shims
     from diffaug_noise.metrics.evaluation import GENERATOR_SUFFIXES, EvaluationError, evaluate
 
-    fidelity.register()
     check_device(device)
     tqdm = require("tqdm", "cli").tqdm
     bars = {}

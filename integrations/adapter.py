@@ -41,7 +41,7 @@ from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
 from .progress import resumable_loop_patch
-from .snapshots import record_run_patch
+from .run_record import record_run_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
 

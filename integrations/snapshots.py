@@ -11,7 +11,7 @@ The checkout, first found of:
 
 1. ``repo`` (CLI ``--repo``);
 2. the run record ``diffaug-noise-run.json`` that every ``diffaug-noise run`` writes into its run folder,
-   beside the snapshots (:func:`record_run_patch`: upstream name, checkout, commit);
+   beside the snapshots (:func:`~.run_record.record_run_patch`: upstream name, checkout, commit);
 3. a checkout on ``sys.path`` (``PYTHONPATH``) holding the modules the snapshot names;
 4. the adapters' environment variables (``DIFFAUG_NOISE_STYLEGAN3_REPO``, ...), where exactly one is set.
 
@@ -31,7 +31,6 @@ Example (a pickle of plain torch objects needs no checkout):
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import importlib.util
 import json
@@ -41,35 +40,14 @@ import pickle
 import pickletools
 import zipfile
 
-from diffaug_noise.checkpoint import CheckpointError, load_checkpoint, write_atomic
+from diffaug_noise.checkpoint import CheckpointError, load_checkpoint
 
-from .patching import Wrap
-from .spec import UpstreamError, checkout_commit
-
-RUN_RECORD = "diffaug-noise-run.json"  # in every run folder: which upstream checkout wrote its snapshots
+from .run_record import RUN_RECORD
+from .spec import UpstreamError
 
 _STRINGS = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING")
 _GETS = ("GET", "BINGET", "LONG_BINGET")
 _PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
-
-
-def record_run_patch(upstream_name: str, repo: str, loop_module) -> list:
-    """Make rank 0 of ``loop_module.training_loop`` write :data:`RUN_RECORD` into its ``run_dir`` before training.
-
-    A :class:`~.patching.Wrap`, so it composes with the resumable loop and the shims.
-    """
-    def wrap(original):
-        @functools.wraps(original)
-        def training_loop(*args, **kwargs):
-            run_dir = kwargs.get("run_dir")
-            if run_dir is not None and kwargs.get("rank", 0) == 0 and os.path.isdir(run_dir):
-                record = {"upstream": upstream_name, "repo": repo, "commit": checkout_commit(pathlib.Path(repo))}
-                write_atomic(pathlib.Path(run_dir) / RUN_RECORD,
-                             lambda tmp: pathlib.Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
-            return original(*args, **kwargs)
-        return training_loop
-
-    return [(loop_module, "training_loop", Wrap(wrap))]
 
 
 def pickled_modules(path) -> set[str]:
@@ -116,7 +94,7 @@ def _modules_of(f) -> set[str]:
 
 
 def _adapters():
-    from . import ADAPTERS  # the registry imports every adapter module, which imports this one
+    from .adapter import ADAPTERS  # filled by the package, which every import of this module runs first
 
     return [ADAPTERS[name] for name in ADAPTERS]
 
@@ -222,5 +200,5 @@ def load_snapshot(path, repo=None) -> dict:
             raise UpstreamError(f"{str(path)!r} is not an upstream snapshot ({type(err).__name__}: {err})") from err
 
 
-__all__ = ["RUN_RECORD", "adapter_of_checkout", "load_snapshot", "pickled_modules", "record_run_patch",
+__all__ = ["RUN_RECORD", "adapter_of_checkout", "load_snapshot", "pickled_modules",
            "snapshot_checkout", "snapshot_shims"]

@@ -135,3 +135,94 @@ def test_importing_the_library_first_makes_openmps_idle_threads_sleep(first, pre
     code = f"{first}import os, diffaug_noise; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.strip() == expected
+
+
+# The package's modules as the distribution maps them (pyproject's package-dir).
+SOURCES = {"diffaug_noise": CORE, "diffaug_noise.integrations": CORE.parent / "integrations",
+           "diffaug_noise.cli": CORE.parent / "cli"}
+
+
+def _module_files() -> dict:
+    found = {}
+    for package, folder in SOURCES.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def import_graph() -> dict:
+    """module -> the package's modules it imports anywhere in its source (function-level imports too)."""
+    import ast
+
+    files = _module_files()
+    graph = {}
+    for name, path in files.items():
+        here = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here.split(".")[:len(here.split(".")) - node.level + 1]) if node.level else ""
+                target = ".".join(p for p in (base, node.module or "") if p)
+                subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in files]
+                edges.update(subs + ([target] if len(subs) < len(node.names) else []))
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names)
+        graph[name] = {e for e in edges if e in files and e != name}
+    return graph
+
+
+def cycles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively).
+
+    Example: a -> b -> a, b -> c gives one component, {a, b}.
+    """
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(component)
+            elif child not in index:
+                index[child] = low[child] = counter[0]
+                counter[0] += 1
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"a", "c"}, "c": set()}) == [{"a", "b"}]
+
+
+def test_the_package_import_graph_has_no_circle():
+    graph = import_graph()
+    assert "diffaug_noise.data.sources" in graph["diffaug_noise.data.datasets"]  # the graph sees real edges
+    assert cycles(graph) == []

@@ -144,7 +144,7 @@ def main(argv=None):
     parser.add_argument("--taming", help="a taming-transformers checkout (default: the stand-in)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
-    from diffaug_noise.demos.digits.classifier import load_classifier
+    from diffaug_noise.metrics.digits_classifier import load_classifier
 
     torch.set_flush_denormal(True)  # subnormal floats in D made some runs tens of times slower on the CPU
 

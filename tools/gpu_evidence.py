@@ -195,14 +195,14 @@ def _tick(stats: dict) -> dict:
 def score_snapshot(repo: str, snapshot: pathlib.Path, data: pathlib.Path, count: int, device: str,
                    data_root: pathlib.Path) -> float:
     """FD_digits of a snapshot's G_ema on ``count`` samples against the 1,797 digits, loaded with the shims on."""
-    from diffaug_noise.demos.digits import fidelity
     from diffaug_noise.integrations import ADAPTERS
+    from diffaug_noise.metrics import digits_extractor
     from diffaug_noise.metrics.evaluation import evaluate
 
-    fidelity.register()
     with ADAPTERS["stylegan3"].baseline(repo, shims=True):  # upstream importable, pkg_resources and the ops' shims
-        return evaluate(real=data, fake=snapshot, metrics=("fid",), num_fake=count, feature_extractor=fidelity.NAME,
-                        device=device, trust_pickle=True, data_root=data_root)["fid"]
+        return evaluate(real=data, fake=snapshot, metrics=("fid",), num_fake=count,
+                        feature_extractor=digits_extractor.NAME, device=device, trust_pickle=True,
+                        data_root=data_root)["fid"]
 
 
 def stylegan3_table(result: dict) -> str:

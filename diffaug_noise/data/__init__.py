@@ -6,8 +6,9 @@ Importing this package needs only numpy and torch; lmdb and Pillow load when use
 >>> data.DATASETS["cifar10"].resolution
 32
 """
+from .datasets import DATASETS, ENV_VAR, DatasetSpec, data_root, get_spec, resolve_data
+from .errors import DatasetError
 from .prepare import PrepareReport, prepare
-from .registry import DATASETS, ENV_VAR, DatasetError, DatasetSpec, data_root, get_spec, resolve_data
 from .sources import SOURCE_FORMATS, ImageDataset, open_source
 
 __all__ = ["DATASETS", "ENV_VAR", "SOURCE_FORMATS", "DatasetError", "DatasetSpec", "ImageDataset", "PrepareReport",

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..extras import require
-from .registry import DatasetError
+from .errors import DatasetError
 
 NATIVE_RESOLUTION = 8
 NUM_CLASSES = 10

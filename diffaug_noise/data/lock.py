@@ -34,7 +34,7 @@ import socket
 import warnings
 
 from ..safe_paths import open_for_writing
-from .registry import DatasetError
+from .errors import DatasetError
 
 ATTEMPTS = 20  # lock files a writer may find replaced under it before it gives up
 

@@ -45,8 +45,9 @@ import numpy as np
 
 from ..checkpoint import remove_stale_temps, write_atomic
 from ..extras import require
+from .datasets import DATASETS, check_name, data_root
+from .errors import DatasetError
 from .lock import exclusive
-from .registry import DATASETS, DatasetError, check_name, data_root
 from .sources import SOURCE_FORMATS, ImageTooLarge, Limits, Oversized, decode, open_source
 
 MANIFEST = "diffaug_noise.json"

@@ -38,7 +38,7 @@ import torch
 
 from ..extras import require
 from ..registry import Registry
-from .registry import DatasetError
+from .errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".ppm", ".tif", ".tiff", ".gif")
 
@@ -299,6 +299,10 @@ class LabelledArrays:
         return self.labels[int(key)]
 
 
+CIFAR10_SOURCE = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (the .tar.gz itself or its unpacked "
+                  "folder)")
+
+
 class Cifar10Python(LabelledArrays):
     """CIFAR-10's five training batches (50,000 32x32 images with labels 0-9)."""
 
@@ -329,10 +333,8 @@ class Cifar10Python(LabelledArrays):
             return [tar.extractfile(members[b]).read() for b in self.BATCHES]
 
     def _missing(self, batches: list) -> str:
-        from .registry import DATASETS  # the registry names where each dataset's source comes from
-
-        return (f"{str(self.path)!r} lacks CIFAR-10 batches {batches}; they come from "
-                f"{DATASETS['cifar10'].download}: pass that with --source")
+        return (f"{str(self.path)!r} lacks CIFAR-10 batches {batches}; they come from {CIFAR10_SOURCE}: pass that "
+                f"with --source")
 
     def signature(self) -> list:
         files = [self.path] if self.path.is_file() else sorted(self.path.rglob("*_batch*"))

@@ -80,10 +80,12 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
 from ..checkpoint import CheckpointError, StorageError, load_checkpoint, storage_error  # noqa: E402
 from ..data import prepare  # noqa: E402
-from ..data.registry import DATASETS, DatasetError, resolve_data  # noqa: E402
-from ..data.registry import data_root as data_root_of  # noqa: E402
+from ..data.datasets import DATASETS, resolve_data  # noqa: E402
+from ..data.datasets import data_root as data_root_of  # noqa: E402
+from ..data.errors import DatasetError  # noqa: E402
 from ..data.sources import ImageDataset  # noqa: E402
 from ..safe_paths import folder_under  # noqa: E402
+from . import digits_extractor  # noqa: E402
 from .feature_cache import read_cache, write_cache  # noqa: E402
 from .protocols import METRICS, PROTOCOLS  # noqa: E402
 
@@ -181,6 +183,7 @@ register_feature_extractor(INCEPTION, FEATURE_EXTRACTORS_REGISTRY[INCEPTION], _i
 for _name, _cls in list(FEATURE_EXTRACTORS_REGISTRY.items()):
     if _name != INCEPTION:
         register_feature_extractor(_name, _cls, _unpickling)
+register_feature_extractor(digits_extractor.NAME, digits_extractor.DigitsFeatureExtractor, digits_extractor.build)
 
 
 def _spec(name: str) -> FeatureExtractorSpec:

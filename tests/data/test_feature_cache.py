@@ -174,7 +174,7 @@ def test_a_planted_digits_classifier_of_the_right_shape_is_retrained(tmp_path, p
     other weights was used silently (another FD_digits)."""
     from diffaug_noise.checkpoint import save_checkpoint
     from diffaug_noise.data.digits import load_digits
-    from diffaug_noise.demos.digits import classifier
+    from diffaug_noise.metrics import digits_classifier as classifier
 
     trained = classifier.load_classifier(0, tmp_path / "clean")
     forged = classifier.DigitsClassifier().state_dict()

@@ -15,7 +15,7 @@ from PIL import Image
 pytest.importorskip("torch_fidelity")
 
 from diffaug_noise.cli.main import main  # noqa: E402
-from diffaug_noise.demos.digits import classifier, fidelity  # noqa: E402
+from diffaug_noise.metrics import digits_classifier as classifier  # noqa: E402
 from diffaug_noise.metrics.evaluation import EvaluationError, evaluate, real_cache_name  # noqa: E402
 
 
@@ -47,7 +47,6 @@ def digits_root(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("DIFFAUG_NOISE_DATA", raising=False)
-    fidelity.register()
     fake = tmp_path / "fake"
     fake.mkdir()
     from diffaug_noise.data.digits import load_digits, to_uint8

@@ -12,7 +12,7 @@ from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8
 from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier, train_digits
-from diffaug_noise.demos.digits import classifier as classifier_module
+from diffaug_noise.metrics import digits_classifier as classifier_module
 from diffaug_noise.metrics.frechet import feature_statistics, frechet_distance
 from helpers import fid_reference
 

@@ -3,7 +3,7 @@
 The regime the paper is about: with 200 training images a plain GAN's D memorises them and G
 collapses; the same GAN with the diffusion noise keeps covering the digits (docs/digits.md).
 """
-from .classifier import DigitsClassifier, load_classifier, train_classifier
+from ...metrics.digits_classifier import DigitsClassifier, load_classifier, train_classifier
 from .train import METHODS, DigitsConfig, train_digits
 
 __all__ = ["METHODS", "DigitsClassifier", "DigitsConfig", "load_classifier", "train_classifier", "train_digits"]

@@ -35,12 +35,12 @@ from ...checkpoint import json_safe, load_training_state, remove_stale_temps, re
 from ...controller import AdaptiveController
 from ...data.digits import NUM_CLASSES, load_digits, stratified_subset, to_uint8
 from ...knobs import check_knobs, knob
+from ...metrics.digits_classifier import load_classifier
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
 from ...timesteps import T_DISTS
 from .. import checkpoint_fields as fields
 from ..training import member_inputs, restore_members, summarize
-from .classifier import load_classifier
 from .conv import CONV_CONDITIONINGS, RESOLUTIONS, conv_discriminator, conv_generator, to_digit_pixels, upsample
 from .networks import CONDITIONINGS, EnsembleDiscriminator, EnsembleGenerator
 

@@ -24,14 +24,12 @@ import pathlib
 import re
 
 from ..registry import Registry
+from .errors import DatasetError
+from .sources import CIFAR10_SOURCE, SOURCE_FORMATS
 
 ENV_VAR = "DIFFAUG_NOISE_DATA"
 DEFAULT_ROOT = "~/.cache/diffaug-noise/data"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # one path component, no leading dot or dash
-
-
-class DatasetError(ValueError):
-    """An unknown, missing or unreadable dataset; the message says what to download and run."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +50,6 @@ class DatasetSpec:
     def bundled(self) -> bool:
         """True when an installed package holds the source (its reader says so), so ``prepare`` needs no
         ``--source``."""
-        from .sources import SOURCE_FORMATS
-
         return getattr(SOURCE_FORMATS[self.source_format], "bundled", False)
 
     @property
@@ -71,8 +67,7 @@ _FFHQ = ("FFHQ images1024x1024 from https://github.com/NVlabs/ffhq-dataset (pyth
 
 DATASETS = Registry("dataset", DatasetError)
 for _spec in [
-    DatasetSpec("cifar10", 32, "cifar10_python",
-                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (the .tar.gz itself or its unpacked folder)"),
+    DatasetSpec("cifar10", 32, "cifar10_python", CIFAR10_SOURCE),
     DatasetSpec("celeba", 64, "image_folder",
                 "CelebA img_align_celeba from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html (folder or zip)"),
     DatasetSpec("stl10", 64, "image_folder",
@@ -118,7 +113,7 @@ def check_name(name) -> str:
         >>> check_name("../escaped")
         Traceback (most recent call last):
         ...
-        diffaug_noise.data.registry.DatasetError: dataset name '../escaped' is not a name: ...
+        diffaug_noise.data.errors.DatasetError: dataset name '../escaped' is not a name: ...
     """
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
         raise DatasetError(f"dataset name {name!r} is not a name: use 1-64 letters, digits, '.', '_' or '-', starting "
@@ -146,7 +141,7 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
         >>> resolve_data("no_such_set")
         Traceback (most recent call last):
         ...
-        diffaug_noise.data.registry.DatasetError: unknown dataset 'no_such_set'; choose one of cifar10, ...
+        diffaug_noise.data.errors.DatasetError: unknown dataset 'no_such_set'; choose one of cifar10, ...
     """
     path = pathlib.Path(data).expanduser()
     if path.exists():

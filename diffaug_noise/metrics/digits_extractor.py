@@ -4,11 +4,9 @@ With it, ``diffaug-noise eval --real digits --fake FOLDER --feature-extractor di
 computes the same FD_digits as ``diffaug-noise run digits`` reports for the same images (FID
 with this extractor *is* FD_digits), and KID or precision/recall in the same feature space.
 ``weights`` (``--weights``) is ignored: the classifier comes from its cache under the data root
-(``cache_dir``), or is retrained there. :func:`register` adds it to the metrics' registry (the CLI
-calls it; the metrics never import a demo).
+(``cache_dir``), or is retrained there. :mod:`.evaluation` registers it under :data:`NAME`.
 
 Example:
-    >>> register()
     >>> from diffaug_noise.metrics.evaluation import FEATURE_EXTRACTORS
     >>> FEATURE_EXTRACTORS[NAME].cls.get_default_feature_layer_for_metric("fid")
     'features'
@@ -17,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from ...extras import require
-from .classifier import load_classifier
+from ..extras import require
+from .digits_classifier import load_classifier
 
 require("torch_fidelity", "eval")  # a missing torch-fidelity names its extra
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase  # noqa: E402
@@ -55,13 +53,5 @@ class DigitsFeatureExtractor(FeatureExtractorBase):
         return tuple(by_name[name] for name in self.features_list)
 
 
-def _build(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
+def build(name, features_list, weights=None, cache_dir=None, trust_pickle=False):
     return DigitsFeatureExtractor(name, list(features_list), cache_dir=cache_dir)
-
-
-def register() -> None:
-    """Make ``digits-classifier`` a feature extractor of :func:`~diffaug_noise.metrics.evaluation.evaluate`
-    (idempotent)."""
-    from ...metrics.evaluation import register_feature_extractor
-
-    register_feature_extractor(NAME, DigitsFeatureExtractor, _build)

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ...data.digits import NATIVE_RESOLUTION, NUM_CLASSES, load_digits
-from ...data.registry import data_root
+from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..data.datasets import data_root
+from ..data.digits import NATIVE_RESOLUTION, NUM_CLASSES, load_digits
 
 VERSION = 2  # bump when the architecture or the training recipe changes: old caches are then ignored
 FEATURES = 64  # width of the penultimate layer, the features FD_digits is computed on
