@@ -16,7 +16,7 @@ from diffaug_noise.integrations import ADAPTERS
 from diffaug_noise.integrations.bench import UpstreamBench
 
 from .io import check_device, write_json
-from .knobs import JsonReport, settings_from, values, with_knobs
+from .knob_options import JsonReport, settings_from, values, with_knobs
 from .upstream import UpstreamRun, settings_from_pairs
 
 

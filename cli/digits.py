@@ -18,7 +18,7 @@ from diffaug_noise.safe_paths import folder_under
 
 from . import plots
 from .io import check_device, ensure_outdir, write_atomic
-from .knobs import RunFolder, settings_from, with_knobs
+from .knob_options import RunFolder, settings_from, with_knobs
 from .report import span, write_metrics
 
 

@@ -10,7 +10,7 @@ from diffaug_noise.extras import require
 from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
 
 from .io import DATA_ROOT_HELP, check_device, write_json
-from .knobs import comma_list
+from .knob_options import comma_list
 
 
 @click.command("eval")

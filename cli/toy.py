@@ -9,7 +9,7 @@ from diffaug_noise.extras import require
 
 from . import plots
 from .io import check_device, ensure_outdir
-from .knobs import RunFolder, settings_from, with_knobs
+from .knob_options import RunFolder, settings_from, with_knobs
 from .report import span, write_metrics
 
 

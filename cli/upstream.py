@@ -17,7 +17,7 @@ from diffaug_noise.integrations.launch import LAUNCHERS, tell_torchrun
 from diffaug_noise.knobs import knob, knob_fields
 
 from .io import DATA_ROOT_HELP
-from .knobs import option, options, values
+from .knob_options import option, options, values
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 """Settings as dataclasses of knobs: one name, default, help and check for each, from CLI flag to argument.
 
 Every command's options (the demos', the adapters', the benches') are generated from such fields
-(``diffaug_noise.cli.knobs``), so a knob is written once: its field name is the Python argument and,
+(``diffaug_noise.cli.knob_options``), so a knob is written once: its field name is the Python argument and,
 dashed, the flag; its help is the ``--help`` line; :func:`check_knobs` applies its kind, choices and
 range in ``__post_init__``, so a bad value fails the same way from Python and from the shell.
 
