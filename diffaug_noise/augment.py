@@ -56,7 +56,7 @@ class DiffAugment(nn.Module):
             raise ValueError(f"cutout must be in [0, 1]; got {cutout!r}")
         self.translation, self.cutout = translation, cutout
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+    def generate_parameters(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """Draw every sample's parameters for images like ``x``: the law in the module docstring."""
         B, _, H, W = x.shape
         side = int(min(max(round(self.cutout * math.sqrt(H * W)), 1), H, W)) if self.cutout else 0
@@ -74,8 +74,9 @@ class DiffAugment(nn.Module):
             "side": side,
         }
 
-    def apply(self, x: torch.Tensor, params: dict) -> torch.Tensor:
-        """``x`` augmented with the given parameters (from :meth:`sample`)."""
+    def apply_transform(self, x: torch.Tensor, params: dict) -> torch.Tensor:
+        """``x`` augmented with the given parameters (from :meth:`generate_parameters`); not ``apply``, which
+        ``nn.Module.apply(fn)`` is (weight-init code calls it on every submodule)."""
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"DiffAugment needs images [B, 1 or 3, H, W]; got shape {tuple(x.shape)}")
         B, C, H, W = x.shape
@@ -99,7 +100,7 @@ class DiffAugment(nn.Module):
         return y * 2 - 1
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.apply(x, self.sample(x, generator))
+        return self.apply_transform(x, self.generate_parameters(x, generator))
 
 
 def _saturate(rgb: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

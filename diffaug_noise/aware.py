@@ -264,7 +264,7 @@ class DiffusionAwareDiscriminator(nn.Module):
             return self.noise(x)
         first = draws.pair_draw
         if first is None or first[1].shape != x.shape:
-            t, eps = self.noise.sample(x)
+            t, eps = self.noise.generate_parameters(x)
             draws.pair_draw = (t, eps)
         else:
             t, eps = first[0], first[1] if self.share_eps else torch.randn_like(x)

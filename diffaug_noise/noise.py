@@ -49,7 +49,7 @@ class DiffusionNoise(nn.Module):
     and any float dtype; gradients flow to ``x`` (``dy/dx = sqrt(abar_t)``).
 
     Drawing ``(t, eps)`` is separate from applying them, so a transform replays exactly:
-    ``noise.apply_transform(x, *noise.sample(x, generator=g))`` equals ``noise(x, generator=g')`` for two
+    ``noise.apply_transform(x, *noise.generate_parameters(x, generator=g))`` equals ``noise(x, generator=g')`` for two
     generators in the same state (on CUDA with ``fused=True`` the forward draws ``eps`` inside its
     kernel instead, from another stream of the same law). Tables and the law of ``t`` are float64 buffers on the
     module's device; the forward pass makes no host round-trip. ``p``, ``T`` and the tables are buffers too,
@@ -385,13 +385,16 @@ class DiffusionNoise(nn.Module):
         """The inverse CDF of the law of ``t``: ``t = #{k : cdf_k <= u}`` for float64 ``u`` in [0, 1)."""
         return torch.searchsorted(self.t_cdf.to(u.device), u, right=True)
 
-    def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def generate_parameters(self, x: torch.Tensor,
+                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(t, eps)`` for a batch like ``x``: ``t`` int64 ``[B]`` (``[B, C]`` per channel), ``eps`` like
-        ``x``."""
+        ``x`` (kornia's name for the draw that :meth:`apply_transform` replays)."""
         self._check_x(x)
         t = self.sample_t(self._t_shape(x), x.device, generator)
         eps = torch.empty_like(x).normal_(generator=generator)
         return t, eps
+
+    sample = generate_parameters  # its name before 0.2, kept for users' code
 
     def _coefficients(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         table = self.coefficients64 if x.dtype == torch.float64 else self.coefficients32
@@ -410,7 +413,7 @@ class DiffusionNoise(nn.Module):
         Example:
             >>> noise = DiffusionNoise(t_min=5, t_max=5)
             >>> x = torch.ones(2, 3)
-            >>> t, eps = noise.sample(x, generator=torch.Generator().manual_seed(0))
+            >>> t, eps = noise.generate_parameters(x, generator=torch.Generator().manual_seed(0))
             >>> torch.equal(noise.apply_transform(x, t, eps), noise.apply_transform(x, t, eps))
             True
         """
@@ -460,7 +463,7 @@ class DiffusionNoise(nn.Module):
         if fake.shape != real.shape:
             raise ValueError(f"real and fake of a pair must be tensors of one shape; got {tuple(real.shape)} and "
                              f"{tuple(fake.shape)}")
-        t, eps = self.sample(real, generator)
+        t, eps = self.generate_parameters(real, generator)
         fake_eps = eps if share_eps else torch.empty_like(fake).normal_(generator=generator)
         return self._transform(real, t, eps), self._transform(fake, t, fake_eps), t
 
@@ -477,7 +480,7 @@ class DiffusionNoise(nn.Module):
                 u = torch.rand(math.prod(t_shape) + 2, dtype=torch.float64, device=x.device, **_drawn_by(generator))
                 t = self._t_from_uniform(u[:-2]).view(t_shape)
                 return fused_kernel.fused_forward(x, t, self.coefficients32, math.prod(x.shape[t.ndim:]), u[-2:]), t
-        t, eps = self.sample(x, generator)
+        t, eps = self.generate_parameters(x, generator)
         scale, noise_scale = self._coefficients(x, t)
         # In place on the fresh eps: one buffer, the same arithmetic as apply_transform() (so replays match bitwise).
         return eps.mul_(noise_scale).addcmul_(x, scale), t

@@ -34,7 +34,7 @@ def test_the_ops_give_what_kornia_gives_for_the_same_parameters(channels, size):
         x = torch.rand(16, channels, size, size) * 2 - 1
         zero_one = (x + 1) / 2
         reference = pipeline(zero_one.expand(-1, 3, -1, -1) if channels == 1 else zero_one)[:, :channels] * 2 - 1
-        ours = DiffAugment().apply(x, our_params(pipeline._params))
+        ours = DiffAugment().apply_transform(x, our_params(pipeline._params))
         torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
@@ -45,7 +45,7 @@ def test_the_parameters_follow_kornias_law():
     torch.manual_seed(0)
     pipeline(x.expand(-1, 3, -1, -1))
     theirs = our_params(pipeline._params)
-    ours = aug.sample(x, torch.Generator().manual_seed(1))
+    ours = aug.generate_parameters(x, torch.Generator().manual_seed(1))
     assert ours["side"] == theirs["side"] == 8
     for name in ("brightness", "contrast", "saturation"):
         assert stats.ks_2samp(ours[name].numpy(), theirs[name].numpy()).pvalue > 1e-3, name
@@ -73,13 +73,21 @@ def test_gradients_reach_the_input_and_a_generator_reproduces_the_draw():
 def test_grey_images_have_no_saturation_and_bad_shapes_are_named():
     aug = DiffAugment()
     x = torch.rand(6, 1, 8, 8) * 2 - 1
-    params = aug.sample(x, torch.Generator().manual_seed(0))
+    params = aug.generate_parameters(x, torch.Generator().manual_seed(0))
     params["shift"].zero_()
     params["cutout"].fill_(0)
     params["side"] = 1
     changed = dict(params, saturation=params["saturation"] * 0 + 2.0)
-    assert torch.equal(aug.apply(x, params), aug.apply(x, changed))
+    assert torch.equal(aug.apply_transform(x, params), aug.apply_transform(x, changed))
     with pytest.raises(ValueError, match=r"needs images \[B, 1 or 3, H, W\]; got shape \(6, 2, 8, 8\)"):
         aug(torch.zeros(6, 2, 8, 8))
     with pytest.raises(ValueError, match="translation must be in"):
         DiffAugment(translation=1.5)
+
+
+def test_weight_init_code_reaches_a_model_holding_diffaugment():
+    # nn.Module.apply(fn) calls apply on every submodule: DiffAugment's own apply(x, params) once shadowed it
+    model = torch.nn.Sequential(DiffAugment(), torch.nn.Conv2d(3, 4, 3))
+    seen = []
+    model.apply(lambda module: seen.append(type(module).__name__))
+    assert seen == ["DiffAugment", "Conv2d", "Sequential"]

@@ -36,7 +36,7 @@ def test_y_given_x_and_t_has_the_forward_diffusion_mean_and_std():
 def test_output_matches_float64_reference_for_given_t_and_eps():
     noise = dn.DiffusionNoise(t_min=30, t_max=30, sigma=0.7)
     x = torch.randn(16, 3, 4, 4)
-    t, eps = noise.sample(x, generator=torch.Generator().manual_seed(3))
+    t, eps = noise.generate_parameters(x, generator=torch.Generator().manual_seed(3))
     scale, noise_scale = reference_tables(30)
     a = torch.tensor([scale[k] for k in t.tolist()], dtype=torch.float64).view(-1, 1, 1, 1)
     b = torch.tensor([noise_scale[k] for k in t.tolist()], dtype=torch.float64).view(-1, 1, 1, 1)
@@ -133,7 +133,7 @@ def test_replay_is_bitwise_identical():
     noise = dn.DiffusionNoise.preset("stylegan2", p=0.4)
     x = torch.randn(32, 3, 8, 8)
     y1, t1 = noise(x, generator=torch.Generator().manual_seed(9))
-    t2, eps = noise.sample(x, generator=torch.Generator().manual_seed(9))
+    t2, eps = noise.generate_parameters(x, generator=torch.Generator().manual_seed(9))
     assert torch.equal(t1, t2)
     assert torch.equal(y1, noise.apply_transform(x, t2, eps))
 

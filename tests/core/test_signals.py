@@ -181,7 +181,7 @@ def test_pair_gives_both_sides_one_t_and_optionally_one_eps():
     fake = torch.randn(64, 3, 4, 4, requires_grad=True)
     g = torch.Generator().manual_seed(3)
     y_real, y_fake, t = noise.pair(real, fake, generator=g)
-    t_ref, eps_ref = noise.sample(real, generator=torch.Generator().manual_seed(3))
+    t_ref, eps_ref = noise.generate_parameters(real, generator=torch.Generator().manual_seed(3))
     assert torch.equal(t, t_ref) and torch.equal(y_real, noise.apply_transform(real, t, eps_ref))
     assert t.unique().numel() > 10  # each pair its own t, shared by its two sides
     shared_real, shared_fake, t2 = noise.pair(real, fake, share_eps=True)
