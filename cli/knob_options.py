@@ -164,7 +164,7 @@ def settings_from(settings_class, params: dict):
     """``settings_class`` built from click's ``params``; a setting it refuses is a usage error naming its flag."""
     try:
         return settings_class(**values(settings_class, params))
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         message = str(err)
         for field in sorted(knob_fields(settings_class), key=lambda f: -len(f.name)):  # fixed_T before T
             message = re.sub(rf"(?<![\w-]){re.escape(field.name)}\b", "--" + field.name.replace("_", "-"), message)

@@ -11,8 +11,7 @@ import torch.distributed as dist
 
 from .noise import DiffusionNoise
 from .presets import preset_kwargs
-
-SIGNALS = ("sign", "relativistic")  # or a callable
+from .settings import DEFAULTS, SIGNALS, check
 
 
 def relativistic_target(sign_target: float = 0.6) -> float:
@@ -102,13 +101,13 @@ class AdaptiveController:
     def __init__(
         self,
         noise: DiffusionNoise,
-        target: float | None = None,
-        interval: int = 4,
-        kimg: float = 100,
+        target: float | None = DEFAULTS["target"],
+        interval: int = DEFAULTS["interval"],
+        kimg: float = DEFAULTS["kimg"],
         batch_size: int | None = None,
         process_group=None,
-        signal="sign",
-        centre: float = 0.0,
+        signal=DEFAULTS["signal"],
+        centre: float = DEFAULTS["centre"],
         drift_updates: int | None = 200,
     ):
         if not isinstance(noise, DiffusionNoise):
@@ -119,18 +118,12 @@ class AdaptiveController:
             if callable(signal):
                 raise ValueError("a callable signal needs its target: pass target=... (the r_d to hold, in [-1, 1])")
             target = DEFAULT_TARGETS[signal]
-        if isinstance(target, bool) or not isinstance(target, Real) or not (-1.0 <= target <= 1.0):
-            raise ValueError(f"target must lie in [-1, 1] (r_d is a mean of signs); got {target!r}")
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"interval must be an int >= 1; got {interval!r}")
-        if isinstance(kimg, bool) or not isinstance(kimg, Real) or not (math.isfinite(kimg) and kimg > 0):
-            raise ValueError(f"kimg must be a finite number > 0; got {kimg!r}")
+        for name, value in (("target", target), ("interval", interval), ("kimg", kimg), ("centre", centre)):
+            check(name, value)  # the catalogue's rules: the same as every command's --name
         if batch_size is None:
             raise ValueError("batch_size is required: pass the global batch size (images per step over all ranks)")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-        if isinstance(centre, bool) or not isinstance(centre, Real) or not math.isfinite(centre):
-            raise ValueError(f"centre must be a finite number; got {centre!r}")
         if centre != 0.0 and signal != "sign":
             raise ValueError(f"centre is the sign signal's decision boundary; the {signal!r} signal has none")
         if drift_updates is not None and (isinstance(drift_updates, bool) or not isinstance(drift_updates, int)

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from .presets import preset_kwargs
-from .schedules import SCHEDULES, beta_schedule, diffusion_tables
-from .timesteps import CLEAN_RULES, T_DISTS, projected_gan_clean_prob, timestep_law
+from .schedules import beta_schedule, diffusion_tables
+from .settings import DEFAULTS, check
+from .timesteps import CLEAN_RULES, projected_gan_clean_prob, timestep_law
 
 
 def _check_unit_interval(name: str, value, fix: str) -> float:
@@ -103,14 +104,14 @@ class DiffusionNoise(nn.Module):
 
     def __init__(
         self,
-        schedule: str = "linear",
-        beta_start: float = 1e-4,
-        beta_end: float = 2e-2,
-        t_min: int = 10,
-        t_max: int = 1000,
-        sigma: float = 0.05,
-        t_dist: str = "priority",
-        clean_prob: float = 0.0,
+        schedule: str = DEFAULTS["schedule"],
+        beta_start: float = DEFAULTS["beta_start"],
+        beta_end: float = DEFAULTS["beta_end"],
+        t_min: int = DEFAULTS["t_min"],
+        t_max: int = DEFAULTS["t_max"],
+        sigma: float = DEFAULTS["sigma"],
+        t_dist: str = DEFAULTS["t_dist"],
+        clean_prob: float = DEFAULTS["clean_prob"],
         p: float = 0.0,
         priority_offset: int = 0,
         clean_rule: str = "fixed",
@@ -119,19 +120,12 @@ class DiffusionNoise(nn.Module):
         check_finite: bool = False,
     ):
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"unknown beta schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        for label, value in (("t_min", t_min), ("t_max", t_max)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{label} must be an int; got {type(value).__name__} {value!r}")
-        if t_min < 1:
-            raise ValueError(f"t_min must be >= 1 (t = 0 is the clean sample); got t_min={t_min}")
+        for name, value in (("schedule", schedule), ("beta_start", beta_start), ("beta_end", beta_end),
+                            ("t_min", t_min), ("t_max", t_max), ("sigma", sigma), ("t_dist", t_dist),
+                            ("clean_prob", clean_prob)):
+            check(name, value)  # the catalogue's rules: the same as every command's --name
         if t_min > t_max:
             raise ValueError(f"t_min must be <= t_max; got t_min={t_min}, t_max={t_max}")
-        if isinstance(sigma, bool) or not isinstance(sigma, Real) or not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite number > 0; got {sigma!r}")
-        if t_dist not in T_DISTS:
-            raise ValueError(f"unknown t_dist {t_dist!r}; choose one of {', '.join(T_DISTS)}")
         if clean_rule not in CLEAN_RULES:
             raise ValueError(f"unknown clean_rule {clean_rule!r}; choose one of {', '.join(CLEAN_RULES)}")
         if priority_offset not in (0, 1):
@@ -148,7 +142,7 @@ class DiffusionNoise(nn.Module):
         self.t_max = t_max
         self.sigma = float(sigma)
         self.t_dist = t_dist
-        self.clean_prob = _check_unit_interval("clean_prob", clean_prob, "Use 0 to noise every sample.")
+        self.clean_prob = float(clean_prob)
         self.priority_offset = priority_offset
         self.clean_rule = clean_rule
         self.per_channel = bool(per_channel)

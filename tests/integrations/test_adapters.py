@@ -191,11 +191,11 @@ def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
 
 @pytest.mark.parametrize("name", ["stylegan2", "insgen", "projectedgan"])
 @pytest.mark.parametrize("option, value, message", [
-    ("target", 2.0, "target must be <= 1.0; got 2.0"),
-    ("target", -1.5, "target must be >= -1.0; got -1.5"),
-    ("sigma", 0.0, "sigma must be > 0.0; got 0.0"),
-    ("sigma", float("nan"), "sigma must be a finite number; got nan"),
-    ("t_min", 0, "t_min must be >= 1; got 0"),
+    ("target", 2.0, "target must lie in [-1, 1]; got 2.0"),
+    ("target", -1.5, "target must lie in [-1, 1]; got -1.5"),
+    ("sigma", 0.0, "sigma must be a finite number > 0; got 0.0"),
+    ("sigma", float("nan"), "sigma must be a finite number > 0; got nan"),
+    ("t_min", 0, "t_min must be an int >= 1"),
     ("t_dist", "gauss", "unknown t_dist 'gauss'; choose one of priority, uniform"),
     ("preset", "mine", "unknown preset 'mine'"),
 ])

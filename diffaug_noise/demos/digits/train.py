@@ -38,7 +38,7 @@ from ...knobs import check_knobs, knob
 from ...metrics.digits_classifier import load_classifier
 from ...metrics.frechet import feature_statistics, frechet_distance
 from ...noise import DiffusionNoise
-from ...timesteps import T_DISTS
+from ...settings import setting
 from .. import checkpoint_fields as fields
 from ..training import member_inputs, restore_members, summarize
 from .conv import CONV_CONDITIONINGS, RESOLUTIONS, conv_discriminator, conv_generator, to_digit_pixels, upsample
@@ -114,18 +114,15 @@ class DigitsConfig:
     instance_sigma: float = knob(None, "Std of the Gaussian instance noise of 'instance', in pixel units of [-1, 1] "
                                        "(tuned, docs/digits.md)." + _per_net("instance_sigma"), kind=float,
                                  minimum=0.0, exclusive_minimum=True)
-    sigma: float = knob(None, "Diffusion noise std, in pixel units ([-1, 1] images)." + _per_net("sigma"), kind=float,
-                        minimum=0.0, exclusive_minimum=True)
-    t_dist: str = knob("priority", "Law of t over 1..T.", kind=str, choices=T_DISTS)
-    clean_prob: float = knob(0.0, "Share of D's inputs the diffusion leaves clean (t = 0).", kind=float, minimum=0.0,
-                             maximum=1.0)
-    t_min: int = knob(10, "T at p = 0.", kind=int, minimum=1)
-    t_max: int = knob(1000, "Largest T the controller may reach.", kind=int, minimum=1)
-    target: float = knob(None, "Controller target for r_d = E[sign D(noised real)] (the paper's 0.6 lets T fall back "
-                               "here: docs/digits.md)." + _per_net("target"), kind=float, minimum=-1.0, maximum=1.0)
-    interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
-    kimg: float = knob(None, "Controller speed: thousands of images for p (and so T) to go from t_min to t_max."
-                       + _per_net("kimg"), kind=float, minimum=0.0, exclusive_minimum=True)
+    sigma: float = setting("sigma", None, note="Here in pixel units of [-1, 1] images." + _per_net("sigma"))
+    t_dist: str = setting("t_dist")
+    clean_prob: float = setting("clean_prob")
+    t_min: int = setting("t_min")
+    t_max: int = setting("t_max")
+    target: float = setting("target", None, note="The paper's 0.6 lets T fall back here (docs/digits.md)."
+                            + _per_net("target"))
+    interval: int = setting("interval")
+    kimg: float = setting("kimg", None, note=_per_net("kimg").strip())
     fixed_T: int = knob(None, "T of the 'diffusion-fixed' method." + _per_net("fixed_T"), kind=int, minimum=1)
     translation: float = knob(None, "DiffAugment's largest shift, as a share of the side." + _per_net("translation"),
                               kind=float, minimum=0.0, maximum=0.5)

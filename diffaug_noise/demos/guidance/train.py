@@ -25,7 +25,7 @@ from torch import nn
 from ...conditioning import AdaGroupNorm, TimestepEmbedding
 from ...guidance import AncestralChain, classifier_gradient, condition_mean, noisy_classifier_loss
 from ...knobs import check_knobs, knob
-from ...schedules import SCHEDULES
+from ...settings import setting
 from ..grid import grid_means, sample_grid
 
 CLASSES = 5  # the grid's rows
@@ -48,7 +48,7 @@ class GuidanceConfig:
     batch_size: int = knob(512, "Points per training iteration.", kind=int, minimum=1)
     hidden: int = knob(128, "Width of the MLPs.", kind=int, minimum=1)
     lr: float = knob(2e-3, "Adam learning rate.", kind=float, minimum=0.0, exclusive_minimum=True)
-    schedule: str = knob("cosine", "Beta schedule of the DDPM.", kind=str, choices=SCHEDULES)
+    schedule: str = setting("schedule", "cosine", note="Here the DDPM's.")
     T: int = knob(100, "DDPM steps (network calls per sample).", kind=int, minimum=1)
     data_scale: float = knob(1.0, "The networks see the grid times this (0.25, ±1, left the DDPM blurry: "
                                   "docs/guidance.md).", kind=float, minimum=0.0, exclusive_minimum=True)

@@ -21,6 +21,7 @@ from ...conditioning import TimestepEmbedding
 from ...controller import AdaptiveController
 from ...knobs import check_knobs, knob
 from ...noise import DiffusionNoise
+from ...settings import setting
 from .. import checkpoint_fields as fields
 from ..ensemble import EnsembleMLP
 from ..grid import grid_means, mode_metrics, sample_grid
@@ -55,17 +56,13 @@ class ToyConfig:
     std: float = knob(0.05, "Standard deviation of each mode.", kind=float, minimum=0.0, exclusive_minimum=True)
     instance_sigma: float = knob(0.2, "Std of the Gaussian instance noise of 'instance'.", kind=float, minimum=0.0,
                                  exclusive_minimum=True, aliases=("--fixed-sigma",))
-    sigma: float = knob(2.0, "Diffusion noise std in data units (the grid spans ±4).", kind=float, minimum=0.0,
-                        exclusive_minimum=True)
-    clean_prob: float = knob(0.1, "Share of D's inputs the diffusion leaves clean (docs/toy.md).", kind=float,
-                             minimum=0.0, maximum=1.0)
-    t_min: int = knob(10, "Diffusion T at p = 0.", kind=int, minimum=1)
-    t_max: int = knob(1000, "Diffusion T at p = 1.", kind=int, minimum=1)
-    target: float = knob(0.6, "Controller target for r_d = E[sign D(noised real)].", kind=float, minimum=-1.0,
-                         maximum=1.0)
-    interval: int = knob(4, "Controller interval (iterations).", kind=int, minimum=1)
-    kimg: float = knob(100, "Controller speed: thousands of samples for p to move by 1.", kind=float, minimum=0.0,
-                       exclusive_minimum=True)
+    sigma: float = setting("sigma", 2.0, note="Here in data units: the grid spans ±4.")
+    clean_prob: float = setting("clean_prob", 0.1, note="(docs/toy.md)")
+    t_min: int = setting("t_min")
+    t_max: int = setting("t_max")
+    target: float = setting("target", 0.6)
+    interval: int = setting("interval")
+    kimg: float = setting("kimg")
     embed_dim: int = knob(16, "Sinusoidal features of t fed to D (even).", kind=int, minimum=2)
     ddgan_steps: int = knob(4, "Denoising steps T of 'ddgan' (generator calls per sample).", kind=int, minimum=1)
     r1_gamma: float = knob(0.05, "R1 weight of 'ddgan' on real pairs (the official CIFAR-10 setting).", kind=float,
