@@ -16,8 +16,8 @@ from diffaug_noise.integrations import ADAPTERS
 from diffaug_noise.integrations.bench import UpstreamBench
 
 from .io import check_device, write_json
-from .knob_options import JsonReport, settings_from, values, with_knobs
-from .upstream import UpstreamRun, settings_from_pairs
+from .knob_options import JsonReport, options, settings_from, values, with_knobs
+from .upstream import UpstreamRun
 
 
 @with_knobs(JsonReport)
@@ -64,49 +64,64 @@ def bench_command(ctx, **params):
 _RUN_OPTIONS = ("repo", "data", "data_root", "outdir", "gpus", "shims")  # UpstreamRun's, as `run NAME` has them
 
 
-@with_knobs(JsonReport)
-@with_knobs(UpstreamRun, only=_RUN_OPTIONS, defaults={"outdir": "bench-upstream"})
-@with_knobs(UpstreamBench)
-@bench_command.command("upstream", context_settings={"ignore_unknown_options": True})
-@click.option("--option", "option_pairs", multiple=True, metavar="NAME=VALUE",
-              help="An adapter setting for both runs, named as `diffaug-noise run ADAPTER --help` spells it without "
-                   "the dashes: preset=stylegan2, pretrained=false, ... Repeatable. [default: the adapter's defaults]")
-@click.argument("upstream_args", nargs=-1, type=click.UNPROCESSED)
-def bench_upstream_command(upstream_args, option_pairs, **params):
-    """What Diffusion-GAN costs in upstream's own training loop: the same run without and with the adapter.
+@bench_command.group("upstream")
+def bench_upstream_group():
+    """What Diffusion-GAN costs in upstream's own training loop: `bench upstream NAME`, NAME a registered adapter.
 
     Runs upstream's train.py twice in fresh processes with the same data, flags and seed: `baseline`
-    (only the compatibility shims) and `diffusion` (the adapter, its defaults or --option's settings). Shows
-    upstream's tick lines as they come, then each run's sec/kimg (upstream's own timing, median over
-    the ticks after the warm-up tick 0), their ratio, and the noise forward's time per kimg as a share
-    of the diffusion run's sec/kimg (its first call per input shape, which compiles, left out). Give
-    upstream enough --kimg, or --seconds-per-run, for at least two ticks after tick 0.
+    (only the compatibility shims) and `diffusion` (the adapter, with the settings given, named as in
+    `diffaug-noise run NAME`). Shows upstream's tick lines as they come, then each run's sec/kimg
+    (upstream's own timing, median over the ticks after the warm-up tick 0), their ratio, and the
+    noise forward's time per kimg as a share of the diffusion run's sec/kimg (its first call per input
+    shape, which compiles, left out). Give upstream enough --kimg, or --seconds-per-run, for at least
+    two ticks after tick 0.
 
     \b
     Example (one GPU, 32 px, custom ops built):
-      diffaug-noise bench upstream --repo ~/stylegan2-ada-pytorch --data cifar10 -- --cfg cifar --batch 64 --kimg 12
+      diffaug-noise bench upstream stylegan2 --repo ~/stylegan2-ada-pytorch --data cifar10 -- --cfg cifar --batch 64
+      --kimg 12
     Example (a pair that ends within ten minutes, whatever its speed):
-      diffaug-noise bench upstream --seconds-per-run 300 --repo ~/stylegan2-ada-pytorch --data ffhq256 -- --cfg paper256
-      --batch 64
+      diffaug-noise bench upstream stylegan2 --seconds-per-run 300 --repo ~/stylegan2-ada-pytorch --data ffhq256 --
+      --cfg paper256 --batch 64
     """
-    from diffaug_noise.data import DatasetError, resolve_data
-    from diffaug_noise.integrations import UpstreamError
-    from diffaug_noise.integrations.bench import bench_upstream
 
-    bench = settings_from(UpstreamBench, params)
-    run = values(UpstreamRun, {k: params[k] for k in _RUN_OPTIONS})
-    if bench.adapter not in ADAPTERS:
-        raise click.BadParameter(f"unknown adapter {bench.adapter!r}; choose one of {', '.join(ADAPTERS)}",
-                                 param_hint="--adapter")
-    settings = settings_from_pairs(ADAPTERS[bench.adapter], option_pairs)
-    try:
-        data_path = resolve_data(run["data"], run["data_root"])
-        result = bench_upstream(bench, run["repo"], ["--data", str(data_path), "--gpus", str(run["gpus"]),
-                                                     *upstream_args],
-                                run["outdir"], shims=run["shims"],
-                                on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
-    except (DatasetError, UpstreamError, ValueError, RuntimeError) as err:
-        raise click.ClickException(str(err))
+
+def bench_adapter_command(adapter) -> click.Command:
+    """``bench upstream NAME`` for one adapter: ``run NAME``'s settings for the diffusion run (and the baseline's
+    shims), the bench's own options, upstream's arguments after ``--``."""
+    settings_options = options(adapter.options_class, adapter.presets)
+
+    def callback(upstream_args, **params):
+        from diffaug_noise.data import DatasetError, resolve_data
+        from diffaug_noise.integrations import UpstreamError
+        from diffaug_noise.integrations.bench import bench_upstream
+
+        bench = UpstreamBench(adapter=adapter.name, **values(UpstreamBench, params))
+        run = values(UpstreamRun, {k: params[k] for k in _RUN_OPTIONS})
+        settings = values(adapter.options_class, params)
+        try:
+            data_path = resolve_data(run["data"], run["data_root"])
+            result = bench_upstream(bench, run["repo"], ["--data", str(data_path), "--gpus", str(run["gpus"]),
+                                                         *upstream_args],
+                                    run["outdir"], shims=run["shims"],
+                                    on_tick=lambda mode, line: click.echo(f"{mode:<10} {line}"), **settings)
+        except (DatasetError, UpstreamError, ValueError, TypeError, RuntimeError) as err:
+            raise click.ClickException(str(err))
+        _report(result, bench)
+        if params["json"] is not None:
+            write_json(params["json"], result)
+
+    return click.Command(
+        adapter.name, callback=callback, context_settings={"ignore_unknown_options": True},
+        help=f"Time {adapter.title} against upstream {adapter.upstream.name} with only the shims (see `bench "
+             f"upstream --help`). Settings as `diffaug-noise run {adapter.name}` names them; arguments after `--` go "
+             f"to upstream's train.py.",
+        params=(options(JsonReport) + options(UpstreamRun, only=_RUN_OPTIONS, defaults={"outdir": "bench-upstream"})
+                + options(UpstreamBench, skip=("adapter",)) + settings_options
+                + [click.Argument(["upstream_args"], nargs=-1, type=click.UNPROCESSED)]))
+
+
+def _report(result: dict, bench: UpstreamBench) -> None:
     click.echo(f"{'run':<10} {'sec/kimg':>10} {'ticks used':>11}  upstream's CUDA ops")
     for mode, outcome in result["runs"].items():
         ops = outcome["custom_ops"]
@@ -120,9 +135,7 @@ def bench_upstream_command(upstream_args, option_pairs, **params):
              else f"{100 * result['noise_share']:.2f} % of the diffusion run's sec/kimg")
     click.echo(f"diffusion/baseline {result['ratio']:.3f}; noise forward {share} ({bench.adapter}, {where}, "
                f"torch {torch.__version__})")
-    if params["json"] is not None:
-        write_json(params["json"], result)
 
 
-_adapter = next(param for param in bench_upstream_command.params if param.name == "adapter")
-_adapter.help += f" Registered: {', '.join(ADAPTERS.names())}."
+for _adapter in ADAPTERS.values():
+    bench_upstream_group.add_command(bench_adapter_command(_adapter))

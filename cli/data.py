@@ -1,16 +1,17 @@
 """`diffaug-noise data`: the registry of named datasets and the converter to upstream's zip layout."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import click
 
-from diffaug_noise.data import DATASETS, SOURCE_FORMATS, DatasetError, prepare
+from diffaug_noise.data import DATASETS, DatasetError, PrepareOptions, prepare
 from diffaug_noise.data import data_root as resolve_root
-from diffaug_noise.data.sources import Limits
+from diffaug_noise.data.datasets import data_root_setting
 from diffaug_noise.extras import require
 
-from .io import DATA_ROOT_HELP
+from .knob_options import values, with_knobs
 
 
 @click.group("data")
@@ -18,9 +19,15 @@ def data_group():
     """Named datasets: list them, and prepare a downloaded one for training and evaluation."""
 
 
+@dataclasses.dataclass
+class DataRoot:
+    """The folder ``data list`` looks in."""
+
+    data_root: pathlib.Path = data_root_setting()
+
+
+@with_knobs(DataRoot)
 @data_group.command("list")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help=DATA_ROOT_HELP)
 def list_command(data_root):
     """Show every registered name, its resolution, whether it is prepared, and where its source comes from."""
     root = resolve_root(data_root)
@@ -32,43 +39,10 @@ def list_command(data_root):
         click.echo(f"{spec.name:<{width}} {spec.resolution:>5} {spec.subset or '-':>7}  {ready:<9} {spec.download}")
 
 
-@data_group.command("prepare")
+@with_knobs(PrepareOptions)
 @click.argument("name")
-@click.option("--source", default=None, type=click.Path(exists=True, path_type=pathlib.Path),
-              help="The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip of images, "
-                   "or cifar-10-python.tar.gz. Not needed for bundled datasets (digits).  [required otherwise]")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help=DATA_ROOT_HELP)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
-              help="Write the zip here instead of DATA_ROOT/NAME-RxR.zip.")
-@click.option("--resolution", type=click.IntRange(min=1), default=None,
-              help="Side of the square output images. [default: the registry's; required for unregistered names]")
-@click.option("--transform", type=click.Choice(["center-crop", "center-crop-wide", "pad"]), default=None,
-              help="How an image becomes square, with StyleGAN2-ADA dataset_tool.py's geometry (--resolution is its "
-                   "--width); pad keeps the whole image on black. [default: the registry's, else center-crop]")
-@click.option("--height", type=click.IntRange(min=1), default=None,
-              help="center-crop-wide's band height (dataset_tool's --height). [default: --resolution]")
-@click.option("--labels", type=click.Choice(["folders"]), default=None,
-              help="Class labels (dataset.json, for conditional training) from the top-level subfolders of an image "
-                   "source.")
-@click.option("--max-images", type=click.IntRange(min=1), default=None,
-              help="Read only the first N images of the source, counting corrupt ones and those the transform drops, "
-                   "as dataset_tool.py's --max-images does. [default: the registry's, e.g. 200000 for lsun_bedroom]")
-@click.option("--subset", type=click.IntRange(min=1), default=None,
-              help="Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, e.g. "
-                   "2000 for ffhq_2k]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --subset draw.")
-@click.option("--max-image-bytes", type=click.IntRange(min=1), default=Limits.max_image_bytes, show_default=True,
-              help="Skip a source image whose declared size (zip header, file size, lmdb value) is larger, unread.")
-@click.option("--max-image-pixels", type=click.IntRange(min=1), default=Limits.max_image_pixels, show_default=True,
-              help="Skip a source image whose header declares more pixels (width x height), undecoded: a "
-                   "decompression bomb cannot exhaust memory.")
-@click.option("--force", is_flag=True, help="Rebuild the zip even if it is up to date with the source and settings.")
-@click.option("--source-format", type=click.Choice(SOURCE_FORMATS.names()), default=None,
-              help="How to read --source. [default: the registered dataset's (data list shows it), else read from "
-                   "the path]")
-def prepare_command(name, source, data_root, out, resolution, transform, height, labels, max_images, subset, seed,
-                    max_image_bytes, max_image_pixels, force, source_format):
+@data_group.command("prepare")
+def prepare_command(name, **options):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
     Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
@@ -95,10 +69,7 @@ def prepare_command(name, source, data_root, out, resolution, transform, height,
         bars[0].update(done - bars[0].n)
 
     try:
-        report = prepare(name, source, out=out, data_root_arg=data_root, resolution=resolution, transform=transform,
-                         height=height, labels=labels, max_images=max_images, subset=subset, seed=seed,
-                         on_progress=progress, limits=Limits(max_image_bytes, max_image_pixels), force=force,
-                         source_format=source_format)
+        report = prepare(name, on_progress=progress, **values(PrepareOptions, options))
     except DatasetError as err:
         raise click.ClickException(str(err))
     finally:

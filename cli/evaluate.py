@@ -2,60 +2,35 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pathlib
 
 import click
 
 from diffaug_noise.extras import require
-from diffaug_noise.metrics.protocols import METRICS, PROTOCOLS
+from diffaug_noise.knobs import knob
+from diffaug_noise.metrics.options import EvalInputs, EvalOptions
+from diffaug_noise.metrics.protocols import METRICS
 
-from .io import DATA_ROOT_HELP, check_device, write_json
-from .knob_options import comma_list
+from .io import check_device, write_json
+from .knob_options import values, with_knobs
 
 
+@dataclasses.dataclass
+class EvalCommand:
+    """What ``eval`` takes besides :func:`~diffaug_noise.metrics.evaluation.evaluate`'s own settings."""
+
+    repo: pathlib.Path = knob(None, "The upstream checkout a --fake snapshot was trained with: loaded with it and the "
+                                    "shims of its adapter. [default: the checkout the run recorded beside its "
+                                    "snapshots, one on PYTHONPATH, or the adapter's environment variable]", kind="dir")
+    json: pathlib.Path = knob(None, "Also write the results to this JSON file.", kind="file")
+
+
+@with_knobs(EvalCommand)
+@with_knobs(EvalOptions)
+@with_knobs(EvalInputs)
 @click.command("eval")
-@click.option("--real", required=True, help="Dataset name (see `diffaug-noise data list`) or a zip / image folder.")
-@click.option("--fake", required=True, type=click.Path(exists=True, path_type=pathlib.Path),
-              help="Generated images (zip or folder), or a generator file (.pkl/.pt: an nn.Module with z_dim, "
-                   "or a StyleGAN2-ADA snapshot; needs --trust-pickle).")
-@click.option("--metrics",
-              callback=lambda ctx, param, value: None if value is None else comma_list(value, METRICS, "metric"),
-              default=None, help="Comma-separated: fid,kid,precision,recall.  [default: fid, or the protocol's]")
-@click.option("--protocol", type=click.Choice(list(PROTOCOLS)), default=None,
-              help="A StyleGAN2-ADA metric as the paper's forks report it: its metrics and sample counts (fid50k_full: "
-                   "50,000 generated against the whole training set).")
-@click.option("--num", type=click.IntRange(min=2), default=None,
-              help="Images per side. [default: all real images; all generated images of a folder/zip, as many as the "
-                   "real ones from a generator file]")
-@click.option("--num-fake", type=click.IntRange(min=2), default=None,
-              help="Generated images, overriding --num for that side.")
-@click.option("--num-real", type=click.IntRange(min=2), default=None,
-              help="Real images, overriding --num: a random subset drawn with --seed when smaller than the dataset.")
-@click.option("--data-root", type=click.Path(file_okay=False, path_type=pathlib.Path), default=None,
-              help=DATA_ROOT_HELP)
-@click.option("--weights", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path), default=None,
-              help="Local InceptionV3 weights (weights-inception-2015-12-05-6726825d.pth) for offline machines.")
-@click.option("--feature-extractor", default="inception-v3-compat", show_default=True,
-              help="inception-v3-compat (FID), or 'digits-classifier': FD_digits, the number `diffaug-noise run "
-                   "digits` reports (no download). torch-fidelity's vgg16, clip-* and dinov2-* unpickle their "
-                   "weights: they need --trust-pickle.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per batch.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where to run.")
-@click.option("--trust-pickle", is_flag=True,
-              help="Allow loading a pickled generator (or an extractor's pickled weights). Unpickling runs code named "
-                   "in the file: only for files you trust.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generator's latents and KID subsets.")
-@click.option("--cache/--no-cache", default=True, show_default=True,
-              help="Reuse the real set's features from an earlier run (cached under the data root, keyed by the data's "
-                   "content, the extractor and the count); --no-cache recomputes them.")
-@click.option("--repo", type=click.Path(exists=True, file_okay=False, path_type=pathlib.Path), default=None,
-              help="The upstream checkout a --fake snapshot was trained with: loaded with it and the shims of its "
-                   "adapter. [default: the checkout the run recorded beside its snapshots, one on PYTHONPATH, or the "
-                   "adapter's environment variable]")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default=None,
-              help="Also write the results to this JSON file.")
-def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_root, weights, feature_extractor,
-                 batch_size, device, trust_pickle, seed, cache, repo, json_path):
+def eval_command(**params):
     """Compare generated images with a dataset: FID, KID, precision and recall (Kynkäänniemi et al.).
 
     Prints one summary line and, with --json, writes every number. The InceptionV3 weights
@@ -66,7 +41,9 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
     from diffaug_noise.integrations import UpstreamError, snapshot_shims
     from diffaug_noise.metrics.evaluation import GENERATOR_SUFFIXES, EvaluationError, evaluate
 
-    check_device(device)
+    inputs, options, command = (values(cls, params) for cls in (EvalInputs, EvalOptions, EvalCommand))
+    fake = inputs["fake"]
+    check_device(options["device"])
     tqdm = require("tqdm", "cli").tqdm
     bars = {}
 
@@ -79,22 +56,19 @@ def eval_command(real, fake, metrics, protocol, num, num_fake, num_real, data_ro
 
     try:
         with contextlib.ExitStack() as shims:
-            if trust_pickle and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream snapshot needs
-                shims.enter_context(snapshot_shims(fake, repo))  # its checkout and its adapter's shims
-            result = evaluate(real, fake, metrics=metrics or ("fid",), protocol=protocol, num=num, num_fake=num_fake,
-                              num_real=num_real, data_root=data_root, feature_extractor=feature_extractor,
-                              weights=weights, batch_size=batch_size, device=device, trust_pickle=trust_pickle,
-                              seed=seed, cache=cache, progress=progress)
+            if options["trust_pickle"] and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream
+                shims.enter_context(snapshot_shims(fake, command["repo"]))  # snapshot: its checkout and shims
+            result = evaluate(**inputs, progress=progress, **options)
     except (DatasetError, EvaluationError, UpstreamError) as err:
         raise click.ClickException(str(err))
     finally:
         for bar in bars.values():
             bar.close()
-    if json_path is not None:
-        write_json(json_path, {"real": str(real), "fake": str(fake), **result})
+    if command["json"] is not None:
+        write_json(command["json"], {"real": str(inputs["real"]), "fake": str(fake), **result})
     computed = [m for m in METRICS if m in result]
     numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "")
                         for m in computed)
-    click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, {feature_extractor}"
-               + (f", {protocol})" if protocol else ")"))
+    click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, "
+               f"{options['feature_extractor']}" + (f", {options['protocol']})" if options["protocol"] else ")"))
 

@@ -9,9 +9,6 @@ import click
 import torch
 
 from diffaug_noise.checkpoint import write_atomic
-from diffaug_noise.data import ENV_VAR
-
-DATA_ROOT_HELP = f"Folder of prepared datasets. [default: ${ENV_VAR}, else ~/.cache/diffaug-noise/data]"
 
 
 def check_device(device: str) -> None:

@@ -52,12 +52,14 @@ def parse_shapes(value: str) -> tuple:
     return shapes
 
 
-def parse_numbers(value: str, what: str) -> tuple:
-    """``"0,0.5,2"`` as ``(0.0, 0.5, 2.0)``, or a usage error naming ``what``."""
+def parse_numbers(value: str, what: str, kind: str = "numbers") -> tuple:
+    """``"0,0.5,2"`` as ``(0.0, 0.5, 2.0)`` (``kind="ints"``: ``"0,10"`` as ``(0, 10)``), or a usage error naming
+    ``what``."""
+    convert, plural = (int, "integers") if kind == "ints" else (float, "numbers")
     try:
-        numbers = tuple(float(v) for v in value.split(",") if v.strip())
+        numbers = tuple(convert(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"{what} must be comma-separated numbers; got {value!r}") from None
+        raise click.BadParameter(f"{what} must be comma-separated {plural}; got {value!r}") from None
     if not numbers:
         raise click.BadParameter(f"{what} must name at least one number; got {value!r}")
     return numbers
@@ -85,9 +87,9 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
         type_, value = click.STRING, None if value is None else ",".join(value)
         def callback(ctx, param, v, c=choices, n=field.name):
             return None if v is None else comma_list(v, c, n.rstrip("s"), "--" + n.replace("_", "-"))
-    elif kind == "numbers":
+    elif kind in ("numbers", "ints"):
         type_, value = click.STRING, None if value is None else ",".join(f"{v:g}" for v in value)
-        callback = lambda ctx, param, v, n=field.name: None if v is None else parse_numbers(v, n)  # noqa: E731
+        callback = lambda ctx, param, v, n=field.name, k=kind: None if v is None else parse_numbers(v, n, k)  # noqa
     elif kind == "count":
         type_, value = click.IntRange(min=1), None if value is None else len(value)
     elif kind == "shapes":
@@ -97,6 +99,8 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
         type_ = click.Choice(choices)
     elif kind == "path":
         type_ = click.Path(exists=True, dir_okay=False)
+    elif kind == "exists":
+        type_ = click.Path(exists=True, path_type=pathlib.Path)
     elif kind == "dir":
         type_ = click.Path(file_okay=False, path_type=pathlib.Path)
     elif kind == "file":

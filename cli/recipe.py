@@ -1,12 +1,16 @@
 """`diffaug-noise recipe`: the commands that reproduce a row of the paper, with its FID beside them."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import click
 
 from diffaug_noise.integrations.recipes import RECIPES, command_line, commands
+from diffaug_noise.knobs import knob
+
+from .knob_options import settings_from, with_knobs
 
 
 def format_list() -> str:
@@ -21,17 +25,22 @@ def format_list() -> str:
     return "\n".join(lines)
 
 
-@click.command("recipe")
+@dataclasses.dataclass
+class RecipeCommand:
+    """``recipe``'s settings: what goes into the printed commands, and whether to run them."""
+
+    list: bool = knob(False, "Show every row: model, dataset, the paper's FID, GPUs, kimg, GPU-days.", kind=bool)
+    repo: str = knob("REPO", "Your upstream checkout, put into the printed commands.", kind=str)
+    source: str = knob("SOURCE", "The downloaded dataset, put into the prepare command.", kind=str)
+    outdir: str = knob("runs", "Where the training run goes.", kind=str)
+    run: bool = knob(False, "Run the prepare (when --source is given) and train commands after printing them; eval "
+                            "runs once a snapshot exists, so it is printed only.", kind=bool)
+
+
+@with_knobs(RecipeCommand)
 @click.argument("row", required=False)
-@click.option("--list", "show_list", is_flag=True,
-              help="Show every row: model, dataset, the paper's FID, GPUs, kimg, GPU-days.")
-@click.option("--repo", default="REPO", help="Your upstream checkout, put into the printed commands.")
-@click.option("--source", default="SOURCE", help="The downloaded dataset, put into the prepare command.")
-@click.option("--outdir", default="runs", show_default=True, help="Where the training run goes.")
-@click.option("--run", "run_it", is_flag=True,
-              help="Run the prepare (when --source is given) and train commands after printing them; eval runs once a "
-                   "snapshot exists, so it is printed only.")
-def recipe_command(row, show_list, repo, source, outdir, run_it):
+@click.command("recipe")
+def recipe_command(row, **params):
     """The prepare, train and eval commands for one row of the paper's tables, and the FID it reports.
 
     \b
@@ -40,7 +49,9 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
       diffaug-noise recipe stylegan2-lsun-church --repo ~/stylegan2-ada-pytorch --source
       ~/lsun/church_outdoor_train_lmdb
     """
-    if show_list or row is None:
+    o = settings_from(RecipeCommand, params)
+    repo, source, outdir = o.repo, o.source, o.outdir
+    if o.list or row is None:
         click.echo(format_list())
         return
     if row not in RECIPES:
@@ -52,7 +63,7 @@ def recipe_command(row, show_list, repo, source, outdir, run_it):
     click.echo(f"# {recipe.model} on {recipe.dataset} ({recipe.resolution} px): {fid}{note}")
     for argv in argvs:
         click.echo(command_line(argv))
-    if run_it:
+    if o.run:
         to_run = argvs[1:2] if source == "SOURCE" else argvs[:2]
         for argv in to_run:  # each value one argument, as given: never joined and split again
             code = subprocess.call([sys.executable, "-m", "diffaug_noise.cli", *argv[1:]])

@@ -1,25 +1,19 @@
 """`diffaug-noise show`: pictures of what the discriminator sees, and the paper's Fig. 2."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import click
 import torch
 
 import diffaug_noise as dn
+from diffaug_noise.knobs import knob
+from diffaug_noise.settings import setting
 
 from . import plots
 from .io import ensure_outdir
-
-
-def _int_list(ctx, param, value: str) -> list[int]:
-    try:
-        out = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 0,10,100; got {value!r}")
-    if not out or min(out) < 0:
-        raise click.BadParameter(f"expected non-negative timesteps; got {value!r}")
-    return out
+from .knob_options import settings_from, with_knobs
 
 
 def demo_image(size: int) -> torch.Tensor:
@@ -58,21 +52,27 @@ def show_group():
     """Figures: what D sees at several t (`noise`), and JS divergence vs theta (`js`)."""
 
 
+@dataclasses.dataclass
+class ShowNoise:
+    """``show noise``'s settings."""
+
+    input: pathlib.Path = knob(None, "Image to noise (PNG/JPEG); center-cropped to a square.", kind="path")
+    demo: bool = knob(False, "Use a built-in procedural test image instead of --input.", kind=bool)
+    preset: str = knob("paper", "Noise settings (sigma, schedule, t range) to visualise.", kind=str,
+                       choices=tuple(dn.PRESETS))
+    ts: tuple = knob((0, 10, 50, 100, 200, 500, 1000), "Timesteps to show; values above the preset's t_max are "
+                                                       "dropped.", kind="ints", minimum=0)
+    size: int = knob(128, "Side of the image in pixels.", kind=int, minimum=16, maximum=1024)
+    seed: int = knob(0, "Seed of eps (shared by all columns).", kind=int, minimum=0)
+    out: pathlib.Path = knob(pathlib.Path("noise.png"), "PNG to write.", kind="file")
+
+
+@with_knobs(ShowNoise)
 @show_group.command("noise")
-@click.option("--input", "input_path", type=click.Path(exists=True, dir_okay=False, path_type=pathlib.Path),
-              default=None, help="Image to noise (PNG/JPEG); center-cropped to a square.")
-@click.option("--demo", is_flag=True, help="Use a built-in procedural test image instead of --input.")
-@click.option("--preset", type=click.Choice(list(dn.PRESETS)), default="paper", show_default=True,
-              help="Noise settings (sigma, schedule, t range) to visualise.")
-@click.option("--ts", callback=_int_list, default="0,10,50,100,200,500,1000", show_default=True,
-              help="Timesteps to show; values above the preset's t_max are dropped.")
-@click.option("--size", type=click.IntRange(16, 1024), default=128, show_default=True,
-              help="Side of the image in pixels.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of eps (shared by all columns).")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="noise.png",
-              show_default=True, help="PNG to write.")
-def show_noise(input_path, demo, preset, ts, size, seed, out_path):
+def show_noise(**params):
     """A row of one image noised at several t, as the discriminator sees it (pixels in [-1, 1])."""
+    o = settings_from(ShowNoise, params)
+    input_path, demo, preset, ts, size, seed, out_path = o.input, o.demo, o.preset, o.ts, o.size, o.seed, o.out
     if (input_path is None) == (not demo):
         raise click.UsageError("give exactly one of --input IMG or --demo")
     x = demo_image(size) if demo else load_image(input_path, size)
@@ -100,24 +100,30 @@ def show_noise(input_path, demo, preset, ts, size, seed, out_path):
     click.echo(f"wrote {out_path}")
 
 
+@dataclasses.dataclass
+class ShowJs:
+    """``show js``'s settings."""
+
+    preset: str = knob("paper", "Noise settings whose tables give sqrt(abar_t) and the noise scale.", kind=str,
+                       choices=tuple(dn.PRESETS))
+    sigma: float = setting("sigma", None, note="[default: the preset's]")
+    ts: tuple = knob((0, 1, 10, 100, 500, 1000), "Timesteps, one curve each.", kind="ints", minimum=0)
+    theta_max: float = knob(0.5, "Plot theta in [-theta_max, theta_max].", kind=float, minimum=0.0,
+                            exclusive_minimum=True)
+    out: pathlib.Path = knob(pathlib.Path("js.png"), "PNG to write.", kind="file")
+
+
+@with_knobs(ShowJs)
 @show_group.command("js")
-@click.option("--preset", type=click.Choice(list(dn.PRESETS)), default="paper", show_default=True,
-              help="Noise settings whose tables give sqrt(abar_t) and the noise scale.")
-@click.option("--sigma", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Override the preset's sigma.  [default: the preset's]")
-@click.option("--ts", callback=_int_list, default="0,1,10,100,500,1000", show_default=True,
-              help="Timesteps, one curve each.")
-@click.option("--theta-max", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
-              help="Plot theta in [-theta_max, theta_max].")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=pathlib.Path), default="js.png",
-              show_default=True, help="PNG to write.")
-def show_js(preset, sigma, ts, theta_max, out_path):
+def show_js(**params):
     """JS divergence between noised real (point mass at 0) and fake (at theta) vs theta: the paper's Fig. 2.
 
     At t = 0 it is log 2 for every theta != 0 (no gradient for the generator); for t > 0 it is
     smooth in theta with a useful gradient everywhere (Theorem 1).
     """
-    overrides = {} if sigma is None else {"sigma": sigma}
+    o = settings_from(ShowJs, params)
+    preset, ts, theta_max, out_path = o.preset, o.ts, o.theta_max, o.out
+    overrides = {} if o.sigma is None else {"sigma": o.sigma}
     noise = dn.DiffusionNoise.preset(preset, p=1.0, **overrides)
     ts = [t for t in ts if t <= noise.T]
     plt = plots.pyplot()

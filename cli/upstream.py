@@ -13,11 +13,11 @@ import pathlib
 
 import click
 
+from diffaug_noise.data.datasets import data_root_setting
 from diffaug_noise.integrations.launch import LAUNCHERS, tell_torchrun
-from diffaug_noise.knobs import knob, knob_fields
+from diffaug_noise.knobs import knob
 
-from .io import DATA_ROOT_HELP
-from .knob_options import option, options, values
+from .knob_options import options, values
 
 
 @dataclasses.dataclass
@@ -28,7 +28,7 @@ class UpstreamRun:
                            "variable]", kind=str)
     data: str = knob(None, "Dataset name (`diffaug-noise data list`) or a zip/folder in upstream's layout.", kind=str,
                      required=True)
-    data_root: pathlib.Path = knob(None, DATA_ROOT_HELP, kind="dir")
+    data_root: pathlib.Path = data_root_setting()
     outdir: pathlib.Path = knob(None, "Where upstream writes its run folders.", kind="dir", required=True)
     gpus: int = knob(1, "GPUs, one process each (upstream spawns them; torch.distributed keeps p identical on all).",
                      kind=int, minimum=1)
@@ -39,29 +39,6 @@ class UpstreamRun:
                              "(docs/integrations.md).", kind=bool)
     trust_pickle: bool = knob(False, "Allow upstream's --resume PKL: unpickling a snapshot runs code named in it; "
                                      "only for files you trust.", kind=bool)
-
-
-def settings_from_pairs(adapter, pairs) -> dict:
-    """Adapter settings from ``NAME=VALUE`` strings, ``NAME`` spelt as ``run``'s flag without its dashes.
-
-    Each value is converted and checked by the very option ``diffaug-noise run NAME`` builds
-    (choices, ranges, on/off as true/false), so both commands accept the same values.
-    """
-    fields = {f.name: f for f in knob_fields(adapter.options_class)}
-    settings = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        key = name.strip().lstrip("-").replace("-", "_")
-        if not sep or key not in fields:
-            known = ", ".join(n.replace("_", "-") for n in fields)
-            raise click.BadParameter(f"{pair!r} is not NAME=VALUE with a setting of {adapter.name}; known: {known}",
-                                     param_hint="--option")
-        knob_option = option(fields[key], adapter.presets)
-        try:
-            settings[key] = knob_option.type.convert(value, knob_option, None)
-        except click.BadParameter as err:
-            raise click.BadParameter(f"{key.replace('_', '-')}={value!r}: {err.message}", param_hint="--option")
-    return settings
 
 
 def _run(adapter, run: UpstreamRun, upstream_args, settings: dict) -> None:
@@ -102,7 +79,7 @@ def _data_path(data: str, data_root) -> pathlib.Path:
         spec = DATASETS.get(data)
         if spec is None or not spec.bundled:
             raise
-    return pathlib.Path(prepare(data, None, data_root_arg=data_root).path)
+    return pathlib.Path(prepare(data, None, data_root=data_root).path)
 
 
 def _upstream_help(adapter, repo) -> None:

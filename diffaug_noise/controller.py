@@ -112,23 +112,13 @@ class AdaptiveController:
     ):
         if not isinstance(noise, DiffusionNoise):
             raise TypeError(f"noise must be a DiffusionNoise; got {type(noise).__name__}")
-        if not callable(signal) and signal not in SIGNALS:
-            raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)} or pass a callable")
-        if target is None:
-            if callable(signal):
-                raise ValueError("a callable signal needs its target: pass target=... (the r_d to hold, in [-1, 1])")
-            target = DEFAULT_TARGETS[signal]
-        for name, value in (("target", target), ("interval", interval), ("kimg", kimg), ("centre", centre)):
-            check(name, value)  # the catalogue's rules: the same as every command's --name
+        self.check_config(target=target, interval=interval, kimg=kimg, signal=signal, centre=centre,
+                          drift_updates=drift_updates)
+        target = DEFAULT_TARGETS[signal] if target is None else target
         if batch_size is None:
             raise ValueError("batch_size is required: pass the global batch size (images per step over all ranks)")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
-        if centre != 0.0 and signal != "sign":
-            raise ValueError(f"centre is the sign signal's decision boundary; the {signal!r} signal has none")
-        if drift_updates is not None and (isinstance(drift_updates, bool) or not isinstance(drift_updates, int)
-                                          or drift_updates < 1):
-            raise ValueError(f"drift_updates must be an int >= 1 or None; got {drift_updates!r}")
         self.noise = noise
         self.target = float(target)
         self.interval = interval
@@ -145,6 +135,29 @@ class AdaptiveController:
         self.drift: str | None = None  # the drift guard's message, once it has spoken
         # [sum of values, count, NaN count]; torch.sign(NaN) is 0, so NaNs are counted apart.
         self._sums = torch.zeros(3, dtype=torch.float64, device=noise.sqrt_abar.device)
+
+    @staticmethod
+    def check_config(target=DEFAULTS["target"], interval=DEFAULTS["interval"], kimg=DEFAULTS["kimg"],
+                     signal=DEFAULTS["signal"], centre=DEFAULTS["centre"], drift_updates=200, **_ignored) -> None:
+        """Check constructor arguments as the constructor does, building nothing (settings objects validate with it).
+
+        Example:
+            >>> AdaptiveController.check_config(signal="relativistic", centre=0.5)
+            Traceback (most recent call last):
+            ...
+            ValueError: centre is the sign signal's decision boundary; the 'relativistic' signal has none
+        """
+        if not callable(signal) and signal not in SIGNALS:
+            raise ValueError(f"unknown signal {signal!r}; choose one of {', '.join(SIGNALS)} or pass a callable")
+        if target is None and callable(signal):
+            raise ValueError("a callable signal needs its target: pass target=... (the r_d to hold, in [-1, 1])")
+        for name, value in (("target", target), ("interval", interval), ("kimg", kimg), ("centre", centre)):
+            check(name, value)  # the catalogue's rules: the same as every command's --name
+        if centre != 0.0 and signal != "sign":
+            raise ValueError(f"centre is the sign signal's decision boundary; the {signal!r} signal has none")
+        if drift_updates is not None and (isinstance(drift_updates, bool) or not isinstance(drift_updates, int)
+                                          or drift_updates < 1):
+            raise ValueError(f"drift_updates must be an int >= 1 or None; got {drift_updates!r}")
 
     @classmethod
     def preset(cls, name: str, noise: DiffusionNoise, batch_size: int, **overrides) -> "AdaptiveController":

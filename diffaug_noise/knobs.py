@@ -6,10 +6,10 @@ dashed, the flag; its help is the ``--help`` line; :func:`check_knobs` applies i
 range in ``__post_init__``, so a bad value fails the same way from Python and from the shell.
 
 Kinds: ``int``, ``float``, ``str``, ``bool`` (an on/off flag), ``"path"`` (an existing file),
-``"dir"`` (a folder, made if missing), ``"file"`` (a file to write), ``"list"`` (a tuple of
-``choices``; comma-separated on the CLI), ``"numbers"`` (a tuple of finite numbers, each bounded by the
-range), ``"count"`` (a tuple ``0..N-1``, given as ``N`` on the CLI:
-seeds), ``"shapes"`` (a tuple of tensor shapes, ``64x3x32x32,...`` on the CLI).
+``"exists"`` (an existing file or folder), ``"dir"`` (a folder, made if missing), ``"file"`` (a file to
+write), ``"list"`` (a tuple of ``choices``; comma-separated on the CLI), ``"numbers"`` (a tuple of
+finite numbers, each bounded by the range), ``"ints"`` (likewise, of ints), ``"count"`` (a tuple
+``0..N-1``, given as ``N`` on the CLI: seeds), ``"shapes"`` (a tuple of tensor shapes, ``64x3x32x32,...`` on the CLI).
 
 Example:
     >>> import dataclasses
@@ -31,7 +31,7 @@ import math
 import os
 from numbers import Real
 
-KINDS = (int, float, str, bool, "path", "dir", "file", "list", "numbers", "count", "shapes")
+KINDS = (int, float, str, bool, "path", "exists", "dir", "file", "list", "numbers", "ints", "count", "shapes")
 
 
 def knob(default, help: str, *, kind=None, choices=None, minimum=None, maximum=None, exclusive_minimum=False,
@@ -87,7 +87,7 @@ def rule(meta: dict) -> str:
         if open_low and open_high:
             return f"lie in the open interval ({low:g}, {high:g})"
         return f"lie in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-    noun = {int: "an int", "numbers": "numbers", "count": "ints"}.get(kind, "a finite number")
+    noun = {int: "an int", "numbers": "numbers", "ints": "ints", "count": "ints"}.get(kind, "a finite number")
     if low is not None:
         return f"be {noun} {'>' if open_low else '>='} {low:g}"
     if high is not None:
@@ -115,7 +115,7 @@ def check_value(name: str, value, meta: dict, default=None) -> None:
               int: lambda v: isinstance(v, int) and not isinstance(v, bool),
               float: lambda v: isinstance(v, Real) and not isinstance(v, bool),
               str: lambda v: isinstance(v, str)}
-    if kind in ("path", "dir", "file"):
+    if kind in ("path", "exists", "dir", "file"):
         ok = isinstance(value, (str, os.PathLike))
     elif kind in scalar:
         ok = scalar[kind](value)
@@ -123,6 +123,8 @@ def check_value(name: str, value, meta: dict, default=None) -> None:
         ok = isinstance(value, (tuple, list)) and len(value) > 0
     elif kind == "numbers":
         ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(scalar[float](v) for v in value)
+    elif kind == "ints":
+        ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(scalar[int](v) for v in value)
     elif kind == "count":
         ok = isinstance(value, (tuple, list)) and len(value) > 0 and all(scalar[int](v) and v >= 0 for v in value)
     else:  # shapes
@@ -130,7 +132,8 @@ def check_value(name: str, value, meta: dict, default=None) -> None:
             isinstance(s, (tuple, list)) and s and all(scalar[int](d) and d >= 1 for d in s) for s in value)
     if not ok:
         what = {bool: "true or false", int: "an int", float: "a number", "list": "a non-empty list",
-                "numbers": "a non-empty list of finite numbers", "count": "a non-empty list of ints >= 0",
+                "numbers": "a non-empty list of finite numbers", "ints": "a non-empty list of ints",
+                "count": "a non-empty list of ints >= 0",
                 "shapes": "a list of shapes of positive ints"}.get(kind, "a string")
         got = f"{type(value).__name__} {value!r}" if kind in scalar else repr(value)
         raise TypeError(f"{name} must be {what}; got {got}")
@@ -140,7 +143,7 @@ def check_value(name: str, value, meta: dict, default=None) -> None:
         raise ValueError(f"unknown {name} {shown}; choose one of {', '.join(map(str, meta['choices']))}")
     low, high = meta["minimum"], meta["maximum"]
     open_low, open_high = meta["exclusive_minimum"], meta.get("exclusive_maximum", False)
-    for v in (value if kind in ("numbers", "count") else [value]):
+    for v in (value if kind in ("numbers", "ints", "count") else [value]):
         if isinstance(v, (str, os.PathLike, bool)) or not isinstance(v, Real):
             continue
         inside = (math.isfinite(v) and (low is None or (v > low if open_low else v >= low))

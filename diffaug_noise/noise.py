@@ -120,21 +120,9 @@ class DiffusionNoise(nn.Module):
         check_finite: bool = False,
     ):
         super().__init__()
-        for name, value in (("schedule", schedule), ("beta_start", beta_start), ("beta_end", beta_end),
-                            ("t_min", t_min), ("t_max", t_max), ("sigma", sigma), ("t_dist", t_dist),
-                            ("clean_prob", clean_prob)):
-            check(name, value)  # the catalogue's rules: the same as every command's --name
-        if t_min > t_max:
-            raise ValueError(f"t_min must be <= t_max; got t_min={t_min}, t_max={t_max}")
-        if clean_rule not in CLEAN_RULES:
-            raise ValueError(f"unknown clean_rule {clean_rule!r}; choose one of {', '.join(CLEAN_RULES)}")
-        if priority_offset not in (0, 1):
-            raise ValueError(f"priority_offset must be 0 (paper) or 1 (official code); got {priority_offset!r}")
-        if t_dist == "priority" and t_min <= priority_offset:
-            raise ValueError(
-                f"t_min must be >= {priority_offset + 1} with priority_offset={priority_offset} "
-                f"(weights t - {priority_offset} vanish at T = {t_min}); got t_min={t_min}"
-            )
+        self.check_config(schedule=schedule, beta_start=beta_start, beta_end=beta_end, t_min=t_min, t_max=t_max,
+                          sigma=sigma, t_dist=t_dist, clean_prob=clean_prob, priority_offset=priority_offset,
+                          clean_rule=clean_rule)
         self.schedule = schedule
         self.beta_start = float(beta_start)
         self.beta_end = float(beta_end)
@@ -164,6 +152,35 @@ class DiffusionNoise(nn.Module):
         self.p = p
 
     # ------------------------------------------------------------------ construction helpers
+
+    @staticmethod
+    def check_config(schedule=DEFAULTS["schedule"], beta_start=DEFAULTS["beta_start"], beta_end=DEFAULTS["beta_end"],
+                     t_min=DEFAULTS["t_min"], t_max=DEFAULTS["t_max"], sigma=DEFAULTS["sigma"],
+                     t_dist=DEFAULTS["t_dist"], clean_prob=DEFAULTS["clean_prob"], priority_offset=0,
+                     clean_rule="fixed", **_ignored) -> None:
+        """Check constructor arguments as the constructor does, building nothing (settings objects validate with it).
+
+        Example:
+            >>> DiffusionNoise.check_config(t_min=20, t_max=10)
+            Traceback (most recent call last):
+            ...
+            ValueError: t_min must be <= t_max; got t_min=20, t_max=10
+        """
+        for name, value in (("schedule", schedule), ("beta_start", beta_start), ("beta_end", beta_end),
+                            ("t_min", t_min), ("t_max", t_max), ("sigma", sigma), ("t_dist", t_dist),
+                            ("clean_prob", clean_prob)):
+            check(name, value)  # the catalogue's rules: the same as every command's --name
+        if t_min > t_max:
+            raise ValueError(f"t_min must be <= t_max; got t_min={t_min}, t_max={t_max}")
+        if clean_rule not in CLEAN_RULES:
+            raise ValueError(f"unknown clean_rule {clean_rule!r}; choose one of {', '.join(CLEAN_RULES)}")
+        if priority_offset not in (0, 1):
+            raise ValueError(f"priority_offset must be 0 (paper) or 1 (official code); got {priority_offset!r}")
+        if t_dist == "priority" and t_min <= priority_offset:
+            raise ValueError(
+                f"t_min must be >= {priority_offset + 1} with priority_offset={priority_offset} "
+                f"(weights t - {priority_offset} vanish at T = {t_min}); got t_min={t_min}"
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DiffusionNoise":

@@ -20,7 +20,7 @@ from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.knobs import check_knobs, knob
 from diffaug_noise.noise import DiffusionNoise
 from diffaug_noise.presets import PRESETS, preset_kwargs
-from diffaug_noise.timesteps import T_DISTS
+from diffaug_noise.settings import setting
 
 
 @dataclasses.dataclass
@@ -30,14 +30,11 @@ class DiffusionOptions:
     preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
                                 "(docs/reference-quirks.md).",
                        kind=str, choices=tuple(PRESETS))
-    target: float | None = knob(None, "Controller target for r_d = E[sign D(noised real)], a mean of signs in [-1, 1].",
-                                kind=float, minimum=-1.0, maximum=1.0, preset_part="controller")
-    t_dist: str | None = knob(None, "Law of t over 1..T.", kind=str, choices=T_DISTS, aliases=("--ts-dist",),
-                              preset_part="noise")
-    sigma: float | None = knob(None, "Noise std, in the units of what is noised.", kind=float, minimum=0.0,
-                               exclusive_minimum=True, aliases=("--noise-sd",), preset_part="noise")
-    t_min: int | None = knob(None, "Smallest T (at p = 0).", kind=int, minimum=1, preset_part="noise")
-    t_max: int | None = knob(None, "Largest T (at p = 1).", kind=int, minimum=1, preset_part="noise")
+    target: float | None = setting("target", None, preset_part="controller")
+    t_dist: str | None = setting("t_dist", None, preset_part="noise")
+    sigma: float | None = setting("sigma", None, preset_part="noise")
+    t_min: int | None = setting("t_min", None, preset_part="noise")
+    t_max: int | None = setting("t_max", None, preset_part="noise")
     drift_updates: int = knob(200, "The drift guard: say once (tick line, log.txt) when T has sat at t_max, or at "
                                    "t_min with r_d far below the target, for this many controller "
                                    "adjustments.", kind=int,
@@ -45,7 +42,8 @@ class DiffusionOptions:
 
     def __post_init__(self):
         check_knobs(self)  # every knob of every adapter, checked as the demos' are
-        AdaptiveController(DiffusionNoise(**self.noise_kwargs()), batch_size=1, **self.controller_kwargs())
+        DiffusionNoise.check_config(**self.noise_kwargs())  # and together, with the preset's values
+        AdaptiveController.check_config(**self.controller_kwargs())
 
     def _overrides(self, part: str) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)

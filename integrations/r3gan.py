@@ -31,6 +31,7 @@ import inspect
 import torch
 
 from diffaug_noise.controller import relativistic_target
+from diffaug_noise.settings import setting
 
 from . import kit
 from .adapter import Adapter
@@ -72,10 +73,10 @@ class R3GANOptions(TimestepLabelOptions):
     ``t``."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's.", kind=str, choices=("paper",))
-    target: float | None = knob(None, "Controller target for r_d = E[sign(D(noised real_i) - D(noised fake_i))], the "
-                                      "relativistic signal. [default: the preset's target translated to it, "
-                                      "2 Phi(sqrt 2 Phi^-1((1 + 0.6) / 2)) - 1 = 0.766 (docs/method.md)]",
-                                kind=float, minimum=-1.0, maximum=1.0)
+    target: float | None = setting("target", None, note="Here the relativistic signal's, r_d = E[sign(D(noised "
+                                                         "real_i) - D(noised fake_i))]. [default: the preset's target "
+                                                         "translated to it, 2 Phi(sqrt 2 Phi^-1((1 + 0.6) / 2)) - 1 = "
+                                                         "0.766 (docs/method.md)]")
     t_label: str | None = knob("embedding", "How t enters D's condition: sinusoids of t (R3GAN embeds its condition "
                                             "linearly, without bias, so a raw t would vanish at t = 0).",
                                kind=str, choices=("embedding",))

@@ -91,7 +91,7 @@ bench_upstream() {  # name, adapter, repo, data zip, limit (s) of the pair, then
     shift 5
     step "bench upstream: $name"
     if [ ! -d "$repo" ]; then echo "skipped: no checkout at $repo"; return; fi
-    timeout "$limit" diffaug-noise bench upstream --adapter "$adapter" --repo "$repo" --data "$data" \
+    timeout "$limit" diffaug-noise bench upstream "$adapter" --repo "$repo" --data "$data" \
         --outdir "/tmp/gpu-session-runs/$name" --json "$OUT/upstream-$name.json" "$@"
 }
 
@@ -129,7 +129,7 @@ EOF
         procedural_zip 256 500
         # Each run stops at its limit (its --kimg is out of reach), measured on the 1-kimg ticks it logged.
         bench_upstream projectedgan projectedgan "$UP/projected-gan" "$DATA/procedural-256.zip" 320 \
-            --seconds-per-run 150 --option pretrained=false \
+            --seconds-per-run 150 --no-pretrained \
             -- --cfg fastgan --batch 64 --kimg 1000 --tick 1 --metrics none --snap 1000 ;;
     paper256)  # stylegan2-ada's ticks are 4 kimg (it has no --tick); in a fresh lease the first run builds the custom ops
         step "Procedural data, 256 px"

@@ -23,6 +23,7 @@ import os
 import pathlib
 import re
 
+from ..knobs import field_of, knob_meta
 from ..registry import Registry
 from .errors import DatasetError
 from .sources import CIFAR10_SOURCE, SOURCE_FORMATS
@@ -101,6 +102,15 @@ def data_root(data_root: str | os.PathLike | None = None) -> pathlib.Path:
     return pathlib.Path(data_root or os.environ.get(ENV_VAR) or DEFAULT_ROOT).expanduser()
 
 
+_root_folder = data_root  # for the functions whose argument of the same name hides it
+
+
+def data_root_setting():
+    """The ``data_root`` field of a settings dataclass (``--data-root``): declared here once, for every command."""
+    return field_of(None, knob_meta(f"Folder of prepared datasets and of eval's caches. [default: ${ENV_VAR}, else "
+                                    f"{DEFAULT_ROOT}]", kind="dir"))
+
+
 def check_name(name) -> str:
     """``name`` if it is a dataset name: 1-64 letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit.
 
@@ -134,7 +144,7 @@ def _unknown(name) -> DatasetError:
                         f"or pass a path to a zip or a folder of images")
 
 
-def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | None = None) -> pathlib.Path:
+def resolve_data(data: str | os.PathLike, data_root: str | os.PathLike | None = None) -> pathlib.Path:
     """Turn ``--data`` (a name or a path) into the path of a zip or image folder that exists.
 
     Example:
@@ -150,7 +160,7 @@ def resolve_data(data: str | os.PathLike, data_root_arg: str | os.PathLike | Non
         raise DatasetError(f"--data {str(data)!r} is neither a folder nor a .zip; prepare it with diffaug-noise data "
                            "prepare")
     if isinstance(data, str) and data in DATASETS:
-        spec, root = DATASETS[data], data_root(data_root_arg)
+        spec, root = DATASETS[data], _root_folder(data_root)
         prepared = root / spec.filename
         if prepared.is_file():
             return prepared

@@ -45,7 +45,8 @@ import numpy as np
 
 from ..checkpoint import remove_stale_temps, write_atomic
 from ..extras import require
-from .datasets import DATASETS, check_name, data_root
+from ..knobs import check_knobs, knob
+from .datasets import DATASETS, check_name, data_root, data_root_setting
 from .errors import DatasetError
 from .lock import exclusive
 from .sources import SOURCE_FORMATS, ImageTooLarge, Limits, Oversized, decode, open_source
@@ -71,26 +72,53 @@ class PrepareReport:
     outside: list = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+    """What :func:`prepare` takes besides the name: ``diffaug-noise data prepare``'s options, flag for flag."""
+
+    source: pathlib.Path = knob(None, "The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip "
+                                      "of images, or cifar-10-python.tar.gz. Not needed for bundled datasets (digits). "
+                                      "[required otherwise]", kind="exists")
+    data_root: pathlib.Path = data_root_setting()
+    out: pathlib.Path = knob(None, "Write the zip here instead of DATA_ROOT/NAME-RxR.zip.", kind="file")
+    resolution: int = knob(None, "Side of the square output images (dataset_tool.py's --width). [default: the "
+                                 "registry's; required for unregistered names]", kind=int, minimum=1)
+    transform: str = knob(None, "How an image becomes square, with StyleGAN2-ADA dataset_tool.py's geometry; pad keeps "
+                                "the whole image on black. [default: the registry's, else center-crop]", kind=str,
+                          choices=TRANSFORMS)
+    height: int = knob(None, "center-crop-wide's band height (dataset_tool's --height). [default: --resolution]",
+                       kind=int, minimum=1)
+    labels: str = knob(None, "Class labels (dataset.json, for conditional training) from the top-level subfolders of "
+                             "an image source.", kind=str, choices=("folders",))
+    max_images: int = knob(None, "Read only the first N images of the source, counting corrupt ones and those the "
+                                 "transform drops, as dataset_tool.py's --max-images does. [default: the registry's, "
+                                 "e.g. 200000 for lsun_bedroom]", kind=int, minimum=1)
+    subset: int = knob(None, "Keep N images drawn at random with --seed (limited-data runs). [default: the registry's, "
+                             "e.g. 2000 for ffhq_2k]", kind=int, minimum=1)
+    seed: int = knob(0, "Seed of the --subset draw.", kind=int, minimum=0)
+    max_image_bytes: int = knob(Limits.max_image_bytes, "Skip a source image whose declared size (zip header, file "
+                                                        "size, lmdb value) is larger, unread.", kind=int, minimum=1)
+    max_image_pixels: int = knob(Limits.max_image_pixels, "Skip a source image whose header declares more pixels "
+                                                          "(width x height), undecoded: a decompression bomb cannot "
+                                                          "exhaust memory.", kind=int, minimum=1)
+    force: bool = knob(False, "Rebuild the zip even if it is up to date with the source and settings.", kind=bool)
+    source_format: str = knob(None, "How to read --source. [default: the registered dataset's (data list shows it), "
+                                    "else read from the path]", kind=str, choices=tuple(SOURCE_FORMATS))
+
+    def __post_init__(self):
+        try:
+            check_knobs(self)
+        except (TypeError, ValueError) as err:  # one kind of error for every bad input to prepare
+            raise DatasetError(str(err)) from None
+
+
 def prepare(
-    name: str,  # a registered dataset name, or any name when resolution is given
-    # the downloaded dataset: LSUN lmdb folder, image folder/zip, CIFAR-10 archive; None for bundled ones
-    source: str | os.PathLike | None,
-    out: str | os.PathLike | None = None,  # the zip to write (default: <data root>/<name>-<R>x<R>.zip)
-    data_root_arg: str | os.PathLike | None = None,  # data root for the default out path
-    resolution: int | None = None,  # side of the output images (default: the registry's); dataset_tool's --width
-    transform: str | None = None,  # center-crop, center-crop-wide or pad (default: the registry's, else center-crop)
-    height: int | None = None,  # center-crop-wide's band height (dataset_tool's --height; default: resolution)
-    labels: str | None = None,  # "folders": class labels from the top-level subfolders of an image folder or zip
-    # read only the first this many source entries (corrupt or dropped ones count, as dataset_tool's)
-    max_images: int | None = None,
-    subset: int | None = None,  # a seeded random subset of this many images (default: the registry's)
-    seed: int = 0,  # seed of the subset permutation
+    name: str,  # a registered dataset name, or any name when a resolution is given
+    source: str | os.PathLike | None = None,  # PrepareOptions.source
     on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
-    limits: Limits = Limits(),  # the largest image accepted (declared bytes, header pixels); larger ones are skipped
-    force: bool = False,  # rebuild even when the zip is up to date
-    source_format: str | None = None,  # a name of SOURCE_FORMATS (default: the registry's, else read from the path)
+    **options,  # the rest of PrepareOptions: data_root, out, resolution, transform, ... (one per CLI flag)
 ) -> PrepareReport:
-    """Prepare ``source`` as dataset ``name``; see the module docstring for the layout.
+    """Prepare ``source`` as dataset ``name``; see the module docstring for the layout and :class:`PrepareOptions`.
 
     Example:
         >>> import tempfile, PIL.Image
@@ -101,6 +129,14 @@ def prepare(
         >>> report.images, report.skipped, sorted(zipfile.ZipFile(report.path).namelist())[:2]
         (3, [], ['00000/img00000000.png', '00000/img00000001.png'])
     """
+    known = {f.name for f in dataclasses.fields(PrepareOptions)}
+    if set(options) - known:
+        raise DatasetError(f"unknown prepare option(s) {sorted(set(options) - known)}; known: "
+                           f"{', '.join(sorted(known))}")
+    o = PrepareOptions(source=source, **options)
+    out, resolution, transform, height, labels = o.out, o.resolution, o.transform, o.height, o.labels
+    max_images, subset, seed, force, source_format = o.max_images, o.subset, o.seed, o.force, o.source_format
+    limits = Limits(o.max_image_bytes, o.max_image_pixels)
     require("PIL.Image", "data")  # here, not in the per-image decode, where a failure reads as a corrupt image
     check_name(name)
     spec = DATASETS.get(name)
@@ -111,27 +147,19 @@ def prepare(
     transform = transform or (spec.transform if spec is not None else "center-crop")
     if max_images is None and subset is None and spec is not None and spec.subset is None:
         max_images = spec.max_images  # the registry's first-N sets (LSUN 200k)
-    if transform not in TRANSFORMS:
-        raise DatasetError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
     height = resolution if height is None else height
     if transform != "center-crop-wide" and height != resolution:
         raise DatasetError("height only applies to --transform center-crop-wide (the others write squares)")
     subset = subset if subset is not None else (spec.subset if spec is not None else None)
-    for label, value in (("resolution", resolution), ("height", height), ("max_images", max_images),
-                         ("subset", subset)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise DatasetError(f"{label} must be a positive int; got {value!r}")
     if max_images is not None and subset is not None:
         raise DatasetError("use either max_images (the first N images) or subset (N images drawn by seed), not both")
-    out = pathlib.Path(out) if out is not None else data_root(data_root_arg) / f"{name}-{resolution}x{resolution}.zip"
+    out = pathlib.Path(out) if out is not None else data_root(o.data_root) / f"{name}-{resolution}x{resolution}.zip"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DatasetError(f"cannot create {str(out.parent)!r}: {err.strerror}; pass a writable --data-root or "
                            "--out") from err
 
-    if labels not in (None, "folders"):
-        raise DatasetError(f"unknown labels {labels!r}; the only choice is 'folders' (class subfolders)")
     if source is None:
         if spec is None or not spec.bundled:
             raise DatasetError(f"dataset {name!r} needs its downloaded source: pass --source PATH")

@@ -87,18 +87,13 @@ from ..data.sources import ImageDataset  # noqa: E402
 from ..safe_paths import folder_under  # noqa: E402
 from . import digits_extractor  # noqa: E402
 from .feature_cache import read_cache, write_cache  # noqa: E402
-from .protocols import METRICS, PROTOCOLS  # noqa: E402
+from .options import INCEPTION, INCEPTION_FILE, EvalOptions, EvaluationError  # noqa: E402
+from .protocols import PROTOCOLS  # noqa: E402
 
-INCEPTION = "inception-v3-compat"
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 GENERATOR_SUFFIXES = (".pkl", ".pt", ".pth")
 _FIDELITY_METRIC = {"fid": "fid", "kid": "kid", "precision": "prc", "recall": "prc"}
 MIN_IMAGES = {"fid": 2, "kid": 2, "precision": 4, "recall": 4}  # per side; fewer: LinAlgError, NaN, kthvalue error
-
-
-class EvaluationError(RuntimeError):
-    """Evaluation cannot run (weights unavailable, bad input); the message says how to fix it."""
 
 
 def inception_weights_cache() -> pathlib.Path:
@@ -197,43 +192,29 @@ def _spec(name: str) -> FeatureExtractorSpec:
 
 
 def evaluate(
-    real,  # dataset name, or path to a zip / image folder
-    fake,  # path to a zip / image folder of generated images, a generator file, or a generator (nn.Module)
-    metrics=("fid",),  # any of fid, kid, precision, recall
-    num: int | None = None,  # images per side (default: all real images; generated: see num_fake)
-    # generated images, overriding num (default: all of a folder/zip, as many as the real ones from a generator)
-    num_fake: int | None = None,
-    # real images, overriding num: a random subset drawn with `seed` when smaller than the set
-    num_real: int | None = None,
-    protocol: str | None = None,  # a name of PROTOCOLS: its metrics and counts (num_fake/num_real given here win)
-    cache: bool = True,  # reuse the real set's features from an earlier call (see real_cache_name)
-    data_root=None,  # where registered datasets are prepared and the real features cached (see diffaug_noise.data)
-    feature_extractor: str = INCEPTION,  # a name of FEATURE_EXTRACTORS (or registered in torch-fidelity by the caller)
-    weights=None,  # local file of the feature extractor's weights (offline machines)
-    batch_size: int = 64,  # images per feature-extractor batch
-    device: str = "cpu",  # "cpu" or "cuda"
-    # allow unpickling a generator file, or an extractor's weights (runs code named in them)
-    trust_pickle: bool = False,
-    seed: int = 0,  # seed of the generator's latents and of KID's subsets
-    verbose: bool = False,  # torch-fidelity's progress output
+    real,  # EvalInputs.real
+    fake,  # EvalInputs.fake, or a generator (nn.Module)
     # called after each batch of feature extraction: (side "generated" or "real", images done, images on that side)
     progress: Callable[[str, int, int], None] | None = None,
+    verbose: bool = False,  # torch-fidelity's own progress output
+    **options,  # EvalOptions: metrics, protocol, num, num_fake, num_real, data_root, ... (one per CLI flag)
 ) -> dict:
-    """Compute ``metrics`` of ``fake`` against ``real``; returns ``{metric: value, ...}`` plus counts."""
+    """Compute ``metrics`` of ``fake`` against ``real`` (:class:`EvalOptions`); returns ``{metric: value, ...}``
+    plus counts."""
+    known = {f.name for f in dataclasses.fields(EvalOptions)}
+    if set(options) - known:
+        raise EvaluationError(f"unknown eval option(s) {sorted(set(options) - known)}; known: "
+                              f"{', '.join(sorted(known))}")
+    o = EvalOptions(**{**options, "metrics": tuple(options.get("metrics", ("fid",)))})
+    metrics, protocol, num, num_fake, num_real = o.metrics, o.protocol, o.num, o.num_fake, o.num_real
+    data_root, weights, feature_extractor, batch_size = o.data_root, o.weights, o.feature_extractor, o.batch_size
+    device, trust_pickle, seed, cache = o.device, o.trust_pickle, o.seed, o.cache
     if protocol is not None:
-        if protocol not in PROTOCOLS:
-            raise EvaluationError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         spec = PROTOCOLS[protocol]
         metrics = spec["metrics"]
         num_fake = num_fake if num_fake is not None else spec["num_fake"]
         num_real = num_real if num_real is not None else spec["num_real"]
     metrics = tuple(metrics)
-    bad = [m for m in metrics if m not in METRICS]
-    if bad or not metrics:
-        raise EvaluationError(f"unknown metric(s) {bad or list(metrics)}; choose from {', '.join(METRICS)}")
-    for label, value in (("num", num), ("num_fake", num_fake), ("num_real", num_real)):
-        if value is not None and value < 2:
-            raise EvaluationError(f"{label} must be >= 2 (FID needs a covariance); got {value}")
     spec = _spec(feature_extractor)
     root = data_root_of(data_root)
     real_path = _real_path(real, data_root)
@@ -351,7 +332,7 @@ def _real_path(real, data_root) -> pathlib.Path:
         spec = DATASETS.get(real) if isinstance(real, str) else None
         if spec is None or not spec.bundled:
             raise EvaluationError(str(err)) from err
-    return pathlib.Path(prepare(real, None, data_root_arg=data_root).path)
+    return pathlib.Path(prepare(real, None, data_root=data_root).path)
 
 
 def _weights_help(reason: str) -> str:

@@ -55,7 +55,7 @@ def zip_images(path):
 
 
 def test_lsun_lmdb_prepares_in_order_cropped_and_skips_the_corrupt_image(lsun, tmp_path):
-    report = prepare("lsun_bedroom", lsun, data_root_arg=tmp_path / "root", resolution=16)
+    report = prepare("lsun_bedroom", lsun, data_root=tmp_path / "root", resolution=16)
     assert report.path == str(tmp_path / "root" / "lsun_bedroom-16x16.zip")
     assert report.images == N - 1 and not report.up_to_date
     assert report.skipped == [f"{CORRUPT:040x} (UnidentifiedImageError)"]
@@ -109,7 +109,7 @@ def test_registry_subsets_take_their_size_from_the_name(tmp_path):
     src.mkdir()
     for i in range(250):
         Image.new("RGB", (12, 12), colour(i % 30)).save(src / f"{i:05d}.png")
-    report = prepare("ffhq_200", src, data_root_arg=tmp_path / "root", resolution=8)
+    report = prepare("ffhq_200", src, data_root=tmp_path / "root", resolution=8)
     assert report.images == DATASETS["ffhq_200"].subset == 200
 
 
@@ -142,7 +142,7 @@ def test_cifar10_batches_give_labels_and_a_hostile_pickle_is_refused(tmp_path):
             info = tarfile.TarInfo(f"cifar-10-batches-py/data_batch_{b}")
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))
-    report = prepare("cifar10", archive, data_root_arg=tmp_path / "root")
+    report = prepare("cifar10", archive, data_root=tmp_path / "root")
     assert report.images == 15 and report.resolution == 32
     with zipfile.ZipFile(report.path) as z:
         saved = json.loads(z.read("dataset.json"))["labels"]
@@ -154,7 +154,7 @@ def test_cifar10_batches_give_labels_and_a_hostile_pickle_is_refused(tmp_path):
         (hostile / "cifar-10-batches-py" / f"data_batch_{b}").write_bytes(
             b"cos\nsystem\n(S'echo pwned'\ntR.")  # a pickle that would call os.system
     with pytest.raises(DatasetError, match="os.system"):
-        prepare("cifar10", hostile, data_root_arg=tmp_path / "root2")
+        prepare("cifar10", hostile, data_root=tmp_path / "root2")
 
 
 def test_nothing_decodable_leaves_no_file(tmp_path):

@@ -36,4 +36,4 @@ def test_a_corrupt_image_that_upstreams_loader_met_is_one_line_naming_it(tmp_pat
 def test_cifar10_without_its_batches_says_where_they_come_from(tmp_path):
     with pytest.raises(DatasetError, match=r"lacks CIFAR-10 batches .*they come from https://www\.cs\.toronto\.edu/"
                                            r"~kriz/cifar-10-python\.tar\.gz .*--source"):
-        prepare("cifar10", tmp_path, data_root_arg=tmp_path / "root")
+        prepare("cifar10", tmp_path, data_root=tmp_path / "root")

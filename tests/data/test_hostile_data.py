@@ -34,7 +34,7 @@ def test_a_dataset_name_is_never_a_path(name, tmp_path):
     src = images(tmp_path / "src")
     root = tmp_path / "deep" / "root"
     with pytest.raises(DatasetError, match="is not a name"):
-        prepare(name, src, data_root_arg=root, resolution=8)
+        prepare(name, src, data_root=root, resolution=8)
     written = [p for p in tmp_path.rglob("*.zip")]
     assert written == [] and not (tmp_path / "escaped-8x8.zip").exists()
 
@@ -73,7 +73,7 @@ def test_a_zip_member_declaring_a_huge_size_is_skipped_unread(tmp_path):
     original = zipfile.ZipFile.read
     zipfile.ZipFile.read = lambda self, name, pwd=None: reads.append(name) or original(self, name, pwd)
     try:
-        report = prepare("mine", src, out=tmp_path / "out.zip", resolution=8, limits=Limits(max_image_bytes=2**20))
+        report = prepare("mine", src, out=tmp_path / "out.zip", resolution=8, max_image_bytes=2**20)
     finally:
         zipfile.ZipFile.read = original
     assert report.images == 1 and "bomb.png" not in reads
@@ -85,7 +85,7 @@ def test_an_image_whose_header_declares_too_many_pixels_is_not_decoded(tmp_path)
     src = images(tmp_path / "src", n=2)
     Image.new("1", (4000, 3000)).save(src / "huge.png")  # a few KB on disk, 12 M pixels decoded
     assert (src / "huge.png").stat().st_size < 50_000
-    report = prepare("mine", src, out=tmp_path / "out.zip", resolution=8, limits=Limits(max_image_pixels=10**6))
+    report = prepare("mine", src, out=tmp_path / "out.zip", resolution=8, max_image_pixels=10**6)
     assert report.images == 2 and report.oversized[0].startswith("huge.png (4000x3000 = 12,000,000 pixels, over the")
     with pytest.raises(DatasetError, match=r"'huge.png' in .* is 4000x3000 = 12,000,000 pixels"):
         ImageDataset(src, Limits(max_image_pixels=10**6))[2]

@@ -34,7 +34,7 @@ def test_a_planted_lock_link_is_refused_and_nothing_is_written_through_it(tmp_pa
     lock = root / "mine-8x8.zip.lock"
     lock.symlink_to(victim)
     with pytest.raises(StorageError, match=r"refusing to write through '.*mine-8x8.zip.lock': it is a symbolic link"):
-        prepare("mine", src, data_root_arg=root, resolution=8)
+        prepare("mine", src, data_root=root, resolution=8)
     assert (victim.read_text() == "precious") if not dangling else not victim.exists()
     assert lock.is_symlink() and not (root / "mine-8x8.zip").exists()
     result = CliRunner().invoke(main, ["data", "prepare", "mine", "--source", str(src), "--resolution", "8",
@@ -47,25 +47,25 @@ def test_a_planted_folder_hard_link_or_fifo_as_the_lock_is_refused(tmp_path):
     src, root = images(tmp_path / "src"), tmp_path / "root"
     (root / "mine-8x8.zip.lock").mkdir(parents=True)
     with pytest.raises(StorageError, match="a folder is there"):
-        prepare("mine", src, data_root_arg=root, resolution=8)
+        prepare("mine", src, data_root=root, resolution=8)
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (root / "other-8x8.zip.lock").hardlink_to(victim)
     with pytest.raises(StorageError, match="a file with other hard links"):
-        prepare("other", src, data_root_arg=root, resolution=8)
+        prepare("other", src, data_root=root, resolution=8)
     assert victim.read_text() == "precious"
     os.mkfifo(root / "third-8x8.zip.lock")  # opening it must not block, and writing to it is not locking
     with pytest.raises(StorageError, match="a special file is there"):
-        prepare("third", src, data_root_arg=root, resolution=8)
+        prepare("third", src, data_root=root, resolution=8)
 
 
 def test_the_lock_file_goes_when_the_prepare_ends_and_a_planted_temp_folder_is_no_crash(tmp_path):
     src, root = images(tmp_path / "src"), tmp_path / "root"
     root.mkdir()
     (root / ".mine-8x8.zip.planted.tmp").mkdir()  # named like a killed run's temporary file
-    report = prepare("mine", src, data_root_arg=root, resolution=8)
+    report = prepare("mine", src, data_root=root, resolution=8)
     assert report.images == 3 and not (root / "mine-8x8.zip.lock").exists()
-    assert prepare("mine", src, data_root_arg=root, resolution=8).up_to_date
+    assert prepare("mine", src, data_root=root, resolution=8).up_to_date
     assert sorted(p.name for p in root.iterdir()) == [".mine-8x8.zip.planted.tmp", "mine-8x8.zip"]
 
 

@@ -221,7 +221,7 @@ def test_eval_with_the_digits_extractor_reproduces_the_runs_score(short_run, dat
     _, out = short_run
     metrics = json.loads((out / "metrics.json").read_text())
     run = next(r for r in metrics["runs"] if r["method"] == "instance" and r["seed"] == 1)
-    prepare("digits", None, data_root_arg=data_root)
+    prepare("digits", None, data_root=data_root)
     json_path = out / "eval.json"
     result = invoke("eval", "--real", "digits", "--fake", str(out / "samples" / "instance-seed1.zip"),
                     "--feature-extractor", "digits-classifier", "--metrics", "fid,kid", "--json", str(json_path))

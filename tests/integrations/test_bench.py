@@ -80,7 +80,7 @@ def test_the_noise_share_is_left_out_where_upstream_trains_in_spawned_ranks(tmp_
     for name, gpus, share in (("one", ["--gpus", "1"], measured), ("two", ["--gpus", "2"], unmeasured),
                               ("upstream's", ["--", "--gpus=2"], unmeasured)):  # the last --gpus is upstream's
         out = tmp_path / f"bench-{name}.json"
-        result = CliRunner().invoke(main, ["bench", "upstream", "--data", str(tmp_path), "--outdir",
+        result = CliRunner().invoke(main, ["bench", "upstream", "stylegan2", "--data", str(tmp_path), "--outdir",
                                            str(tmp_path / "runs"),
                                             "--json", str(out), *gpus])
         assert result.exit_code == 0 and "diffusion/baseline 1.000; " + share in result.output, result.output

@@ -257,7 +257,8 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     data = tmp_path / "data"
     data.mkdir()
     out = tmp_path / "bench.json"
-    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+    args = ["bench", "upstream", "stylegan2", "--repo", str(STANDIN), "--data", str(data),
+            "--outdir", str(tmp_path / "runs"),
             "--json", str(out), "--", "--kimg", "0.032", "--batch", "4"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -279,12 +280,11 @@ def test_bench_upstream_times_baseline_and_diffusion_runs_of_the_same_loop(tmp_p
     short = CliRunner().invoke(main, args[:-5] + ["--", "--kimg", "0.004", "--batch", "4"])
     assert short.exit_code == 1 and "logged only the warm-up tick; give upstream more --kimg" in short.output
     assert "the baseline run logged" in short.output and "diffusion  tick" not in short.output  # stopped before it
-    bad = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "biggan", "--data", str(data)])
-    assert bad.exit_code == 2 and "unknown adapter 'biggan'" in bad.output
-    for pair, message in [("tdist=uniform", "is not NAME=VALUE with a setting of stylegan2; known: preset, target"),
-                          ("t-dist=cosine", "t-dist='cosine': 'cosine' is not one of"),
-                          ("resume-progress=maybe", "resume-progress='maybe': 'maybe' is not a valid boolean")]:
-        wrong = CliRunner().invoke(main, ["bench", "upstream", "--data", str(data), "--option", pair])
+    bad = CliRunner().invoke(main, ["bench", "upstream", "biggan", "--data", str(data)])
+    assert bad.exit_code == 2 and "No such command 'biggan'" in bad.output
+    for flags, message in [(["--t-dist", "cosine"], "'cosine' is not one of"),
+                           (["--target", "2"], "2.0 is not in the range -1.0<=x<=1.0")]:
+        wrong = CliRunner().invoke(main, ["bench", "upstream", "stylegan2", "--data", str(data), *flags])
         assert wrong.exit_code == 2 and message in wrong.output, wrong.output
 
 
@@ -297,7 +297,8 @@ def test_bench_upstream_stops_each_run_at_its_time_limit_and_measures_the_ticks_
     data = tmp_path / "data"
     data.mkdir()
     out = tmp_path / "bench.json"
-    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
+    args = ["bench", "upstream", "stylegan2", "--repo", str(STANDIN), "--data", str(data),
+            "--outdir", str(tmp_path / "runs"),
             "--json", str(out), "--seconds-per-run", "8", "--", "--kimg", "1000", "--batch", "4"]
     ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: the runs inherit it
     try:
@@ -336,8 +337,9 @@ def test_bench_upstream_options_reach_the_diffusion_run(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     out = tmp_path / "bench.json"
-    args = ["bench", "upstream", "--repo", str(STANDIN), "--data", str(data), "--outdir", str(tmp_path / "runs"),
-            "--option", "preset=stylegan2", "--option", "--t-dist=uniform", "--option", "resume_progress=false",
+    args = ["bench", "upstream", "stylegan2", "--repo", str(STANDIN), "--data", str(data),
+            "--outdir", str(tmp_path / "runs"),
+            "--preset", "stylegan2", "--t-dist=uniform", "--no-resume-progress",
             "--json", str(out), "--", "--kimg", "0.016", "--batch", "4"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

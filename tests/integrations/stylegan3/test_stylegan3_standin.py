@@ -195,7 +195,7 @@ def test_bench_upstream_times_stylegan3_with_and_without_the_adapter(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, ["bench", "upstream", "--adapter", "stylegan3", "--repo", str(STANDIN), "--data",
+    result = CliRunner().invoke(main, ["bench", "upstream", "stylegan3", "--repo", str(STANDIN), "--data",
                                        str(data), "--outdir", str(tmp_path / "runs"), "--json", str(out), "--", "--cfg",
                                        "stylegan3-t", "--batch", "4", "--gamma", "1", "--kimg", "0.032"],
                                 catch_exceptions=False)
