@@ -146,7 +146,7 @@ def adapter_command(adapter) -> click.Command:
         _run(adapter, UpstreamRun(**values(UpstreamRun, params)), upstream_args, values(adapter.options_class, params))
 
     help_text = (f"Train {adapter.title} with {up.name}'s own training loop, networks, metrics and snapshots; "
-                 f"no upstream file is edited.\n\n{adapter.description}\n\n"
+                 f"no upstream file is edited.\n\n{adapter.description}\n\n{adapter.summary()}\n\n"
                  f"Arguments after `--` go to upstream's train.py unchanged (`-- --help` lists them). Without CUDA the "
                  f"shims run upstream on the CPU: that checks mechanics, it does not train a model (small settings: "
                  f"--data digits, prepared on first use, {adapter.cpu_note}); upstream's generation scripts assume "

@@ -2,8 +2,9 @@
 
 Here the noise is domain-agnostic: it is applied to the discriminator's *features* (the four
 EfficientNet-lite0 feature maps), not to pixels. Upstream builds D and the loss from class names in
-its config ``c``; we wrap ``train.launch_training`` so that, after upstream's ``main`` has built
-``c``, the names point at two classes here, each building upstream's own class inside:
+its config ``c``; the skeleton (:class:`~..skeleton.StyleGANAdapter`) wraps ``train.launch_training`` so
+that, after upstream's ``main`` has built ``c``, the names point at two classes here, each building
+upstream's own class inside:
 
 - :class:`DiffusionProjectedDiscriminator`: upstream's ``ProjectedDiscriminator`` run step by step
   (DiffAugment, resize to 224, backbone, projections, mini-discriminators) with
@@ -15,23 +16,25 @@ its config ``c``; we wrap ``train.launch_training`` so that, after upstream's ``
   and the tables are buffers of D: snapshots carry them, upstream's resume restores them on rank 0
   and upstream's own start-up broadcast copies D's buffers to every rank.
 - :class:`DiffusionProjectedGANLoss`: upstream's ``ProjectedGANLoss`` whose ``run_D`` also reports the
-  real logits to the :class:`~diffaug_noise.AdaptiveController`. Upstream's training loop has no ADA
-  code, so the loss drives it: after the last accumulation round of each iteration's D phase
-  (``batch / (batch_gpu * gpus)`` rounds, the same count on every rank) the controller's ``update()``
-  runs and all-reduces its statistics, so ``p`` moves every ``interval`` iterations, identically on
-  all ranks.
+  real logits to the :class:`~diffaug_noise.AdaptiveController` (:class:`~..skeleton.ObservedRunDLoss`).
+  Upstream's training loop has no ADA code, so the loss drives it: after the last accumulation round
+  of each iteration's D phase (``batch / (batch_gpu * gpus)`` rounds, the same count on every rank)
+  the controller's ``update()`` runs and all-reduces its statistics, so ``p`` moves every
+  ``interval`` iterations, identically on all ranks.
 
 The official fork never gives ``t`` to the discriminators; ``t_to_d=True`` (our extension, off in
 the preset) draws one ``t`` per sample for all four maps and feeds it to upstream's class-conditional
 mini-discriminators as a one-hot class label (their embedding has 1000 classes, so ``t_max < 1000``;
 unconditional runs only).
 
+Resume is upstream's: its loop stores its progress in ``network-snapshot.pkl`` and restores it on
+every rank when the same command runs again in the same ``--outdir``; ``p`` and ``T`` are D's buffers.
+
 Tested against upstream commit e1c246b8bdce4fac3c2bfcb69df309fc27df9b86 (2022-03-31).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import pathlib
 
 import torch
@@ -40,21 +43,11 @@ from torch import nn
 
 from diffaug_noise.noise import DiffusionNoise
 
-from . import kit
-from .adapter import Adapter
-from .kit import swap_class
-from .options import DiffusionOptions, knob
-from .patching import construct
-from .shims import (
-    cpu_patches,
-    cpu_stats_sync_patch,
-    custom_op_fallback_patch,
-    float_adam_betas_patch,
-    plain_conv2d_patch,
-    registered_extension_patch,
-    sampler_signature_patch,
-)
-from .spec import Upstream, UpstreamError
+from ..options import DiffusionOptions, knob
+from ..patching import construct
+from ..shims import BackboneTimm, float_adam_betas_patch, plain_conv2d_patch, timm_backbone_patch
+from ..skeleton import ObservedRunDLoss, StyleGANAdapter
+from ..spec import Upstream, UpstreamError
 
 PROJECTED_GAN = Upstream(
     name="projected-gan",
@@ -170,158 +163,61 @@ class DiffusionProjectedDiscriminator(nn.Module):
         return self.D.discriminator(maps, c)
 
 
-class DiffusionProjectedGANLoss(kit.DiffusionLoss):
+class DiffusionProjectedGANLoss(ObservedRunDLoss):
     """Upstream's loss; its ``run_D`` also feeds the real logits to the controller, updated once per iteration."""
 
-    def __init__(
-        self,
-        device,  # upstream's
-        G,  # upstream's
-        D,  # a DiffusionProjectedDiscriminator
-        G_ema,  # upstream's
-        upstream_class: str = "training.loss.ProjectedGANLoss",  # what upstream's config named
-        diffusion: dict | None = None,  # batch_size, rounds (accumulation rounds per iteration), controller kwargs
-        **upstream_kwargs,  # everything else upstream gives its loss
-    ):
-        inner = construct(upstream_class, device=device, G=G, D=D, G_ema=G_ema, **upstream_kwargs)
-        super().__init__(inner, D.noise, dict(diffusion or {}))
-        self._run_D = self.inner.run_D
-        self.inner.run_D = self.run_D
-
-    def run_D(self, img, c, blur_sigma=0, update_emas=False):
-        logits = self._run_D(img, c, blur_sigma=blur_sigma, update_emas=update_emas)
-        self.observe_if_real(img, logits)
-        return logits
-
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
-        with self.reals(real_img):
-            self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gen_c=gen_c,
-                                            gain=gain, cur_nimg=cur_nimg)
-        self.round_done(phase)  # upstream passes no sync: the rounds are counted
+    keywords = ("real_c", "gen_z", "gen_c", "gain", "cur_nimg")  # no sync: the rounds are counted
 
 
-def configure(c, options: FeatureDiffusionOptions) -> None:
-    """Point upstream's config ``c`` (built by its ``main``) at our classes."""
-    if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
-        raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
-                            f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
-    c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionProjectedDiscriminator",
-                            noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d)
-    c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionProjectedGANLoss",
-                               diffusion=dict(batch_size=c.batch_size,
-                                              rounds=c.batch_size // (c.batch_gpu * c.num_gpus),
-                                              controller=options.controller_kwargs()))
+class ProjectedGANAdapter(StyleGANAdapter):
+    name = "projectedgan"
+    title = "Diffusion ProjectedGAN"
+    upstream = PROJECTED_GAN
+    options_class = FeatureDiffusionOptions
+    t_input = "features"
+    signal = "sign"
+    resume = "upstream"
+    discriminator = DiffusionProjectedDiscriminator
+    loss = DiffusionProjectedGANLoss
+    description = ("The noise goes on the discriminator's features: the four EfficientNet-lite0 maps, before the "
+                   "random projections (--d-pos first, the fork's default) or after them (last); upstream's loop has "
+                   "no ADA, so the loss drives the controller. Upstream's train.py needs --cfg and --batch; FastGAN "
+                   "needs 128 px or more (use --cfg stylegan2 below).")
+    example = "--repo ~/projected-gan --data lsun_church --outdir runs --gpus 8 -- --cfg fastgan --batch 64"
+    cpu_note = ("--no-pretrained -- --cfg stylegan2 --cbase 1024 --cmax 32 --batch 4 --kimg 1 --metrics none (any "
+                "resolution; about 6 minutes on 2 cores: EfficientNet at 224 px dominates and --kimg 1 is upstream's "
+                "shortest run)")
+
+    def prepare(self, c, options: FeatureDiffusionOptions) -> None:
+        """FastGAN below 128 px is refused: its output is undefined there."""
+        if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
+            raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
+                                f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
+
+    def discriminator_settings(self, options: FeatureDiffusionOptions) -> dict:
+        return dict(noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d)
+
+    def run_suffix(self, options: FeatureDiffusionOptions) -> str:
+        return f"diffusion-{options.preset}-{options.d_pos}"
+
+    def shims(self, options: FeatureDiffusionOptions) -> list:
+        """projected-gan e1c246b's own shims, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`).
+
+        - ``pg_modules.projector`` builds its EfficientNet for timm < 0.6 and downloads it from timm's hub
+          (:func:`~..shims.timm_backbone_patch`): the layers of timm >= 0.6, a local file
+          (``backbone_weights``), or a random backbone (``pretrained=False``), or a failure that says what to do.
+        - ``train.py``'s Adam ``betas=[0, 0.99]`` mixes an int and a float, which torch >= 2 rejects
+          (:func:`~..shims.float_adam_betas_patch`).
+        - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's) fails on torch >= 1.11 on CUDA
+          (:func:`~..shims.plain_conv2d_patch`): ``F.conv2d`` instead.
+        """
+        from pg_modules import projector
+        from torch_utils.ops import conv2d_gradfix
+        from training import training_loop
+
+        return (float_adam_betas_patch(training_loop) + plain_conv2d_patch(conv2d_gradfix)
+                + timm_backbone_patch(projector, options.pretrained, options.backbone_weights))
 
 
-def _efficientnet_layers(model):
-    """Upstream's ``_make_efficientnet`` for timm >= 0.6, whose EfficientNet has no ``act1`` (bn1 applies it)."""
-    pretrained = nn.Module()
-    stem = [model.conv_stem, model.bn1] + ([model.act1] if hasattr(model, "act1") else [])
-    pretrained.layer0 = nn.Sequential(*stem, *model.blocks[0:2])
-    pretrained.layer1 = nn.Sequential(*model.blocks[2:3])
-    pretrained.layer2 = nn.Sequential(*model.blocks[3:5])
-    pretrained.layer3 = nn.Sequential(*model.blocks[5:9])
-    return pretrained
-
-
-class BackboneTimm:
-    """``timm`` as ``pg_modules.projector`` sees it: ``create_model`` honours our backbone settings.
-
-    ``pretrained=False`` gives a random backbone (mechanics tests only); a local weights file is
-    loaded instead of the hub download; without either, the hub is tried and a failure says what to do.
-    """
-
-    def __init__(self, timm, pretrained: bool = True, weights: str | None = None):
-        self._timm, self.pretrained, self.weights = timm, pretrained, weights  # timm: the module upstream imported
-
-    def create_model(self, name, pretrained=False, **kwargs):
-        if not (pretrained and self.pretrained):
-            return self._timm.create_model(name, pretrained=False, **kwargs)
-        if self.weights is not None:
-            model = self._timm.create_model(name, pretrained=False, **kwargs)
-            state = torch.load(self.weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-            return model
-        try:
-            return self._timm.create_model(name, pretrained=True, **kwargs)
-        except Exception as err:  # hub unreachable, no cache: the message says how to proceed offline
-            raise UpstreamError(f"cannot get the pretrained {name} weights from timm's hub ({type(err).__name__}: "
-                                f"{err}). Offline: download them on a machine with internet "
-                                f"(timm.create_model({name!r}, pretrained=True); torch.save(model.state_dict(), "
-                                "'lite0.pth')) and pass --backbone-weights lite0.pth; --no-pretrained gives a random "
-                                "backbone for mechanics tests only") from err
-
-    def __getattr__(self, name):
-        return getattr(self._timm, name)
-
-
-def compat_patches(backbone: dict | None = None) -> list:
-    """Opt-in shims for projected-gan e1c246b on timm >= 0.6, torch >= 2.2 and machines without CUDA.
-
-    - ``pg_modules.projector._make_efficientnet`` reads ``model.act1``, which timm >= 0.6 removed
-      (``bn1`` is a ``BatchNormAct2d``): our builder takes the same layers without it.
-    - ``pg_modules.projector`` downloads the backbone from timm's hub: :class:`BackboneTimm` takes
-      a local file, or a random backbone, or explains the failure.
-    - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(dataset)`` (rejected by torch >= 2.2).
-    - ``train.py``'s Adam ``betas=[0, 0.99]`` mixes an int and a float, which torch >= 2 rejects
-      (:func:`~.shims.float_adam_betas_patch`).
-    - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics, ``pin_memory``):
-      on a machine without CUDA these become the CPU and no-ops, and ``train.py``'s several-rank
-      statistics sync goes over the CPU (:func:`~.shims.cpu_stats_sync_patch`).
-    - ``torch_utils/custom_ops.py:get_plugin`` builds the CUDA ops, then fails to import them on
-      current torch ("No module named 'bias_act_plugin'", H100/H200, torch 2.11 / CUDA 13):
-      :func:`~.shims.registered_extension_patch` makes them load;
-    - ``torch_utils.ops.{bias_act,upfirdn2d}._init`` raise when a build really fails (no compiler):
-      one try, one warning, then upstream's reference ops (:func:`~.shims.custom_op_fallback_patch`).
-    - ``torch_utils.ops.conv2d_gradfix`` (stylegan3's) fails on torch >= 1.11 on CUDA
-      (:func:`~.shims.plain_conv2d_patch`): ``F.conv2d`` instead.
-    """
-    from pg_modules import projector
-    from torch_utils import training_stats
-    from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
-    from training import training_loop
-
-    backbone = backbone or {}
-    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
-            + float_adam_betas_patch(training_loop)
-            + registered_extension_patch()
-            + custom_op_fallback_patch([bias_act, upfirdn2d])
-            + plain_conv2d_patch(conv2d_gradfix)
-            + [(projector, "_make_efficientnet", _efficientnet_layers),
-               (projector, "timm",
-                BackboneTimm(projector.timm, backbone.get("pretrained", True), backbone.get("weights")))])
-
-
-def entry_patches(modules: dict, options: FeatureDiffusionOptions) -> list:
-    """Wrap upstream's ``train.launch_training`` so that the config its ``main`` built names our D and loss."""
-    train = modules["train"]
-    original_launch = train.launch_training
-
-    def launch_training(c, desc, outdir, dry_run):
-        configure(c, options)
-        return original_launch(c=c, desc=f"{desc}-diffusion-{options.preset}-{options.d_pos}", outdir=outdir,
-                               dry_run=dry_run)
-
-    return [(train, "launch_training", launch_training)]
-
-
-ADAPTER = Adapter(
-    name="projectedgan",
-    title="Diffusion ProjectedGAN",
-    upstream=PROJECTED_GAN,
-    options_class=FeatureDiffusionOptions,
-    entry_patches=entry_patches,
-    compat_patches=lambda options: functools.partial(
-        compat_patches, dict(pretrained=options.pretrained, weights=options.backbone_weights)),
-    description="The noise goes on the discriminator's features: the four EfficientNet-lite0 maps, before the random "
-                "projections (--d-pos first, the fork's default) or after them (last); upstream's loop has no ADA, so "
-                "the loss drives the controller. Upstream's train.py needs --cfg and --batch; FastGAN needs 128 px or "
-                "more (use --cfg stylegan2 below).",
-    example="--repo ~/projected-gan --data lsun_church --outdir runs --gpus 8 -- --cfg fastgan --batch 64",
-    cpu_note="--no-pretrained -- --cfg stylegan2 --cbase 1024 --cmax 32 --batch 4 --kimg 1 --metrics none (any "
-             "resolution; about 6 minutes on 2 cores: EfficientNet at 224 px dominates and --kimg 1 is upstream's "
-             "shortest run)",
-)
-
-__all__ = ["ADAPTER", "PROJECTED_GAN", "BackboneTimm", "DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss",
-           "FeatureDiffusionOptions", "compat_patches", "configure", "entry_patches"]
+__all__ = ["PROJECTED_GAN", "BackboneTimm", "DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss",
+           "FeatureDiffusionOptions", "ProjectedGANAdapter"]

@@ -5,7 +5,7 @@ the reals and R2 on the fakes, and no ADA: its augmentation probability follows 
 Its ``R3GANLoss`` hands ``AdversarialTraining`` a ``Preprocessor`` (the augmentation) that every
 sample goes through before ``Discriminator(Preprocessor(x), c)``. Here:
 
-- the kit's :class:`~.kit.DiffusionDiscriminator` around upstream's ``training.networks.Discriminator``:
+- the kit's :class:`~..kit.DiffusionDiscriminator` around upstream's ``training.networks.Discriminator``:
   ``t`` joins D's condition (``c' = [c, e(t)]`` through R3GAN's own condition embedding and
   projection; an unconditional run gains the embedding it lacked), the noise and the image count
   are D's buffers;
@@ -19,35 +19,23 @@ sample goes through before ``Discriminator(Preprocessor(x), c)``. Here:
 
 Resume: R3GAN's snapshots carry ``cur_nimg`` and both optimisers, but its loop restarts tick and
 iteration; of a snapshot this adapter wrote, the run goes on from its tick and iteration too, with the
-controller's step and ``p`` (:func:`~.progress.continue_run`).
+controller's step and ``p`` (:func:`~..progress.continue_run`).
 
 Tested against upstream commit 19a7ddf463fbac2bd39b4c1c73d63f1c441c7403 (2025-01-23).
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import torch
 
 from diffaug_noise.controller import relativistic_target
 
-from . import kit
-from .adapter import Adapter
-from .kit import DiffusionDiscriminator, TimestepLabelOptions, launch_training_patch, swap_class
-from .options import knob
-from .patching import construct
-from .progress import continue_run
-from .shims import (
-    cpu_patches,
-    cpu_stats_sync_patch,
-    custom_op_fallback_patch,
-    float_adam_betas_patch,
-    pkg_resources_patch,
-    registered_extension_patch,
-    sampler_signature_patch,
-)
-from .spec import Upstream
+from ..kit import DiffusionDiscriminator, TimestepLabelOptions
+from ..options import knob
+from ..shims import float_adam_betas_patch, pkg_resources_patch
+from ..skeleton import StyleGANAdapter, StyleGANLoss
+from ..spec import Upstream
 
 R3GAN = Upstream(
     name="R3GAN",
@@ -61,7 +49,6 @@ R3GAN = Upstream(
            "R3GAN.Trainer": ["AdversarialTraining"], "torch_utils.training_stats": ["report"],
            "torch_utils.ops.bias_act": ["_init"], "torch_utils.ops.upfirdn2d": ["_init"],
            "legacy": ["load_network_pkl"], "dnnlib.util": ["open_url"]},
-    loop_restarts_progress=True,
     import_shims=(pkg_resources_patch,),
 )
 
@@ -84,29 +71,19 @@ class R3GANOptions(TimestepLabelOptions):
 
     def controller_kwargs(self) -> dict:
         kwargs = super().controller_kwargs()
-        target = kwargs["target"] if self.target is None else self.target
-        return {**kwargs, "signal": "relativistic",
-                "target": relativistic_target(target) if self.target is None else target}
+        return {**kwargs, "target": relativistic_target(kwargs["target"]) if self.target is None else self.target}
 
 
-class DiffusionR3GANLoss(kit.DiffusionLoss):
+class DiffusionR3GANLoss(StyleGANLoss):
     """Upstream's ``R3GANLoss`` with the noise as its ``Preprocessor`` and ``t`` to D; the relativistic signal."""
 
-    def __init__(
-        self,
-        G,  # upstream's
-        D,  # a DiffusionDiscriminator
-        augment_pipe=None,  # upstream's
-        upstream_class: str = "training.loss.R3GANLoss",  # what upstream's config named
-        diffusion: dict | None = None,  # batch_size, rounds, controller kwargs, pair_t, progress
-        **upstream_kwargs,  # everything else upstream gives its loss
-    ):
-        settings = dict(diffusion or {})
-        inner = construct(upstream_class, G=G, D=D, augment_pipe=augment_pipe, **upstream_kwargs)
-        super().__init__(inner, D.noise, settings, images_seen=D.images_seen)
-        self.D, self.pair_t = D, settings.get("pair_t", True)
-        self._augment, inner.preprocessor = inner.preprocessor, self.preprocess
-        inner.trainer.Discriminator = self.discriminate
+    keywords = ("real_c", "gen_z", "gamma", "gain")  # no sync: the rounds are counted
+
+    def __init__(self, upstream_class: str, diffusion: dict | None = None, **upstream_kwargs):
+        super().__init__(upstream_class, diffusion, **upstream_kwargs)
+        self.pair_t = (diffusion or {}).get("pair_t", True)
+        self._augment, self.inner.preprocessor = self.inner.preprocessor, self.preprocess
+        self.inner.trainer.Discriminator = self.discriminate
         self._pair, self._next, self._logits = None, None, []  # this pair's t; the t of D's next call; (real?, logits)
 
     def preprocess(self, x):
@@ -126,81 +103,56 @@ class DiffusionR3GANLoss(kit.DiffusionLoss):
         self._logits.append((real, logits))
         return logits
 
-    def accumulate_gradients(self, phase, real_img, real_c, gen_z, gamma, gain):
-        with self.reals(real_img):
-            self.inner.accumulate_gradients(phase=phase, real_img=real_img, real_c=real_c, gen_z=gen_z, gamma=gamma,
-                                            gain=gain)
+    def round_ran(self, phase: str) -> None:
+        """The D phase's real and fake logits, pair by pair, to the relativistic signal."""
         calls, self._logits, self._pair = self._logits, [], None
-        if phase == "D":
+        if phase in self.d_phases:
             (real,), (fake,) = ([logits for is_real, logits in calls if is_real is side] for side in (True, False))
             self.controller.observe(real, fake)
-        self.round_done(phase)  # no sync from upstream: the kit counts the rounds
 
 
-def configure(c, options: R3GANOptions) -> None:
-    """Point upstream's config ``c`` (built by its ``main``) at our classes."""
-    if "ConditionEmbeddingDimension" not in c.D_kwargs:  # unconditional: t needs the embedding a conditional run has
-        c.D_kwargs.ConditionEmbeddingDimension = c.D_kwargs.WidthPerStage[-1]  # what upstream gives conditional runs
-    c.D_kwargs = swap_class(c.D_kwargs, f"{__name__}.DiffusionDiscriminator", **options.discriminator_settings())
-    c.loss_kwargs = swap_class(c.loss_kwargs, f"{__name__}.DiffusionR3GANLoss",
-                               diffusion=dict(batch_size=c.batch_size,
-                                              rounds=c.batch_size // (c.d_batch_gpu * c.num_gpus),
-                                              controller=options.controller_kwargs(), pair_t=options.pair_t))
+class R3GANAdapter(StyleGANAdapter):
+    name = "r3gan"
+    title = "Diffusion-R3GAN"
+    upstream = R3GAN
+    options_class = R3GANOptions
+    d_phases = ("D",)
+    t_input = "label"
+    signal = "relativistic"
+    discriminator = DiffusionDiscriminator
+    loss = DiffusionR3GANLoss
+    batch_gpu_key = "d_batch_gpu"
+    description = ("The noise is R3GAN's Preprocessor after its augmentation; D sees D(noise(augment(x)), c, t) with "
+                   "t through its condition embedding, a real and the fake it is compared with share t, R1 and R2 are "
+                   "taken through the noise as upstream writes them, and the relativistic signal "
+                   "E[sign(D(real) - D(fake))] drives the controller (R3GAN has no ADA). Upstream's train.py needs "
+                   "--preset and --batch.")
+    example = ("--repo ~/R3GAN --data cifar10 --outdir runs --gpus 8 -- --preset CIFAR10 --batch 512 --mirror 1 "
+               "--aug 1 --cond 1 --tick 1 --snap 200")
+    cpu_note = ("-- --preset CIFAR10 --batch 4 --kimg 1 --metrics none (upstream's networks are large: minutes per "
+                "tick on a CPU)")
+
+    def prepare(self, c, options: R3GANOptions) -> None:
+        """An unconditional run gets the condition embedding a conditional one has, for t."""
+        if "ConditionEmbeddingDimension" not in c.D_kwargs:
+            c.D_kwargs.ConditionEmbeddingDimension = c.D_kwargs.WidthPerStage[-1]  # what upstream gives --cond 1
+
+    def loss_settings(self, options: R3GANOptions, batch_size: int, rounds: int | None = None) -> dict:
+        return {**super().loss_settings(options, batch_size, rounds), "pair_t": options.pair_t}
+
+    def shims(self, options: R3GANOptions) -> list:
+        """R3GAN 19a7ddf's own shims, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`:
+        its ``Sampler.__init__(None)``, CUDA, the ops ``bias_act``, in every residual block, and ``upfirdn2d``).
+
+        - ``pkg_resources`` (gone from setuptools) for its gradfix ops: :func:`~..shims.pkg_resources_patch`,
+          applied before upstream is imported (``R3GAN.import_shims``);
+        - ``train.py``'s Adam ``betas=[0, 0]`` are two ints, which torch >= 2 refuses ("betas must be either
+          both floats or both Tensors"): upstream as released does not build its optimisers
+          (:func:`~..shims.float_adam_betas_patch`; its loop sets ``(0, beta2)`` itself at every step).
+        """
+        from training import training_loop
+
+        return float_adam_betas_patch(training_loop)
 
 
-def entry_patches(modules: dict, options: R3GANOptions) -> list:
-    """Configure the ``c`` upstream launches; on ``--resume`` of our snapshot, go on where its run stopped."""
-    def resume(c, fresh):
-        with modules["dnnlib.util"].open_url(c.resume_pkl) as f:
-            snapshot = modules["legacy"].load_network_pkl(f)
-        default_tick = inspect.signature(modules["training.training_loop"].training_loop).parameters["kimg_per_tick"]
-        continue_run(c, fresh, snapshot, default_tick.default)
-
-    return launch_training_patch(modules["train"], lambda c: configure(c, options), f"diffusion-{options.preset}",
-                                 resume if options.resume_progress else None)
-
-
-def compat_patches() -> list:
-    """Opt-in shims for R3GAN 19a7ddf on current torch and setuptools and on machines without CUDA.
-
-    - ``pkg_resources`` (gone from setuptools) for its gradfix ops: :func:`~.shims.pkg_resources_patch`;
-    - ``torch_utils.misc.InfiniteSampler`` calls ``Sampler.__init__(None)``, which torch >= 2.2 rejects
-      ("object.__init__() takes exactly one argument") like StyleGAN's ``(dataset)``;
-    - ``train.py``'s Adam ``betas=[0, 0]`` are two ints, which torch >= 2 refuses ("betas must be either
-      both floats or both Tensors"): upstream as released does not build its optimisers
-      (:func:`~.shims.float_adam_betas_patch`; its loop sets ``(0, beta2)`` itself at every step);
-    - ``training.training_loop`` hard-codes CUDA (device, events, memory statistics): on a machine
-      without CUDA these become the CPU and no-ops, and ``train.py``'s several-rank statistics sync
-      goes over the CPU (:func:`~.shims.cpu_stats_sync_patch`);
-    - its CUDA ops (``bias_act``, which every residual block uses, and ``upfirdn2d``) load on current
-      torch (:func:`~.shims.registered_extension_patch`); where a build fails, one warning and the
-      reference op (:func:`~.shims.custom_op_fallback_patch`).
-    """
-    from torch_utils import training_stats
-    from torch_utils.ops import bias_act, upfirdn2d
-    from training import training_loop
-
-    return (sampler_signature_patch() + cpu_patches(training_loop) + cpu_stats_sync_patch(training_stats)
-            + float_adam_betas_patch(training_loop)
-            + registered_extension_patch() + custom_op_fallback_patch([bias_act, upfirdn2d]))
-
-
-ADAPTER = Adapter(
-    name="r3gan",
-    title="Diffusion-R3GAN",
-    upstream=R3GAN,
-    options_class=R3GANOptions,
-    entry_patches=entry_patches,
-    compat_patches=lambda options: compat_patches,
-    description="The noise is R3GAN's Preprocessor after its augmentation; D sees D(noise(augment(x)), c, t) with t "
-                "through its condition embedding, a real and the fake it is compared with share t, R1 and R2 are taken "
-                "through the noise as upstream writes them, and the relativistic signal E[sign(D(real) - D(fake))] "
-                "drives the controller (R3GAN has no ADA). Upstream's train.py needs --preset and --batch.",
-    example="--repo ~/R3GAN --data cifar10 --outdir runs --gpus 8 -- --preset CIFAR10 --batch 512 --mirror 1 --aug 1 "
-            "--cond 1 --tick 1 --snap 200",
-    cpu_note="-- --preset CIFAR10 --batch 4 --kimg 1 --metrics none (upstream's networks are large: minutes per tick "
-             "on a CPU)",
-)
-
-__all__ = ["ADAPTER", "R3GAN", "DiffusionDiscriminator", "DiffusionR3GANLoss", "R3GANOptions", "compat_patches",
-           "configure", "entry_patches"]
+__all__ = ["R3GAN", "DiffusionDiscriminator", "DiffusionR3GANLoss", "R3GANAdapter", "R3GANOptions"]
