@@ -10,7 +10,10 @@
     projected = projected_gan.DiffusionProjectedDiscriminator("torch.nn.Identity",
                                                               noise_kwargs=dict(t_min=5, t_max=20, p=0.75))
     pickle.dump({"D": D, "raw_D": raw, "projected_D": projected, "noised": stylegan3.NoisedD(raw),
-                 "classes": [...], "inputs": (img, c, t), "logits": D(img, c, t)}, f, protocol=4)
+                 "classes": [stylegan2_ada.DiffusionLoss, stylegan3.DiffusionStyleGAN3Loss, stylegan3.NoisedD,
+                             r3gan.DiffusionR3GANLoss, projected_gan.DiffusionProjectedDiscriminator,
+                             projected_gan.DiffusionProjectedGANLoss, kit.DiffusionDiscriminator],
+                 "inputs": (img, c, t), "logits": D(img, c, t)}, f, protocol=4)
 
 so it names the modules as they were (``diffaug_noise.integrations.stylegan2_ada``, ``.projected_gan``, ...).
 """
@@ -39,6 +42,9 @@ def test_objects_pickled_by_an_earlier_version_load_and_run():
     assert old["noised"].D is not None and all(isinstance(cls, type) for cls in old["classes"])
 
 
+RENAMED = {"DiffusionLoss": "DiffusionStyleGAN2Loss"}  # stylegan2_ada's loss, named apart from the kit's base now
+
+
 def test_every_class_path_earlier_snapshots_and_options_name_still_resolves():
     """Training options of earlier runs name the adapters' classes at their old modules (protocol-0 globals)."""
     names = {"stylegan2_ada": ("DiffusionDiscriminator", "DiffusionLoss", "RawTimestep"),
@@ -49,4 +55,4 @@ def test_every_class_path_earlier_snapshots_and_options_name_still_resolves():
     for module, attributes in names.items():
         for name in attributes:
             found = pickle.loads(f"cdiffaug_noise.integrations.{module}\n{name}\n.".encode())
-            assert found.__name__ == name, (module, name)
+            assert found.__name__ == RENAMED.get(name, name), (module, name)

@@ -17,7 +17,7 @@ from helpers import UPSTREAM_RUN_PREAMBLE
 
 RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    from diffaug_noise.integrations import projected_gan
+    from diffaug_noise.integrations import ADAPTERS
 
     repo, out, resume, iterations, d_pos = sys.argv[1:6]
     out, iterations = pathlib.Path(out), int(iterations)
@@ -25,7 +25,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
 
     def main():
-        with projected_gan.ADAPTER.patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
+        with ADAPTERS["projectedgan"].patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
             launch = train.launch_training
 
             def short(c, desc, outdir, dry_run):  # test-only: a few iterations, a tick every 4

@@ -24,13 +24,13 @@ from helpers import UPSTREAM_RUN_PREAMBLE
 
 RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    from diffaug_noise.integrations import insgen, stylegan2_ada
+    from diffaug_noise.integrations import ADAPTERS
 
     kind, repo, out, resume, runs = sys.argv[1:6]
     iterations, ada_target, batch = int(sys.argv[6]), float(sys.argv[7]), 4
     out = pathlib.Path(out)
     data = tiny_dataset(out)
-    adapter = stylegan2_ada if kind == "stylegan2" else insgen
+    adapter = ADAPTERS[kind]
 
     def main():
         sys.path.insert(0, repo)
@@ -56,7 +56,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
 
         train.setup_training_loop_kwargs = small
         training_loop.setup_snapshot_image_grid = small_grid(grid)
-        with adapter.ADAPTER.patched(repo, shims=True, preset=kind, target=-1.0) as train:
+        with adapter.patched(repo, shims=True, preset=kind, target=-1.0) as train:
             upstream_args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch),
                              "--metrics", "none", "--workers", "1", "--cfg", "auto"]
             if resume != "-":
@@ -94,7 +94,7 @@ def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     first = _run(kind, repo, tmp_path)
     step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000)
     assert first["class"] == "DiffusionDiscriminator" and first["label"] == "RawTimestep"
-    assert first["options"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
+    assert first["options"] == "diffaug_noise.integrations.kit.DiffusionDiscriminator"
     # 8 iterations: 2 adjustments; with target -1 each moves p up one step unless every real logit was negative.
     assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]
