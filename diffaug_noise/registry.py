@@ -29,6 +29,10 @@ Example:
 from __future__ import annotations
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 class Registry(dict):
     """A dict of named entries of one ``kind``; ``error`` is the exception an unknown name raises.
 
@@ -45,17 +49,20 @@ class Registry(dict):
         if isinstance(self.contract, type):
             if not (isinstance(entry, self.contract)
                     or (isinstance(entry, type) and issubclass(entry, self.contract))):
-                raise TypeError(f"a {self.kind} must be a {self.contract.__name__} (or a subclass of it); {name!r} is "
-                                f"a {type(entry).__name__ if not isinstance(entry, type) else entry.__name__}")
+                what = entry.__name__ if isinstance(entry, type) else type(entry).__name__
+                raise TypeError(f"{_a(self.kind)} must be {_a(self.contract.__name__)} (or a subclass of it); "
+                                f"{name!r} is {_a(what)}")
         elif self.contract is not None:
             self.contract(entry)
 
     def register(self, name: str, entry):
         """Check ``entry`` against the contract and add it under ``name`` (once; the same entry again is a no-op);
-        returns it."""
+        returns the registered entry."""
         self.check(name, entry)
-        if name in self and self[name] is not entry and self[name] != entry:
-            raise ValueError(f"a {self.kind} named {name!r} is already registered")
+        if name in self:
+            if self[name] is not entry and self[name] != entry:
+                raise ValueError(f"{_a(self.kind)} named {name!r} is already registered")
+            return self[name]
         self[name] = entry
         return entry
 
