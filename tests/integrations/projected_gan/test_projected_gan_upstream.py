@@ -5,6 +5,7 @@ timm, dill, psutil, ...). Random backbone (``pretrained=False``: no download), S
 32 px with upstream's own --cbase/--cmax narrowing, a tick every 4 iterations; a subprocess per run.
 """
 import json
+import math
 import os
 import re
 import subprocess
@@ -72,6 +73,8 @@ def test_real_projected_gan_trains_snapshots_and_resumes(tmp_path):
     assert first["class"] == "DiffusionProjectedDiscriminator" and first["per_channel"] and first["d_pos"] == "first"
     assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]  # 8 iterations, an adjustment every 4
+    # stats.jsonl: no r_d before the first adjustment (tick 0), the mean of what was reported after (never NaN)
+    assert math.isnan(first["r_d_means"][0]) and all(math.isfinite(m) for m in first["r_d_means"][1:])
     assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))  # target -1
     resumed = _run(repo, tmp_path, resume=first["snapshot"], iterations=1)
     assert resumed["snapshot"] != first["snapshot"]
