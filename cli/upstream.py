@@ -1,9 +1,9 @@
-"""`diffaug-noise run <adapter>`: one command per registered adapter, generated from its record.
+"""`diffaug-noise run <adapter>`: one command per registered adapter, generated from its declarations.
 
 Nothing here names an upstream: the options, their defaults and help come from the adapter's
 settings dataclass (:mod:`diffaug_noise.integrations.options`) and :class:`UpstreamRun` (how to
 run upstream, shared by every adapter and by ``bench upstream``), through the one mechanism of
-:mod:`.knobs`; the texts come from the adapter's record.
+:mod:`.knobs`; the texts come from the adapter's declarations.
 """
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Every shim is a function returning patches ``(object, name, value)`` for
 :func:`~.patching.patched_attributes`, and its docstring names the upstream bug it works around.
 They are opt-in (``shims=True``, CLI ``--shims``, the default of ``diffaug-noise run``); the
-adapters choose which ones their upstream needs in their ``compat_patches()``.
+adapters choose which ones their upstream needs in their ``compat_patches(options)`` (the StyleGAN
+skeleton's shared chain, then each adapter's ``shims(options)``).
 """
 from __future__ import annotations
 
