@@ -1,9 +1,9 @@
-"""`diffaug-noise run <adapter>`: one command per registered adapter, generated from its record.
+"""`diffaug-noise run <adapter>`: one command per registered adapter, generated from its declarations.
 
 Nothing here names an upstream: the options, their defaults and help come from the adapter's
 settings dataclass (:mod:`diffaug_noise.integrations.options`) and :class:`UpstreamRun` (how to
 run upstream, shared by every adapter and by ``bench upstream``), through the one mechanism of
-:mod:`.knobs`; the texts come from the adapter's record.
+:mod:`.knobs`; the texts come from the adapter's declarations.
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def adapter_command(adapter) -> click.Command:
         _run(adapter, UpstreamRun(**values(UpstreamRun, params)), upstream_args, values(adapter.options_class, params))
 
     help_text = (f"Train {adapter.title} with {up.name}'s own training loop, networks, metrics and snapshots; "
-                 f"no upstream file is edited.\n\n{adapter.description}\n\n"
+                 f"no upstream file is edited.\n\n{adapter.description}\n\n{adapter.summary()}\n\n"
                  f"Arguments after `--` go to upstream's train.py unchanged (`-- --help` lists them). Without CUDA the "
                  f"shims run upstream on the CPU: that checks mechanics, it does not train a model (small settings: "
                  f"--data digits, prepared on first use, {adapter.cpu_note}); upstream's generation scripts assume "

@@ -221,7 +221,7 @@ class AdaGroupNorm(nn.Module):
         return self.norm(h) * (1 + scale) + shift
 
 
-CONDITIONINGS = Registry("t-conditioning method")  # name -> the module that makes a D depend on t
+CONDITIONINGS = Registry("t-conditioning method", contract=nn.Module)  # name -> the module that makes D depend on t
 for _name, _module in (("embedding", TimestepEmbedding), ("raw", RawTimestep), ("label", TimestepLabel),
                        ("projection", TimestepProjectionHead), ("film", AdaGroupNorm)):
     CONDITIONINGS.register(_name, _module)

@@ -1,20 +1,31 @@
-"""The adapter contract and its registry: what an upstream adapter provides, and the skeleton all share.
+"""The adapter contract, checked when an adapter registers; the machinery every adapter runs; the registry.
 
-An adapter is one module that builds an :class:`Adapter` and one line in
-``integrations/__init__.py`` that registers it. From the record alone, ``diffaug-noise run NAME``
-is generated (options, defaults and help included), :meth:`Adapter.run` runs the
-pre-flight checks and upstream's own ``train.py``, and :meth:`Adapter.baseline` gives upstream with
-the shims alone (what ``bench upstream`` compares with). What the module writes:
+An adapter is one subclass of :class:`Adapter` (an upstream's lives in ``integrations/upstreams/``)
+and one ``register(...)`` line in ``integrations/__init__.py``. From its declarations alone,
+``diffaug-noise run NAME`` is generated (options, defaults and help included), :meth:`Adapter.run`
+runs the pre-flight checks and upstream's own ``train.py``, and :meth:`Adapter.baseline` gives
+upstream with the shims alone (what ``bench upstream`` compares with). What a subclass states
+(:data:`CONTRACT`; :func:`register` refuses an adapter that leaves one out, in one line naming it):
 
-- an :class:`~.spec.Upstream` (where to get the code, its marker files, the names patched, the
-  tested commits);
-- a settings dataclass subclassing :class:`~.options.DiffusionOptions` (its knobs, documented once);
-- ``entry_patches(modules, options)``: the patches that point upstream's training at the
-  adapter's D and loss (given the imported upstream modules and the settings);
-- ``compat_patches(...)``: its shims (:mod:`.shims`), each naming the upstream bug it fixes;
-  module-level, so that spawned ranks can rebuild them.
+- ``name``, ``title``, ``description``, ``example``, ``cpu_note``: the command and its help;
+- ``upstream``: an :class:`~.spec.Upstream` (where to get the code, its marker files, the names
+  patched, the tested commits);
+- ``options_class``: a :class:`~.options.DiffusionOptions` subclass (its knobs, documented once; its
+  field ``preset`` lists the presets it accepts, its default first);
+- ``d_phases``: the names of upstream's D phases (after the last round of one, the controller steps);
+- ``t_input``: how ``t`` reaches D (a name of :data:`~diffaug_noise.CONDITIONINGS` or of :data:`T_INPUTS`);
+- ``signal``: its loss's controller signal (``sign``: ``sign(D(real))`` of logits; ``relativistic``);
+- ``resume``: how a run resumes (:data:`RESUMES`);
+- ``entry_patches(modules, options)``: the patches that point upstream's training at the adapter's
+  D and loss (given the imported upstream modules and the settings);
+- ``compat_patches(options)``: the shims' patches (:mod:`.shims`, each naming the upstream bug it
+  fixes; ``[]`` for none). Called in every process of a run (spawned ranks too, which receive the
+  adapter and its settings pickled), after upstream is imported there.
 
-docs/integrations.md ("Adding an adapter") has a worked skeleton and the two test patterns.
+Hooks with defaults, for an upstream whose ``train.py`` is not NVlabs' (``process_patches``,
+``launch_patches``, ``preflight``, ``start``, ``launchers``): see their docstrings. The StyleGAN
+skeleton's adapters subclass :class:`~.skeleton.StyleGANAdapter`, which writes most of the above.
+docs/integrations.md ("Adding an adapter") walks through both.
 """
 from __future__ import annotations
 
@@ -22,86 +33,74 @@ import contextlib
 import dataclasses
 import functools
 import pathlib
-from typing import Callable
+import re
 
-import torch
-
+from diffaug_noise.conditioning import CONDITIONINGS
+from diffaug_noise.controller import SIGNALS
 from diffaug_noise.registry import Registry
 
-from .launch import (
-    LAUNCHERS,
-    follow_rank_zero,
-    join_group,
-    lost_peer,
-    torchrun_env,
-    torchrun_patches,
-    with_world_size,
-)
+from .launch import LAUNCHERS
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
-from .progress import resumable_loop_patch
-from .run_record import record_run_patch
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
 
+# Ways t reaches D that are no conditioning module of the core (those are the names of CONDITIONINGS).
+T_INPUTS = {"features": "the noise is on D's feature maps, t reaches the heads judging them (ProjectedGAN's "
+                        "mini-discriminators) as a class label, or not at all"}
+RESUMES = {
+    "snapshot progress": "--resume of a snapshot it wrote goes on from its kimg, tick and ADA p; p and T are D's "
+                         "buffers",
+    "upstream": "upstream's own checkpoints restore the run; p and T are D's buffers",
+    "none": "a resumed run starts p and T afresh",
+}
+CONTRACT = {  # what a subclass states -> what it is (the refusal names both)
+    "name": "the command, diffaug-noise run NAME",
+    "title": "what it trains, e.g. 'Diffusion-StyleGAN2'",
+    "upstream": "an Upstream: where upstream's code comes from, its marker files, the names patched, the tested "
+                "commits",
+    "options_class": "its settings, a DiffusionOptions dataclass with a preset field",
+    "d_phases": "the names of upstream's D phases, e.g. ('Dmain', 'Dboth')",
+    "t_input": f"how t reaches D, one of {', '.join([*CONDITIONINGS, *T_INPUTS])}",
+    "signal": f"its loss's controller signal, one of {', '.join(SIGNALS)}",
+    "resume": f"how a run resumes, one of {', '.join(RESUMES)}",
+    "description": "a paragraph for --help: what is noised and how t reaches D",
+    "example": "one command line, after diffaug-noise run NAME",
+    "cpu_note": "the upstream flags that make a CPU mechanics run affordable ('' for none)",
+    "entry_patches": "a method (modules, options) -> the patches that make upstream build our D and loss",
+    "compat_patches": "a method (options) -> the shims' patches ([] for none)",
+}
+_METHODS = ("entry_patches", "compat_patches")
 
-def _import_patches(upstream: Upstream, shims: bool) -> list:
-    """The shims that must be in place before upstream is imported (none without shims)."""
-    return [patch for shim in upstream.import_shims for patch in shim()] if shims else []
 
-
-def _rank_patches(upstream: Upstream, repo: str, compat_patches: Callable[[], list] | None) -> list:
-    """The patches every process of a run needs: the import shims, the tick line, a loop that can resume its
-    progress (where upstream's cannot), the run record (which checkout wrote the snapshots) and, with shims, the
-    compatibility patches."""
-    imports = _import_patches(upstream, compat_patches is not None)
+def _rank_patches(adapter: "Adapter", repo: str, settings: DiffusionOptions, shims: bool) -> list:
+    """The patches every process of a run needs: the import shims, the adapter's per-process patches and, with
+    shims, its compatibility patches. Module-level, so that spawned ranks can rebuild them."""
+    imports = adapter.import_patches(shims)
     with patched_attributes(imports):
-        modules = import_checked(upstream, pathlib.Path(repo))
-    loop = modules[upstream.loop_module]
-    return (imports + tick_line_patch(loop) + (resumable_loop_patch(loop) if upstream.loop_restarts_progress else [])
-            + record_run_patch(upstream.name, repo, loop) + (compat_patches() if compat_patches is not None else []))
+        modules = import_checked(adapter.upstream, pathlib.Path(repo))
+    return imports + adapter.process_patches(modules, repo) + (adapter.compat_patches(settings) if shims else [])
 
 
-@contextlib.contextmanager
-def patched_upstream(upstream: Upstream, repo, shims: bool, entry_patches: Callable[[dict], list],
-                     compat_patches: Callable[[], list], launcher: str = "spawn"):
-    """The skeleton every adapter runs; yields upstream's ``train`` module, patched until the block ends.
-
-    Locate the checkout and import it (checking every name the adapter touches), warn once if its
-    commit is untested, apply ``entry_patches(modules)`` and the per-process patches here and, through
-    ``torch.multiprocessing.spawn``, in every rank upstream starts. ``compat_patches`` must be
-    picklable (a module-level function or a ``functools.partial`` of one). With ``launcher="torchrun"``
-    the processes exist already: :func:`~.launch.torchrun_patches` replace upstream's spawn.
-    """
-    path = locate_repo(upstream, repo)
-    with patched_attributes(_import_patches(upstream, shims)):
-        modules = import_checked(upstream, path)
-    warn_if_untested(upstream, path)
-    per_process = functools.partial(_rank_patches, upstream, str(path), compat_patches if shims else None)
-    launch = (spawn_patch(per_process) if launcher == "spawn"
-              else torchrun_patches([modules["train"], modules[upstream.loop_module]]))
-    with patched_attributes(entry_patches(modules) + per_process() + launch):
-        yield modules["train"]
-
-
-@dataclasses.dataclass(frozen=True)
 class Adapter:
-    """One upstream codebase made to train Diffusion-GAN; see the module docstring for the contract."""
+    """One upstream codebase made to train Diffusion-GAN; subclasses state the module docstring's contract."""
 
-    name: str  # the command: diffaug-noise run NAME
-    title: str  # what it trains, e.g. "Diffusion-StyleGAN2"
-    upstream: Upstream  # the codebase
-    options_class: type  # the settings: a DiffusionOptions subclass (its knobs become CLI options)
-    entry_patches: Callable  # (modules: dict, options) -> patches pointing upstream's training at our D and loss
-    compat_patches: Callable  # (options) -> a picklable zero-argument callable returning the shims' patches
-    description: str  # a paragraph for --help: what is noised and how t reaches D
-    example: str  # one command line, after "diffaug-noise run NAME"
-    cpu_note: str = ""  # upstream flags that make a CPU (mechanics) run affordable
+    launchers = ("spawn",)  # how run() may start upstream (the StyleGAN skeleton adds "torchrun")
+    contract = CONTRACT  # what a subclass must state (a skeleton's base class may ask for more)
+
+    def __eq__(self, other):  # adapters keep no state: one of a class is as good as another
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __repr__(self):
+        return f"<adapter {getattr(self, 'name', '?')!r}: {type(self).__module__}.{type(self).__qualname__}>"
 
     @property
     def presets(self) -> tuple:
         """The presets this adapter accepts; the first is its default."""
-        return dataclasses.fields(self.options_class)[0].metadata["choices"]
+        return _field(self.options_class, "preset").metadata["choices"]
 
     def settings(self, **options) -> DiffusionOptions:
         """The adapter's settings object; unknown names fail with the list of known ones."""
@@ -111,62 +110,170 @@ class Adapter:
             raise TypeError(f"{self.name}: unknown option(s) {unknown}; known: {', '.join(sorted(known))}")
         return self.options_class(**options)
 
+    def controller_kwargs(self, options: DiffusionOptions) -> dict:
+        """:class:`~diffaug_noise.AdaptiveController` arguments: the settings' and this adapter's ``signal``."""
+        return {**options.controller_kwargs(), "signal": self.signal}
+
+    def loss_settings(self, options: DiffusionOptions, batch_size: int, rounds: int | None = None) -> dict:
+        """What a :class:`~.kit.LossWrapper` needs to know (JSON, for upstream's training options)."""
+        settings = dict(batch_size=batch_size, d_phases=list(self.d_phases), controller=self.controller_kwargs(options))
+        return settings if rounds is None else {**settings, "rounds": rounds}
+
+    def summary(self) -> str:
+        """The declarations a user reads in ``--help``: how t reaches D, the controller's signal, the resume."""
+        if self.t_input in T_INPUTS:
+            t_input = T_INPUTS[self.t_input]
+        else:
+            t_input = re.sub(r"``?", "", (CONDITIONINGS[self.t_input].__doc__ or "").strip().splitlines()[0])
+        return (f"t reaches D: {self.t_input} ({t_input.rstrip('.')}). Controller signal: {self.signal}. "
+                f"Resume: {self.resume} ({RESUMES[self.resume]}).")
+
+    @classmethod
+    def declaration_error(cls) -> str | None:
+        """What is wrong with the further declarations a skeleton's base class asks for, in words, or None."""
+        return None
+
+    def entry_patches(self, modules: dict, options: DiffusionOptions) -> list:
+        """The patches that make upstream's training build our D and loss (every adapter writes its own)."""
+        raise NotImplementedError
+
+    def compat_patches(self, options: DiffusionOptions) -> list:
+        """The shims' patches, in every process after upstream is imported (every adapter writes its own)."""
+        raise NotImplementedError
+
+    def import_patches(self, shims: bool) -> list:
+        """The shims that must be in place before upstream is imported (none without shims)."""
+        return [patch for shim in self.upstream.import_shims for patch in shim()] if shims else []
+
+    def process_patches(self, modules: dict, repo: str) -> list:
+        """Patches every process of a run gets, shims or not: here the diffusion state on the loop module's
+        ``tick ...`` lines (a module whose lines read otherwise is left as it is)."""
+        return tick_line_patch(modules[self.upstream.loop_module])
+
+    def launch_patches(self, modules: dict, per_process, launcher: str) -> list:
+        """How the ranks upstream starts get ``per_process()``'s patches: through ``torch.multiprocessing.spawn``."""
+        return spawn_patch(per_process)
+
+    def preflight(self, upstream_args: list, shims: bool, trust_pickle: bool, launcher: str) -> list:
+        """Checks before anything heavy starts (``--resume`` trusted and intact, ``--gpus`` against the devices
+        found); returns the arguments upstream's ``train.py`` gets."""
+        check_resume(upstream_args, trust_pickle)
+        check_gpus(upstream_args, shims)
+        return upstream_args
+
+    def start(self, train, upstream_args: list, launcher: str) -> None:
+        """Run upstream's ``train.py`` main (a click command) with ``upstream_args``; override for another parser."""
+        train.main(args=upstream_args, standalone_mode=False)
+
     @contextlib.contextmanager
+    def _patched_upstream(self, repo, shims: bool, settings: DiffusionOptions, entry: bool, launcher: str):
+        """Locate the checkout and import it (checking every name the adapter touches), warn once if its commit is
+        untested, apply the entry patches (``entry``), the per-process patches here and in every rank upstream
+        starts; yields upstream's ``train`` module, patched until the block ends."""
+        path = locate_repo(self.upstream, repo)
+        with patched_attributes(self.import_patches(shims)):
+            modules = import_checked(self.upstream, path)
+        warn_if_untested(self.upstream, path)
+        per_process = functools.partial(_rank_patches, self, str(path), settings, shims)
+        entry_patches = self.entry_patches(modules, settings) if entry else []
+        with patched_attributes(entry_patches + per_process() + self.launch_patches(modules, per_process, launcher)):
+            yield modules["train"]
+
     def patched(self, repo=None, shims: bool = False, launcher: str = "spawn", **options):
         """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module."""
-        settings = self.settings(**options)
-        with patched_upstream(self.upstream, repo, shims, functools.partial(self.entry_patches, options=settings),
-                              self.compat_patches(settings), launcher) as train:
-            yield train
+        return self._patched_upstream(repo, shims, self.settings(**options), True, launcher)
 
     def baseline(self, repo=None, shims: bool = True, **options):
         """Upstream as its users run it, with only the compatibility shims (which ``options`` may configure,
         e.g. an offline backbone); yields upstream's ``train`` module. `bench upstream` times it against
         :meth:`patched`."""
-        return patched_upstream(self.upstream, repo, shims, lambda modules: [],
-                                self.compat_patches(self.settings(**options)))
+        return self._patched_upstream(repo, shims, self.settings(**options), False, "spawn")
 
     def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
             launcher: str = "spawn", **options) -> None:
-        """Check, then run upstream's ``train.py`` main with ``upstream_args`` under :meth:`patched`.
+        """Check, then run upstream's ``train.py`` with ``upstream_args`` under :meth:`patched`.
 
-        ``launcher="torchrun"``: this process is one rank of a torchrun job (several nodes allowed);
-        ``--gpus`` becomes the world size and upstream's spawn is replaced (:mod:`.launch`). A rank whose
-        peer failed stops with one :class:`UpstreamError` line (the peer's own error says why).
+        ``launcher="torchrun"`` (adapters that list it in ``launchers``): this process is one rank of
+        a torchrun job (several nodes allowed); see :mod:`.launch`.
         """
         if launcher not in LAUNCHERS:
             raise ValueError(f"unknown launcher {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+        if launcher not in self.launchers:
+            raise UpstreamError(f"{self.name} starts upstream with --launcher {' or '.join(self.launchers)}, not "
+                                f"{launcher}")
         upstream_args = [str(a) for a in upstream_args]
         self.settings(**options)  # bad settings fail before the checks look at the machine
-        check_resume(upstream_args, trust_pickle)
-        if launcher == "torchrun":
-            upstream_args = with_world_size(upstream_args, torchrun_env()["WORLD_SIZE"])
-            join_group()
+        upstream_args = self.preflight(upstream_args, shims=shims, trust_pickle=trust_pickle, launcher=launcher)
+        with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
+            self.start(train, upstream_args, launcher)
+
+
+def _field(options_class, name: str):
+    return {f.name: f for f in dataclasses.fields(options_class)}.get(name)
+
+
+def check_contract(adapter) -> None:
+    """Raise one line naming the first piece of :data:`CONTRACT` that ``adapter`` (a class or an instance) leaves out
+    or gets wrong; return None when it keeps the contract."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    if not issubclass(cls, Adapter):
+        raise TypeError(f"an adapter must subclass diffaug_noise.integrations.Adapter; got {cls.__name__}")
+    name = getattr(cls, "name", None)
+    label = f"adapter {name!r}" if isinstance(name, str) and name else f"adapter {cls.__name__}"
+    for attribute, what in cls.contract.items():
+        value = getattr(cls, attribute, None)
+        if attribute in _METHODS:
+            missing = value is getattr(Adapter, attribute)
         else:
-            check_gpus(upstream_args, shims)
-        try:
-            with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
-                if launcher == "torchrun" and torch.distributed.get_rank() > 0:
-                    follow_rank_zero(train)
-                else:
-                    train.main(args=upstream_args, standalone_mode=False)
-        except RuntimeError as err:
-            if launcher == "torchrun" and lost_peer(err):
-                rank = torch.distributed.get_rank()
-                torch.distributed.destroy_process_group()  # left to interpreter exit, gloo aborts (SIGABRT)
-                raise UpstreamError(f"rank {rank}: stopped because another rank of the job stopped first (its error "
-                                    "is above)") from None
-            raise
+            missing = value is None or (value == "" and attribute != "cpu_note")
+        if missing:
+            raise TypeError(f"{label} declares no {attribute}: {what}")
+    wrong = _wrong_declaration(cls)
+    if wrong:
+        raise TypeError(f"{label}: {wrong}")
 
 
-ADAPTERS = Registry("adapter")
+def _wrong_declaration(cls) -> str | None:
+    """What is wrong with a declared piece of the contract, in words, or None."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", cls.name):
+        return f"name must be a command name (lower-case letters, digits, '-'); got {cls.name!r}"
+    for attribute in ("title", "description", "example", "cpu_note"):
+        if not isinstance(getattr(cls, attribute), str):
+            return f"{attribute} must be a string; got {getattr(cls, attribute)!r}"
+    if not isinstance(cls.upstream, Upstream):
+        return f"upstream must be an Upstream; got {type(cls.upstream).__name__}"
+    options = cls.options_class
+    if not (isinstance(options, type) and issubclass(options, DiffusionOptions) and dataclasses.is_dataclass(options)):
+        return f"options_class must be a DiffusionOptions dataclass; got {options!r}"
+    preset = _field(options, "preset")
+    if preset is None or not preset.metadata.get("choices"):
+        return f"options_class {options.__name__} needs a preset field listing its presets (knob(..., choices=...))"
+    phases = cls.d_phases
+    if not (isinstance(phases, tuple) and phases and all(isinstance(p, str) and p for p in phases)):
+        return f"d_phases must be a non-empty tuple of phase names; got {phases!r}"
+    if cls.t_input not in CONDITIONINGS and cls.t_input not in T_INPUTS:
+        return f"t_input {cls.t_input!r} is none of {', '.join([*CONDITIONINGS, *T_INPUTS])}"
+    if cls.signal not in SIGNALS:
+        return f"signal {cls.signal!r} is none of {', '.join(SIGNALS)}"
+    if cls.resume not in RESUMES:
+        return f"resume {cls.resume!r} is none of {', '.join(RESUMES)}"
+    if cls.resume == "snapshot progress" and _field(options, "resume_progress") is None:
+        return f"resume 'snapshot progress' needs a resume_progress knob in {options.__name__} (TimestepLabelOptions)"
+    unknown = set(cls.launchers) - set(LAUNCHERS)
+    if unknown:
+        return f"launchers {sorted(unknown)} are none of {', '.join(LAUNCHERS)}"
+    return cls.declaration_error()
 
 
-def register(adapter: Adapter) -> Adapter:
-    """Add ``adapter`` to :data:`ADAPTERS` under its name (once); returns it."""
-    if not issubclass(adapter.options_class, DiffusionOptions):
-        raise TypeError(f"{adapter.name}: options_class must subclass DiffusionOptions")
-    return ADAPTERS.register(adapter.name, adapter)
+ADAPTERS = Registry("adapter", contract=check_contract)
 
 
-__all__ = ["ADAPTERS", "Adapter", "UpstreamError", "patched_upstream", "register"]
+def register(adapter) -> Adapter:
+    """Check ``adapter`` (an :class:`Adapter` subclass or an instance of one) against the contract and add it to
+    :data:`ADAPTERS` under its name (once); returns the registered instance."""
+    check_contract(adapter)
+    instance = adapter() if isinstance(adapter, type) else adapter
+    return ADAPTERS.register(instance.name, instance)
+
+
+__all__ = ["ADAPTERS", "CONTRACT", "RESUMES", "T_INPUTS", "Adapter", "UpstreamError", "check_contract", "register"]

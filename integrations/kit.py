@@ -2,16 +2,18 @@
 
 An adapter's own module writes only what its upstream does differently; from here it takes:
 
-- :class:`DiffusionLoss`: the base of an adapter's loss object. Upstream's loss is ``inner``
+- :class:`LossWrapper`: the base of an adapter's loss object. Upstream's loss is ``inner``
   (what is not overridden is its); the :class:`~diffaug_noise.AdaptiveController` observes the
-  real logits (:meth:`~DiffusionLoss.observe_if_real`) and is updated once per training step, after
-  the last accumulation round of the D phase (:meth:`~DiffusionLoss.round_done`: upstream's
-  ``sync`` flag, or rounds counted where upstream has none); then ``Diffusion/p``, ``Diffusion/T``,
-  ``Diffusion/r_d`` and ``Diffusion/pinned`` (+1 while ``T`` sits at ``t_max``, -1 while stuck at
-  ``t_min``: the drift guard) go to upstream's ``training_stats`` and the tick line shows them. The
-  controller all-reduces its statistics, so every rank moves ``p`` identically; it keeps its
-  per-rank accumulators to itself, never in D's buffers (StyleGAN3's ``check_ddp_consistency``
-  asserts every D buffer equal on all ranks).
+  real logits (:meth:`~LossWrapper.observe_if_real`) and is updated once per training step, after
+  the last accumulation round of a D phase (:meth:`~LossWrapper.round_done`: upstream's ``sync``
+  flag, or rounds counted where upstream has none); then ``Diffusion/p``, ``Diffusion/T``,
+  ``Diffusion/r_d`` (from the first adjustment on) and ``Diffusion/pinned`` (+1 while ``T`` sits at
+  ``t_max``, -1 while stuck at ``t_min``: the drift guard) go to upstream's ``training_stats`` and
+  the tick line shows them. Its ``accumulate_gradients`` serves every upstream whose call differs
+  only in the keywords it passes on: a subclass declares them (``keywords``). The controller
+  all-reduces its statistics, so every rank moves ``p`` identically; it keeps its per-rank
+  accumulators to itself, never in D's buffers (StyleGAN3's ``check_ddp_consistency`` asserts
+  every D buffer equal on all ranks).
 - :func:`swap_class`: point upstream's ``class_name`` options at our class, upstream's travelling
   along as ``upstream_class`` (so ``training_options.json`` documents the run and spawned ranks
   build the same objects).
@@ -20,24 +22,19 @@ An adapter's own module writes only what its upstream does differently; from her
   saved in every snapshot, restored by upstream's resume) and the count of images trained on (a
   buffer, so a snapshot says where its run was).
 - :class:`TimestepLabelOptions`: the knobs of that D (``t_label``, ``t_dim``) and ``resume_progress``.
-- :func:`launch_training_patch`: configure the config StyleGAN3-style ``train.py`` builds, and on
-  ``--resume`` hand over the config of the same command without it.
 
-Example (a loss whose upstream gives ``sync``):
+Example (an upstream loss whose loop passes ``sync``):
     >>> import torch
     >>> from diffaug_noise import DiffusionNoise
     >>> class Upstream:
     ...     def accumulate_gradients(self, phase, real_img, sync):
     ...         pass
-    >>> class Loss(DiffusionLoss):
-    ...     def accumulate_gradients(self, phase, real_img, sync):
-    ...         with self.reals(real_img):
-    ...             self.inner.accumulate_gradients(phase, real_img, sync)
-    ...             self.observe_if_real(real_img, torch.ones(4))
-    ...         self.round_done(phase, sync)
-    >>> loss = Loss(Upstream(), DiffusionNoise(), dict(batch_size=4, controller=dict(interval=1, kimg=1)),
-    ...             stats=None)
-    >>> loss.accumulate_gradients("Dmain", torch.zeros(4, 3, 8, 8), sync=True)
+    >>> class Loss(LossWrapper):
+    ...     keywords = ("sync",)
+    >>> settings = dict(batch_size=4, d_phases=["Dmain"], controller=dict(interval=1, kimg=1))
+    >>> loss = Loss(Upstream(), DiffusionNoise(), settings, stats=None)
+    >>> loss.controller.observe(torch.ones(4))  # what run_D does with the logits of the reals: all sure, r_d = 1
+    >>> loss.accumulate_gradients(phase="Dmain", real_img=torch.zeros(4, 3, 8, 8), sync=True)
     >>> loss.controller.step, loss.noise.p
     (1, 0.004)
 """
@@ -45,6 +42,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
+import math
 
 import torch
 from torch import nn
@@ -55,8 +54,8 @@ from diffaug_noise.noise import DiffusionNoise
 
 from .options import DiffusionOptions, knob
 from .patching import broadcast_noise_state, construct, progress_line, show_on_tick_line
+from .spec import UpstreamError
 
-D_PHASES = ("Dmain", "Dboth", "D")  # the phase names of a D step: StyleGAN's, and R3GAN's "D"
 T_LABELS = ("embedding", "raw")  # names of CONDITIONINGS that encode t for a label input
 
 
@@ -78,23 +77,46 @@ def unwrap(module):
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-class DiffusionLoss:
-    """Base of the adapters' loss objects; see the module docstring.
+class LossWrapper:
+    """Base of the adapters' loss objects: upstream's loss inside, the controller's duties around it.
 
-    Subclasses build upstream's loss, call ``super().__init__`` with it, and in their
-    ``accumulate_gradients`` run upstream's inside :meth:`reals`, then call :meth:`round_done`.
-    ``settings``: ``batch_size`` (global), ``controller`` (its keyword arguments), ``rounds``
-    (accumulation rounds per step, where upstream's loss gets no ``sync``) and ``progress`` (where a
-    resumed run starts: ``cur_nimg``, ``batch_idx``). ``stats`` is upstream's ``training_stats``
-    module (default: imported from upstream's ``torch_utils``).
+    ``inner`` is upstream's loss object; ``noise`` the D's :class:`~diffaug_noise.DiffusionNoise`.
+    ``settings`` (JSON, in upstream's training options): ``batch_size`` (global), ``d_phases`` (the
+    names of upstream's D phases: the controller steps after the last round of one), ``controller``
+    (its keyword arguments, ``signal`` among them), ``rounds`` (accumulation rounds per step; needed
+    where upstream passes no ``sync``) and ``progress`` (where a resumed run starts: ``cur_nimg``,
+    ``batch_idx``). ``stats``, always stated: upstream's ``training_stats`` module (anything with
+    ``report(name, value)``) to report to, or None to report nowhere (an upstream without one).
+
+    ``keywords`` (class attribute): what upstream's loop passes ``accumulate_gradients`` besides
+    ``phase`` and ``real_img``. With it, this class's ``accumulate_gradients`` serves as it is:
+    upstream's round with the reals marked, :meth:`round_ran`, then :meth:`round_done` with
+    upstream's ``sync`` when ``sync`` is among them, else with the rounds counted. Checked when the
+    loss is built: upstream's loss must take them, and ``rounds`` must be given where ``sync`` is not
+    among them. Further keywords upstream's loop adds (InsGen's contrastive options) pass on too. A
+    loss whose loop calls otherwise writes its own ``accumulate_gradients`` (``keywords = None``).
     """
 
     inner = None
     _real = None
+    keywords: tuple | None = None
 
-    def __init__(self, inner, noise: DiffusionNoise, settings: dict, images_seen: torch.Tensor | None = None,
-                 stats=False):
-        self.inner, self.noise = inner, noise
+    def __init__(self, inner, noise: DiffusionNoise, settings: dict, images_seen: torch.Tensor | None = None, *,
+                 stats):
+        name = type(self).__name__
+        if self.keywords is None and type(self).accumulate_gradients is LossWrapper.accumulate_gradients:
+            raise TypeError(f"{name} declares no keywords (what upstream's loop passes accumulate_gradients besides "
+                            "phase and real_img) and writes no accumulate_gradients of its own")
+        if not settings.get("d_phases"):
+            raise ValueError(f"{name}: settings need d_phases, the names of upstream's D phases (the adapter's "
+                             "d_phases), or the controller never steps")
+        self._rounds, self._d_rounds = settings.get("rounds"), 0
+        if self._rounds is not None and (isinstance(self._rounds, bool) or not isinstance(self._rounds, int)
+                                         or self._rounds < 1):
+            raise ValueError(f"{name}: rounds must be an int >= 1 (accumulation rounds per step); got {self._rounds!r}")
+        if self.keywords is not None:
+            self._check_keywords(inner)
+        self.inner, self.noise, self.d_phases = inner, noise, tuple(settings["d_phases"])
         broadcast_noise_state(noise)  # every rank starts from rank 0's p and T (what --resume restored there)
         self.controller = AdaptiveController(noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
         progress = settings.get("progress") or {}
@@ -105,16 +127,38 @@ class DiffusionLoss:
         self._nimg = progress.get("cur_nimg", 0)  # on the host: the progress line must not read D's buffer
         self._rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()
                            and torch.distributed.get_rank() > 0)
-        self._rounds, self._d_rounds = settings.get("rounds"), 0
-        if stats is False:
-            from torch_utils import training_stats as stats  # upstream's, importable while it runs
         self._stats = stats
         show_on_tick_line(self.controller)
+
+    def _check_keywords(self, inner) -> None:
+        """Upstream's loss takes ``keywords``, and rounds are given where ``sync`` is not among them."""
+        try:
+            inspect.signature(inner.accumulate_gradients).bind(phase=None, real_img=None,
+                                                               **dict.fromkeys(self.keywords))
+        except TypeError as err:
+            raise UpstreamError(f"{type(inner).__name__}.accumulate_gradients does not take what "
+                                f"{type(self).__name__} passes on ({err}): a checkout the adapter was not tested "
+                                "on?") from None
+        if "sync" not in self.keywords and self._rounds is None:
+            raise ValueError(f"{type(self).__name__}: upstream's loop passes no sync, so settings need rounds "
+                             "(accumulation rounds per step: batch // (batch_gpu * num_gpus))")
 
     def __getattr__(self, name):  # pl_mean, run_G, run_cl, G, ...: the upstream loss's
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+    def accumulate_gradients(self, phase, real_img, **kwargs):
+        """Upstream's round of ``phase`` with ``real_img`` marked as the reals; then :meth:`round_ran` and
+        :meth:`round_done`."""
+        with self.reals(real_img):
+            self.inner.accumulate_gradients(phase=phase, real_img=real_img, **kwargs)
+        self.round_ran(phase)
+        self.round_done(phase, kwargs.get("sync") if "sync" in self.keywords else None)
+
+    def round_ran(self, phase: str) -> None:
+        """Called after each of upstream's rounds, before :meth:`round_done`: a loss that collects D's logits itself
+        hands them to the controller here (R3GAN's pairs)."""
 
     @contextlib.contextmanager
     def reals(self, real_img: torch.Tensor):
@@ -140,9 +184,12 @@ class DiffusionLoss:
         ``sync`` is upstream's "last round" flag; ``None`` where upstream has none, and the rounds
         are counted instead (``settings["rounds"]`` per step, the same count on every rank).
         """
-        if phase not in D_PHASES:
+        if phase not in self.d_phases:
             return
         if sync is None:
+            if self._rounds is None:
+                raise ValueError(f"{type(self).__name__}.round_done({phase!r}) without sync needs settings['rounds'] "
+                                 "(accumulation rounds per step)")
             self._d_rounds += 1
             sync = self._d_rounds % self._rounds == 0
         if sync:
@@ -153,11 +200,21 @@ class DiffusionLoss:
             if self._rank0:
                 progress_line(self.controller, self._nimg)
             if self._stats is not None:
-                self._stats.report("Diffusion/p", float(self.noise.p))
-                self._stats.report("Diffusion/T", float(self.noise.T))
-                self._stats.report("Diffusion/r_d", float(self.controller.r_d))
-                pinned = self.controller.pinned  # the drift guard's count: at t_max (> 0) or stuck at t_min (< 0)
-                self._stats.report("Diffusion/pinned", float((pinned > 0) - (pinned < 0)))
+                self._report(self._stats)
+
+    def _report(self, stats) -> None:
+        """``Diffusion/p``, ``T``, ``r_d`` and ``pinned`` to upstream's ``training_stats``.
+
+        ``r_d`` is NaN until the controller's first adjustment; training_stats keeps running sums, so
+        one NaN would make that statistic's mean NaN in every later tick of ``stats.jsonl``: it is
+        reported empty (upstream's way of saying "nothing this time") until it is a number.
+        """
+        stats.report("Diffusion/p", float(self.noise.p))
+        stats.report("Diffusion/T", float(self.noise.T))
+        r_d = float(self.controller.r_d)
+        stats.report("Diffusion/r_d", [r_d] if math.isfinite(r_d) else [])
+        pinned = self.controller.pinned  # the drift guard's count: at t_max (> 0) or stuck at t_min (< 0)
+        stats.report("Diffusion/pinned", float((pinned > 0) - (pinned < 0)))
 
 
 class DiffusionDiscriminator(nn.Module):
@@ -182,7 +239,7 @@ class DiffusionDiscriminator(nn.Module):
             if name in upstream_kwargs:
                 setattr(self, name, upstream_kwargs[name])
         self.noise = DiffusionNoise(**(noise_kwargs or {}))
-        self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))  # counted by DiffusionLoss
+        self.register_buffer("images_seen", torch.zeros((), dtype=torch.int64))  # counted by the LossWrapper
         encoding = (CONDITIONINGS["embedding"](t_dim, max_period=float(self.noise.t_max) * 2, mlp=False)
                     if t_label == "embedding" else CONDITIONINGS[t_label]())
         self.label = CONDITIONINGS["label"](encoding)
@@ -215,44 +272,4 @@ class TimestepLabelOptions(DiffusionOptions):
         return dict(noise_kwargs=self.noise_kwargs(), t_label=self.label_mode(), t_dim=self.t_dim)
 
 
-
-
-def launch_training_patch(train, configure, desc_suffix: str, resume=None) -> list:
-    """Wrap ``train.launch_training(c, desc, outdir, dry_run)`` (StyleGAN3's skeleton: ProjectedGAN, R3GAN).
-
-    Upstream's ``main`` builds the config ``c`` and hands it over; ``configure(c)`` points it at our
-    classes first. With ``resume(c, fresh)`` and a ``--resume`` in ``c``, ``fresh`` is the config the
-    same command gives without ``--resume``, built by upstream's own ``main`` as a dry run (the only
-    way to learn what its resume switched off, whatever its options), configured alike.
-    """
-    original = train.launch_training
-    captured = []  # a dry run's config lands here instead of launching
-
-    def launch_training(c, desc, outdir, dry_run):
-        if captured == [None]:
-            captured[0] = c
-            return None
-        configure(c)
-        if resume is not None and c.get("resume_pkl") is not None:
-            resume(c, _without_resume(train, captured, configure))
-        return original(c=c, desc=f"{desc}-{desc_suffix}", outdir=outdir, dry_run=dry_run)
-
-    return [(train, "launch_training", launch_training)]
-
-
-def _without_resume(train, captured: list, configure):
-    import click
-
-    params = dict(click.get_current_context().params, resume=None, dry_run=True)
-    captured[:] = [None]
-    try:
-        train.main.callback(**params)
-        fresh = captured[0]
-    finally:
-        captured.clear()
-    configure(fresh)
-    return fresh
-
-
-__all__ = ["D_PHASES", "DiffusionDiscriminator", "DiffusionLoss", "TimestepLabelOptions",
-           "launch_training_patch", "swap_class", "unwrap"]
+__all__ = ["DiffusionDiscriminator", "LossWrapper", "TimestepLabelOptions", "swap_class", "unwrap"]

@@ -3,7 +3,8 @@
 Every shim is a function returning patches ``(object, name, value)`` for
 :func:`~.patching.patched_attributes`, and its docstring names the upstream bug it works around.
 They are opt-in (``shims=True``, CLI ``--shims``, the default of ``diffaug-noise run``); the
-adapters choose which ones their upstream needs in their ``compat_patches()``.
+adapters choose which ones their upstream needs in their ``compat_patches(options)`` (the StyleGAN
+skeleton's shared chain, then each adapter's ``shims(options)``).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import types
 import warnings
 
 import torch
+from torch import nn
 
 from .patching import Wrap
+from .spec import UpstreamError
 
 
 class _NoCudaEvent:
@@ -245,6 +248,61 @@ def custom_op_fallback_patch(op_modules: list) -> list:
         return _init
 
     return [(module, "_init", guarded(module._init, module.__name__)) for module in op_modules]
+
+
+def _efficientnet_layers(model):
+    """Upstream's ``_make_efficientnet`` for timm >= 0.6, whose EfficientNet has no ``act1`` (bn1 applies it)."""
+    pretrained = nn.Module()
+    stem = [model.conv_stem, model.bn1] + ([model.act1] if hasattr(model, "act1") else [])
+    pretrained.layer0 = nn.Sequential(*stem, *model.blocks[0:2])
+    pretrained.layer1 = nn.Sequential(*model.blocks[2:3])
+    pretrained.layer2 = nn.Sequential(*model.blocks[3:5])
+    pretrained.layer3 = nn.Sequential(*model.blocks[5:9])
+    return pretrained
+
+
+class BackboneTimm:
+    """``timm`` as ``pg_modules.projector`` sees it: ``create_model`` honours our backbone settings.
+
+    ``pretrained=False`` gives a random backbone (mechanics tests only); a local weights file is
+    loaded instead of the hub download; without either, the hub is tried and a failure says what to do.
+    """
+
+    def __init__(self, timm, pretrained: bool = True, weights: str | None = None):
+        self._timm, self.pretrained, self.weights = timm, pretrained, weights  # timm: the module upstream imported
+
+    def create_model(self, name, pretrained=False, **kwargs):
+        if not (pretrained and self.pretrained):
+            return self._timm.create_model(name, pretrained=False, **kwargs)
+        if self.weights is not None:
+            model = self._timm.create_model(name, pretrained=False, **kwargs)
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            return model
+        try:
+            return self._timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as err:  # hub unreachable, no cache: the message says how to proceed offline
+            raise UpstreamError(f"cannot get the pretrained {name} weights from timm's hub ({type(err).__name__}: "
+                                f"{err}). Offline: download them on a machine with internet "
+                                f"(timm.create_model({name!r}, pretrained=True); torch.save(model.state_dict(), "
+                                "'lite0.pth')) and pass --backbone-weights lite0.pth; --no-pretrained gives a random "
+                                "backbone for mechanics tests only") from err
+
+    def __getattr__(self, name):
+        return getattr(self._timm, name)
+
+
+def timm_backbone_patch(projector_module: types.ModuleType, pretrained: bool = True,
+                        weights: str | None = None) -> list:
+    """Patches for projected-gan's ``pg_modules.projector`` on timm >= 0.6 and on offline machines.
+
+    - ``_make_efficientnet`` reads ``model.act1``, which timm >= 0.6 removed (``bn1`` is a
+      ``BatchNormAct2d``): our builder takes the same layers without it.
+    - the backbone comes from timm's hub: :class:`BackboneTimm` takes a local file (``weights``), or a
+      random backbone (``pretrained=False``, mechanics tests only), or explains the failure.
+    """
+    return [(projector_module, "_make_efficientnet", _efficientnet_layers),
+            (projector_module, "timm", BackboneTimm(projector_module.timm, pretrained, weights))]
 
 
 def _plain_conv2d(input) -> bool:

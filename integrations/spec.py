@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import types
@@ -31,13 +32,19 @@ class Upstream:
     tested_commits: tuple  # full hashes the adapter is tested against
     markers: tuple  # files a checkout must have
     names: dict  # module -> attributes the adapter patches or builds on (checked before patching)
-    loop_module: str = "training.training_loop"  # the module whose tick lines get the diffusion state
-    # Its training_loop starts cur_nimg, cur_tick and batch_idx at 0 even when resuming: every process
-    # gets progress.resumable_loop's version, which can start them where a snapshot left off.
-    loop_restarts_progress: bool = False
+    loop_module: str = "training.training_loop"  # the module of the training loop (tick lines); one of `names`
     # Shims (module-level functions returning patches) that must be in place before upstream is
     # imported at all, e.g. a module it imports that current installs lack; applied with the shims only.
     import_shims: tuple = ()
+
+    def __post_init__(self):
+        if self.loop_module not in self.names:
+            raise ValueError(f"Upstream {self.name!r}: names must list the loop module {self.loop_module!r} (the "
+                             "adapter imports it in every rank to patch its tick lines and resume)")
+        bad = [c for c in self.tested_commits if not re.fullmatch(r"[0-9a-f]{40}", str(c))]
+        if not self.tested_commits or bad:
+            raise ValueError(f"Upstream {self.name!r}: tested_commits must be full 40-hex commit hashes; got "
+                             f"{list(bad or self.tested_commits)!r}")
 
 
 def locate_repo(upstream: Upstream, repo=None) -> pathlib.Path:

@@ -99,6 +99,7 @@ def run_report(run_dir, D, batch, wall, **extra):  # what every real-upstream ru
     print(json.dumps({"p": D.noise.p, "T": D.noise.T, "class": type(D).__name__, "wall_s": wall,
                       "sec_per_iteration": min(sec_per_kimg) * batch / 1000, "progress": progress,
                       "diffusion_p_reported": "Diffusion/p" in stats[-1] and "Diffusion/r_d" in stats[-1],
+                      "r_d_means": [s["Diffusion/r_d"]["mean"] for s in stats if "Diffusion/r_d" in s],
                       "images_seen": int(getattr(D, "images_seen", 0)), "tick_lines": ticks, "updates": UPDATES,
                       "options": json.loads((run_dir / "training_options.json").read_text())["D_kwargs"]["class_name"],
                       **extra}))

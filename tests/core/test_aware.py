@@ -70,6 +70,9 @@ def test_every_attaching_conditioning_is_registered_and_others_are_refused_in_on
         dn.DiffusionAwareDiscriminator(_patchgan(), batch_size=4, loss="bce")
     with pytest.raises(ValueError, match="batch_size is required"):
         dn.DiffusionAwareDiscriminator(_patchgan())
+    with pytest.raises(TypeError, match="a t-conditioning method must be a Module .*; 'sinusoids' is a function"):
+        dn.CONDITIONINGS.register("sinusoids", lambda t: t)  # the registry's contract: nn.Module subclasses only
+    assert "sinusoids" not in dn.CONDITIONINGS
 
 
 def test_entry_layers_are_each_sub_discriminators_first_convolution():

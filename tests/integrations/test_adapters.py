@@ -1,8 +1,10 @@
-"""The adapter contract: the registry, a fourth adapter written and registered at run time, pre-flight checks.
+"""The adapter contract: every registered adapter keeps it, an incomplete one is refused at registration, a sixth
+adapter written and registered at run time, pre-flight checks.
 
-The block between the markers is the worked skeleton of docs/integrations.md ("Adding an
-adapter"): one module's worth of code for tests/standins/minimal_gan, registered with one call,
-then driven through the generated ``diffaug-noise run minimal`` command; no CLI file knows it.
+The block between the markers is the smallest example of docs/integrations.md ("Adding an
+adapter"): one module's worth of code for tests/standins/minimal_gan, an ``Adapter`` subclass
+registered with one call, then driven through the generated ``diffaug-noise run minimal``
+command; no CLI file knows it.
 """
 import dataclasses
 import pickle
@@ -17,13 +19,16 @@ from click.testing import CliRunner
 
 import diffaug_noise.integrations as integrations
 from diffaug_noise.cli.main import main
+from diffaug_noise.controller import AdaptiveController
+from diffaug_noise.integrations import ADAPTERS, check_contract
+from diffaug_noise.integrations.adapter import CONTRACT
 from diffaug_noise.integrations.preflight import check_gpus, check_resume
 from diffaug_noise.integrations.spec import warn_if_untested
 from helpers import STANDINS, forget_upstream
 
 STANDIN = STANDINS / "minimal_gan"
 
-# ---- adapter module: diffaug_noise/integrations/minimal_gan.py (docs/integrations.md) ----
+# ---- adapter module: diffaug_noise/integrations/upstreams/minimal_gan.py (docs/integrations.md) ----
 from diffaug_noise import DiffusionNoise  # noqa: E402
 from diffaug_noise.integrations import Adapter, Upstream, kit  # noqa: E402
 from diffaug_noise.integrations.options import DiffusionOptions, knob  # noqa: E402
@@ -51,12 +56,12 @@ class MinimalD(torch.nn.Module):
         return self.D(self.scale * self.noise(img)[0])
 
 
-class MinimalLoss(kit.DiffusionLoss):
+class MinimalLoss(kit.LossWrapper):
     """Upstream's loss whose run_D feeds the real logits to the controller; one update per iteration."""
 
-    def __init__(self, D, upstream_class, controller):
+    def __init__(self, D, upstream_class, diffusion):
         # this upstream has no torch_utils.training_stats to report to: stats=None
-        super().__init__(construct(upstream_class, D=D), D.noise, dict(batch_size=8, controller=controller), stats=None)
+        super().__init__(construct(upstream_class, D=D), D.noise, diffusion, stats=None)
         self._run_D, self.inner.run_D = self.inner.run_D, self.run_D
 
     def run_D(self, img):
@@ -64,60 +69,131 @@ class MinimalLoss(kit.DiffusionLoss):
         self.observe_if_real(img, logits)
         return logits
 
-    def accumulate_gradients(self, real):
+    def accumulate_gradients(self, real):  # its loop passes the reals alone: its own, not the kit's keyword form
         with self.reals(real):
             self.inner.accumulate_gradients(real)
         self.round_done("D", sync=True)  # one round per iteration
 
 
-def entry_patches(modules, options):
-    """Upstream's options name our classes, which build upstream's inside."""
-    train = modules["train"]
-    setup = train.setup_training_kwargs
+class MinimalAdapter(Adapter):
+    name = "minimal"
+    title = "Diffusion-MinimalGAN"
+    upstream = MINIMAL
+    options_class = MinimalOptions
+    d_phases = ("D",)  # the phase name its loss gives round_done
+    t_input = "none"  # D is blind to t
+    signal = "sign"
+    resume = "none"
+    description = "The noise before a linear D."
+    example = "--repo ~/minimal_gan --data x --outdir runs"
+    cpu_note = "-- --iterations 8"
 
-    def setup_training_kwargs(*args, **kwargs):
-        kw = setup(*args, **kwargs)
-        kw["D_kwargs"] = kit.swap_class(kw["D_kwargs"], f"{__name__}.MinimalD", noise_kwargs=options.noise_kwargs(),
-                                        scale=options.scale)
-        kw["loss_kwargs"] = kit.swap_class(kw["loss_kwargs"], f"{__name__}.MinimalLoss",
-                                           controller=options.controller_kwargs())
-        return kw
+    def entry_patches(self, modules, options):
+        """Upstream's options name our classes, which build upstream's inside."""
+        train = modules["train"]
+        setup = train.setup_training_kwargs
 
-    return [(train, "setup_training_kwargs", setup_training_kwargs)]
+        def setup_training_kwargs(*args, **kwargs):
+            kw = setup(*args, **kwargs)
+            kw["D_kwargs"] = kit.swap_class(kw["D_kwargs"], f"{__name__}.MinimalD",
+                                            noise_kwargs=options.noise_kwargs(), scale=options.scale)
+            kw["loss_kwargs"] = kit.swap_class(kw["loss_kwargs"], f"{__name__}.MinimalLoss",
+                                               diffusion=self.loss_settings(options, kw["batch"]))
+            return kw
 
+        return [(train, "setup_training_kwargs", setup_training_kwargs)]
 
-def compat_patches() -> list:
-    """No shims: this upstream runs as it is."""
-    return []
-
-
-ADAPTER = Adapter(name="minimal", title="Diffusion-MinimalGAN", upstream=MINIMAL, options_class=MinimalOptions,
-                  entry_patches=entry_patches, compat_patches=lambda options: compat_patches,
-                  description="The noise before a linear D.", example="--repo ~/minimal_gan --data x --outdir runs",
-                  cpu_note="-- --iterations 8")
-# ---- the registration, one line in integrations/__init__.py: register(minimal_gan.ADAPTER) ----
+    def compat_patches(self, options):
+        return []  # no shims: this upstream runs as it is
+# ---- the registration, one line in integrations/__init__.py: register(minimal_gan.MinimalAdapter) ----
 
 
 @pytest.fixture
-def minimal(monkeypatch):
+def minimal():
     forget_upstream(STANDIN, ("train", "training"))
-    monkeypatch.setitem(integrations.ADAPTERS, "minimal", ADAPTER)
-    yield ADAPTER
+    adapter = integrations.register(MinimalAdapter)
+    yield adapter
+    del integrations.ADAPTERS["minimal"]
     forget_upstream(STANDIN, ("train", "training"))
 
 
-def test_every_registered_adapter_keeps_the_contract():
-    assert set(integrations.ADAPTERS) >= {"stylegan2", "insgen", "projectedgan"}
-    for name, adapter in integrations.ADAPTERS.items():
-        assert adapter.name == name and adapter.presets
-        assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in adapter.upstream.tested_commits)
-        for field in dataclasses.fields(adapter.options_class):
-            assert field.metadata["help"] and field.metadata["kind"] is not None, (name, field.name)
-        assert callable(adapter.compat_patches(adapter.settings()))
-    with pytest.raises(ValueError, match="already registered"):
-        integrations.register(dataclasses.replace(integrations.ADAPTERS["stylegan2"], title="another"))
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_every_registered_adapter_keeps_the_contract(name):
+    adapter = ADAPTERS[name]
+    check_contract(adapter)
+    assert adapter.name == name and adapter.presets[0] == adapter.settings().preset
+    assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in adapter.upstream.tested_commits)
+    for field in dataclasses.fields(adapter.options_class):
+        assert field.metadata["help"] and field.metadata["kind"] is not None, (name, field.name)
+    controller = adapter.controller_kwargs(adapter.settings())
+    assert controller["signal"] == adapter.signal
+    AdaptiveController(DiffusionNoise(), batch_size=4, **controller)  # what its loss builds, from its settings
+    help_text = " ".join(CliRunner().invoke(main, ["run", name, "--help"]).output.split())
+    assert f"t reaches D: {adapter.t_input} (" in help_text and f"Controller signal: {adapter.signal}." in help_text
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['noise_sd'\]"):
-        integrations.ADAPTERS["stylegan2"].settings(noise_sd=0.1)  # the fork's spelling is a CLI alias only
+        adapter.settings(noise_sd=0.1)  # the fork's spelling is a CLI alias only
+
+
+def test_registering_checks_the_name_once(minimal):
+    assert integrations.register(MinimalAdapter) is minimal  # the same adapter again: a no-op
+    other = type("OtherMinimal", (MinimalAdapter,), {"title": "another"})
+    with pytest.raises(ValueError, match="an adapter named 'minimal' is already registered"):
+        integrations.register(other)
+
+
+def _without(piece):
+    """MinimalAdapter with one piece of the contract left out."""
+    declared = {key: value for key, value in vars(MinimalAdapter).items() if key in CONTRACT}
+    return type("Incomplete", (Adapter,), {k: v for k, v in declared.items() if k != piece})
+
+
+@pytest.mark.parametrize("piece", list(CONTRACT))
+def test_an_adapter_that_leaves_a_piece_out_is_refused_in_one_line_naming_it(piece):
+    with pytest.raises(TypeError) as refused:
+        integrations.register(_without(piece))
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"adapter {'Incomplete' if piece == 'name' else repr('minimal')} "
+                                                       f"declares no {piece}: {CONTRACT[piece]}")
+    assert "minimal" not in integrations.ADAPTERS
+
+
+@dataclasses.dataclass
+class PresetSecond(DiffusionOptions):
+    scale: float = knob(1.0, "A knob before preset.", kind=float)
+    preset: str = knob("paper", "Presets.", kind=str, choices=("paper",))
+
+
+@dataclasses.dataclass
+class NoPreset:
+    scale: float = 1.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(d_phases="Dmain"), "d_phases must be a non-empty tuple of phase names; got 'Dmain'"),
+    (dict(options_class=NoPreset), "options_class must be a DiffusionOptions dataclass"),
+    (dict(t_input="timestep"), "t_input 'timestep' is none of embedding, raw, label"),
+    (dict(signal="hinge"), "signal 'hinge' is none of sign, relativistic"),
+    (dict(resume="snapshot progress"), "resume 'snapshot progress' needs a resume_progress knob in MinimalOptions"),
+    (dict(name="Minimal GAN"), "name must be a command name"),
+    (dict(upstream="minimal_gan"), "upstream must be an Upstream; got str"),
+])
+def test_a_wrongly_declared_piece_is_refused_in_one_line(change, message):
+    with pytest.raises(TypeError, match=re.escape(message)):
+        integrations.register(type("Wrong", (MinimalAdapter,), change))
+
+
+def test_the_preset_field_is_found_by_name_not_position():
+    adapter = type("PresetSecondAdapter", (MinimalAdapter,), {"options_class": PresetSecond})()
+    check_contract(adapter)
+    assert adapter.presets == ("paper",)
+
+
+def test_an_upstream_must_list_its_loop_module_and_full_commits():
+    spec = dict(name="x", clone="git clone x", env_var="X_REPO", tested_commits=("0" * 40,), markers=("train.py",))
+    with pytest.raises(ValueError, match="names must list the loop module 'training.training_loop'"):
+        Upstream(**spec, names={"train": ["main"]})
+    with pytest.raises(ValueError, match=r"tested_commits must be full 40-hex commit hashes; got \['abc123'\]"):
+        Upstream(**{**spec, "tested_commits": ("abc123",)}, names={"training.training_loop": ["training_loop"]})
 
 
 def test_a_registered_adapter_is_a_cli_command_with_generated_options(minimal, tmp_path, noise_calls):
@@ -140,6 +216,9 @@ def test_a_registered_adapter_is_a_cli_command_with_generated_options(minimal, t
     assert type(D).__name__ == "MinimalD" and D.scale == 2.0 and D.noise.sigma == 0.3
     assert D.noise.p > 0  # target -1: every adjustment raises p (8 iterations, interval 4: two steps)
     assert len(noise_calls["noise"]) == 16 and len(noise_calls["observe"]) == 8  # real and fake per iteration
+    torchrun = CliRunner().invoke(main, ["run", "minimal", "--repo", str(STANDIN), "--data", str(data), "--outdir",
+                                         str(tmp_path / "out"), "--launcher", "torchrun"])
+    assert torchrun.exit_code == 1 and "minimal starts upstream with --launcher spawn, not torchrun" in torchrun.output
 
 
 def test_preflight_names_the_fix_in_one_line(tmp_path, monkeypatch):
@@ -189,7 +268,7 @@ def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
         warn_if_untested(MINIMAL, STANDIN)  # a folder inside this project's repository is no checkout of its own
 
 
-@pytest.mark.parametrize("name", ["stylegan2", "insgen", "projectedgan"])
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
 @pytest.mark.parametrize("option, value, message", [
     ("target", 2.0, "target must lie in [-1, 1]; got 2.0"),
     ("target", -1.5, "target must lie in [-1, 1]; got -1.5"),
@@ -200,8 +279,6 @@ def test_an_untested_checkout_commit_gives_one_warning(tmp_path):
     ("preset", "mine", "unknown preset 'mine'"),
 ])
 def test_every_adapter_checks_every_knob_as_the_demos_do(name, option, value, message):
-    from diffaug_noise.integrations import ADAPTERS
-
     with pytest.raises(ValueError, match=re.escape(message)):
         ADAPTERS[name].settings(**{option: value})
 

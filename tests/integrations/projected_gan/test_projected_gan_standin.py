@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from diffaug_noise.integrations import UpstreamError, projected_gan
+from diffaug_noise.integrations import ADAPTERS, UpstreamError, projected_gan
 from helpers import STANDINS, forget_upstream
 
 STANDIN = STANDINS / "projected_gan"
@@ -26,7 +26,7 @@ def recorded(noise_calls):
 
 def train_standin(tmp_path, *extra, shims=True, **options):
     options.setdefault("pretrained", False)
-    with projected_gan.ADAPTER.patched(STANDIN, shims=shims, **options) as train:
+    with ADAPTERS["projectedgan"].patched(STANDIN, shims=shims, **options) as train:
         train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4",
                     *extra],
                    standalone_mode=False)
@@ -77,7 +77,7 @@ def test_p_moves_from_real_signs_once_per_iteration_and_survives_pickling(tmp_pa
     resumed, _ = train_standin(tmp_path / "r", "--kimg", "0.004", "--resume", str(snapshot), target=-1.0)
     assert resumed.noise.p == saved.noise.p and torch.equal(resumed.noise.coefficients64, saved.noise.coefficients64)
     with pytest.raises(UpstreamError, match="--trust-pickle"):
-        projected_gan.ADAPTER.run(["--outdir", str(tmp_path), "--resume", str(snapshot)], repo=STANDIN)
+        ADAPTERS["projectedgan"].run(["--outdir", str(tmp_path), "--resume", str(snapshot)], repo=STANDIN)
 
 
 def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, recorded):
@@ -86,7 +86,7 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
     options = json.loads(options_file.read_text())
     assert options_file.parent.name == "stylegan2-standin-diffusion-projected_gan-last"
     assert options["D_kwargs"]["class_name"] == \
-        "diffaug_noise.integrations.projected_gan.DiffusionProjectedDiscriminator"
+        "diffaug_noise.integrations.upstreams.projected_gan.DiffusionProjectedDiscriminator"
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.ProjectedGANLoss"
     assert options["D_kwargs"]["noise_kwargs"]["sigma"] == 0.25 and options["loss_kwargs"]["diffusion"]["rounds"] == 2
     # upstream's config as it wrote it; the shim converts in the loop
@@ -99,7 +99,7 @@ def test_config_names_our_classes_and_shims_fix_adam_timm_and_cuda(tmp_path, rec
 def test_bench_baseline_is_upstreams_own_gan_with_the_shims_alone(tmp_path, recorded):
     """`bench upstream`'s baseline run: with only the compatibility shims upstream trains (Adam's int beta
     included, which torch >= 2 rejects), with its own D and loss and no noise."""
-    with projected_gan.ADAPTER.baseline(STANDIN, shims=True, pretrained=False) as train:
+    with ADAPTERS["projectedgan"].baseline(STANDIN, shims=True, pretrained=False) as train:
         train.main(["--outdir", str(tmp_path), "--cfg", "stylegan2", "--data", "x", "--gpus", "1", "--batch", "4",
                     "--kimg", "0.004"], standalone_mode=False)
         D, loss = train.RESULTS[-1]
@@ -111,7 +111,7 @@ def test_backbone_weights_offline_say_what_to_do(tmp_path, recorded):
     with pytest.raises(UpstreamError, match="--backbone-weights"):
         train_standin(tmp_path, "--kimg", "0.004", pretrained=True)
     forget_upstream(STANDIN, UPSTREAM_MODULES)
-    with projected_gan.ADAPTER.patched(STANDIN, shims=True, pretrained=False):
+    with ADAPTERS["projectedgan"].patched(STANDIN, shims=True, pretrained=False):
         from pg_modules import projector
 
         random_model = projector.timm.create_model("tf_efficientnet_lite0", pretrained=True)
@@ -135,7 +135,7 @@ def test_t_to_d_feeds_one_t_per_sample_as_the_mini_discriminators_label(tmp_path
 
 def test_fastgan_below_128_px_and_bad_options_name_the_fix(tmp_path, recorded):
     with pytest.raises(UpstreamError, match="use --cfg stylegan2"):
-        with projected_gan.ADAPTER.patched(STANDIN, shims=True, pretrained=False) as train:
+        with ADAPTERS["projectedgan"].patched(STANDIN, shims=True, pretrained=False) as train:
             train.main(["--outdir", str(tmp_path), "--cfg", "fastgan", "--data", "x", "--gpus", "1", "--batch", "4",
                         "--resolution", "64"], standalone_mode=False)
     with pytest.raises(ValueError, match="unknown d_pos 'middle'"):

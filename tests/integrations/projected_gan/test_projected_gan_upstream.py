@@ -5,6 +5,7 @@ timm, dill, psutil, ...). Random backbone (``pretrained=False``: no download), S
 32 px with upstream's own --cbase/--cmax narrowing, a tick every 4 iterations; a subprocess per run.
 """
 import json
+import math
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ from helpers import UPSTREAM_RUN_PREAMBLE
 
 RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    from diffaug_noise.integrations import projected_gan
+    from diffaug_noise.integrations import ADAPTERS
 
     repo, out, resume, iterations, d_pos = sys.argv[1:6]
     out, iterations = pathlib.Path(out), int(iterations)
@@ -25,7 +26,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     runs = out / ("runs" if resume == "-" else "runs-resumed")  # upstream would otherwise restart its own run dir
 
     def main():
-        with projected_gan.ADAPTER.patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
+        with ADAPTERS["projectedgan"].patched(repo, shims=True, pretrained=False, target=-1.0, d_pos=d_pos) as train:
             launch = train.launch_training
 
             def short(c, desc, outdir, dry_run):  # test-only: a few iterations, a tick every 4
@@ -72,6 +73,8 @@ def test_real_projected_gan_trains_snapshots_and_resumes(tmp_path):
     assert first["class"] == "DiffusionProjectedDiscriminator" and first["per_channel"] and first["d_pos"] == "first"
     assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]  # 8 iterations, an adjustment every 4
+    # stats.jsonl: no r_d before the first adjustment (tick 0), the mean of what was reported after (never NaN)
+    assert math.isnan(first["r_d_means"][0]) and all(math.isfinite(m) for m in first["r_d_means"][1:])
     assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))  # target -1
     resumed = _run(repo, tmp_path, resume=first["snapshot"], iterations=1)
     assert resumed["snapshot"] != first["snapshot"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import diffaug_noise as dn
-from diffaug_noise.integrations import r3gan
+from diffaug_noise.integrations import ADAPTERS, r3gan
 from helpers import STANDINS, forget_upstream, run_dirs, stats_of, train_standin
 
 STANDIN = STANDINS / "r3gan"
@@ -21,8 +21,8 @@ def recorded(noise_calls):
 
 
 def train(out, *extra, **options):
-    return train_standin(r3gan.ADAPTER, STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1", "--batch",
-                                                  "4", "--preset", "CIFAR10", *extra], **options)
+    return train_standin(ADAPTERS["r3gan"], STANDIN, ["--outdir", str(out), "--data", "unused", "--gpus", "1",
+                                                      "--batch", "4", "--preset", "CIFAR10", *extra], **options)
 
 
 stats = stats_of
@@ -83,7 +83,7 @@ def test_the_relativistic_signal_of_the_d_phases_pairs_drives_the_controller(tmp
     for k in range(0, 8, 4):  # interval 4: r_d over the pairs of 4 steps
         signs = torch.cat([(real[2] - fake[2]).sign() for real, fake in d_pairs[k:k + 4]])
         expected.append(float(signs.double().mean()))
-    assert reports["Diffusion/r_d"][3::4] == pytest.approx(expected)
+    assert reports["Diffusion/r_d"][::4] == pytest.approx(expected)  # from the first adjustment (4th step) on
     assert loss.noise.p == pytest.approx(loss.controller.step_size * sum(r > -1 for r in expected))
     assert loss.controller.target == -1.0
 
@@ -91,7 +91,7 @@ def test_the_relativistic_signal_of_the_d_phases_pairs_drives_the_controller(tmp
 def test_the_default_target_is_the_papers_translated_to_pairs():
     options = r3gan.R3GANOptions()
     assert options.controller_kwargs()["target"] == pytest.approx(dn.relativistic_target(0.6))
-    assert options.controller_kwargs()["signal"] == "relativistic"
+    assert ADAPTERS["r3gan"].controller_kwargs(options)["signal"] == "relativistic"
     assert r3gan.R3GANOptions(target=0.5).controller_kwargs()["target"] == 0.5
 
 
@@ -144,7 +144,7 @@ def test_upstream_needs_the_pkg_resources_and_float_betas_shims(tmp_path, record
 
     if importlib.util.find_spec("pkg_resources") is None:  # current setuptools: upstream does not even import
         with pytest.raises(Exception, match="No module named 'pkg_resources'"):
-            with r3gan.ADAPTER.patched(STANDIN, shims=False):
+            with ADAPTERS["r3gan"].patched(STANDIN, shims=False):
                 pass
         forget_upstream(STANDIN, UPSTREAM_MODULES)
     monkeypatch.setattr(r3gan, "float_adam_betas_patch", lambda loop: [])  # every shim but the betas one

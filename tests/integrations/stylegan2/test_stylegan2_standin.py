@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 import diffaug_noise as dn
-from diffaug_noise.integrations import UpstreamError, insgen, kit, stylegan2_ada
+from diffaug_noise.integrations import ADAPTERS, UpstreamError, kit, stylegan2_ada
 from diffaug_noise.integrations.patching import broadcast_noise_state
 from helpers import STANDINS, forget_upstream
 
@@ -34,7 +34,7 @@ def recorded(noise_calls):
     forget_upstream(STANDIN, UPSTREAM_MODULES)
 
 
-def train_standin(tmp_path, *extra, adapter=stylegan2_ada.ADAPTER, **options):
+def train_standin(tmp_path, *extra, adapter=ADAPTERS["stylegan2"], **options):
     with adapter.patched(STANDIN, shims=True, **options) as train:
         train.main(["--outdir", str(tmp_path), "--data", "unused", *extra], standalone_mode=False)
         D, loss = train.RESULTS[-1]
@@ -88,7 +88,7 @@ def test_snapshot_pickles_p_and_T_and_resume_restores_them(tmp_path, recorded):
     assert saved.noise.config() == dn.DiffusionNoise.preset("stylegan2", t_max=20).config()
     assert isinstance(saved.label.embedding, dn.RawTimestep)  # the fork preset feeds t raw
     with pytest.raises(UpstreamError, match="--trust-pickle"):
-        stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)],
+        ADAPTERS["stylegan2"].run(["--outdir", str(tmp_path / "r"), "--data", "x", "--resume", str(snapshot)],
                                   repo=STANDIN)
     resumed, _, _ = train_standin(tmp_path / "resumed", "--kimg", "0.036", "--resume", str(snapshot),
                                   preset="stylegan2", aug="none", target=-1.0, t_max=20)
@@ -143,7 +143,7 @@ def test_training_options_name_our_classes_and_stay_json(tmp_path, recorded):
     (options_file,) = tmp_path.glob("*/training_options.json")
     options = json.loads(options_file.read_text())
     assert options_file.parent.name == "standin-diffusion-paper"
-    assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
+    assert options["D_kwargs"]["class_name"] == "diffaug_noise.integrations.kit.DiffusionDiscriminator"
     assert options["D_kwargs"]["upstream_class"] == "training.networks.Discriminator"
     assert options["loss_kwargs"]["upstream_class"] == "training.loss.StyleGAN2Loss"
     noise_kwargs = options["D_kwargs"]["noise_kwargs"]
@@ -164,7 +164,7 @@ def test_aug_ada_keeps_upstreams_pipe_before_the_noise(tmp_path, recorded):
 def test_shims_are_opt_in_and_restored(tmp_path, recorded):
     had_init, pin_memory = "__init__" in torch.utils.data.Sampler.__dict__, torch.Tensor.pin_memory
     with pytest.raises(Exception):  # upstream as is: no CUDA here / Sampler signature
-        with stylegan2_ada.ADAPTER.patched(STANDIN, shims=False, preset="paper", aug="none") as train:
+        with ADAPTERS["stylegan2"].patched(STANDIN, shims=False, preset="paper", aug="none") as train:
             train.main(["--outdir", str(tmp_path), "--data", "x", "--kimg", "0.004"], standalone_mode=False)
     train_standin(tmp_path / "ok", "--kimg", "0.004", preset="paper", aug="none")
     assert ("__init__" in torch.utils.data.Sampler.__dict__) == had_init
@@ -174,24 +174,25 @@ def test_shims_are_opt_in_and_restored(tmp_path, recorded):
 def test_missing_or_wrong_checkout_says_how_to_get_the_right_one(tmp_path, monkeypatch, recorded):
     monkeypatch.delenv("DIFFAUG_NOISE_STYLEGAN2_REPO", raising=False)
     with pytest.raises(UpstreamError, match="git clone https://github.com/NVlabs/stylegan2-ada-pytorch"):
-        with stylegan2_ada.ADAPTER.patched(None):
+        with ADAPTERS["stylegan2"].patched(None):
             pass
     with pytest.raises(UpstreamError, match="missing train.py"):
-        with stylegan2_ada.ADAPTER.patched(tmp_path):
+        with ADAPTERS["stylegan2"].patched(tmp_path):
             pass
     broken = tmp_path / "broken"
     shutil.copytree(STANDIN, broken)
     text = (broken / "torch_utils" / "misc.py").read_text().replace("def ddp_sync", "def renamed_sync")
     (broken / "torch_utils" / "misc.py").write_text(text)
     with pytest.raises(UpstreamError, match=r"lacks torch_utils\.misc\.ddp_sync"):
-        with stylegan2_ada.ADAPTER.patched(broken):
+        with ADAPTERS["stylegan2"].patched(broken):
             pass
     with pytest.raises(ValueError, match="unknown preset 'fork'"):
         stylegan2_ada.StyleGAN2Options(preset="fork")
 
 
 def test_insgen_contrastive_branch_sees_clean_labels_and_adversarial_branch_sees_t(tmp_path, recorded):
-    D, loss, _ = train_standin(tmp_path, "--kimg", "0.016", "--cl", adapter=insgen.ADAPTER, preset="insgen", aug="none")
+    D, loss, _ = train_standin(tmp_path, "--kimg", "0.016", "--cl", adapter=ADAPTERS["insgen"], preset="insgen",
+                               aug="none")
     assert isinstance(loss.inner, sys.modules["training.contrastive_loss"].StyleGAN2LossCL)
     calls = D.D.calls[1:]
     noised = [(y, t) for _, y, t, _ in recorded["noise"]]
@@ -416,7 +417,7 @@ def test_torchrun_launcher_outside_torchrun_names_the_fix(tmp_path, monkeypatch)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(UpstreamError, match="--launcher torchrun needs the variables torchrun sets"):
-        stylegan2_ada.ADAPTER.run(["--outdir", str(tmp_path), "--data", "x"], repo=STANDIN, launcher="torchrun")
+        ADAPTERS["stylegan2"].run(["--outdir", str(tmp_path), "--data", "x"], repo=STANDIN, launcher="torchrun")
 
 
 def test_a_read_only_outdir_for_upstream_is_one_line(tmp_path, recorded, read_only_dir):

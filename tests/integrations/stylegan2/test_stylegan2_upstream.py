@@ -11,6 +11,7 @@ beneath the adapter (on upstream's own ``setup_training_loop_kwargs``), so the a
 options a user's command would give it.
 """
 import json
+import math
 import os
 import pathlib
 import re
@@ -24,13 +25,13 @@ from helpers import UPSTREAM_RUN_PREAMBLE
 
 RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    from diffaug_noise.integrations import insgen, stylegan2_ada
+    from diffaug_noise.integrations import ADAPTERS
 
     kind, repo, out, resume, runs = sys.argv[1:6]
     iterations, ada_target, batch = int(sys.argv[6]), float(sys.argv[7]), 4
     out = pathlib.Path(out)
     data = tiny_dataset(out)
-    adapter = stylegan2_ada if kind == "stylegan2" else insgen
+    adapter = ADAPTERS[kind]
 
     def main():
         sys.path.insert(0, repo)
@@ -56,7 +57,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
 
         train.setup_training_loop_kwargs = small
         training_loop.setup_snapshot_image_grid = small_grid(grid)
-        with adapter.ADAPTER.patched(repo, shims=True, preset=kind, target=-1.0) as train:
+        with adapter.patched(repo, shims=True, preset=kind, target=-1.0) as train:
             upstream_args = ["--outdir", str(out / runs), "--data", data, "--gpus", "1", "--batch", str(batch),
                              "--metrics", "none", "--workers", "1", "--cfg", "auto"]
             if resume != "-":
@@ -94,10 +95,12 @@ def test_real_upstream_trains_snapshots_and_resumes(kind, env, tmp_path):
     first = _run(kind, repo, tmp_path)
     step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000)
     assert first["class"] == "DiffusionDiscriminator" and first["label"] == "RawTimestep"
-    assert first["options"] == "diffaug_noise.integrations.stylegan2_ada.DiffusionDiscriminator"
+    assert first["options"] == "diffaug_noise.integrations.kit.DiffusionDiscriminator"
     # 8 iterations: 2 adjustments; with target -1 each moves p up one step unless every real logit was negative.
     assert first["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in first["tick_lines"])
     assert len(first["updates"]) == 2 and first["diffusion_p_reported"]
+    # stats.jsonl: no r_d before the first adjustment (tick 0), the mean of what was reported after (never NaN)
+    assert math.isnan(first["r_d_means"][0]) and all(math.isfinite(m) for m in first["r_d_means"][1:])
     assert first["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in first["updates"]))
     resumed = _run(kind, repo, tmp_path, resume=first["snapshot"], iterations=9, runs="resumed")
     assert resumed["p"] == first["p"] and resumed["T"] == first["T"]  # restored; 1 more iteration adjusts nothing
@@ -130,7 +133,11 @@ def test_real_upstream_resumed_run_logs_what_the_uninterrupted_run_logs(kind, en
     assert part["progress"] == whole["progress"][:2]
     assert rest["progress"] == whole["progress"][2:]  # upstream alone starts again at tick 0, kimg 0.004, ADA p 0
     assert rest["images_seen"] == whole["images_seen"] == 48
-    assert (rest["p"], rest["T"]) == (whole["p"], whole["T"]) and len(whole["updates"]) == 3
+    # the controller goes on at the same steps (adjustments after iterations 8 and 12 of the resumed run) from the
+    # snapshot's p; its r_d are the resumed run's own (it draws other noise and data than the uninterrupted run:
+    # with this checkout and torch one of its intervals had only negative real logits, r_d = -1, and p stayed)
+    assert len(whole["updates"]) == 3 and len(rest["updates"]) == 2
+    assert rest["p"] == pytest.approx(part["p"] + 4 * 4 / (100 * 1000) * sum(r_d > -1 for r_d, _ in rest["updates"]))
     # target -1: p rises one step at each adjustment unless all 16 real logits of its interval were negative
     step = 4 * 4 / (100 * 1000)
     assert whole["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in whole["updates"]))

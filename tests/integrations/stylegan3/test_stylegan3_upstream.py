@@ -8,6 +8,7 @@ start-up 2x2: set on the config upstream launches, above the adapter's own wrapp
 of the same command (for --resume) sees them too.
 """
 import json
+import math
 import os
 import re
 import subprocess
@@ -20,7 +21,7 @@ from helpers import UPSTREAM_RUN_PREAMBLE
 
 RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     import json, pathlib, pickle, sys, time
-    from diffaug_noise.integrations import stylegan3
+    from diffaug_noise.integrations import ADAPTERS
 
     cfg, repo, out, resume, runs = sys.argv[1:6]
     iterations, ada_target, batch = int(sys.argv[6]), float(sys.argv[7]), 4
@@ -28,7 +29,7 @@ RUN = UPSTREAM_RUN_PREAMBLE + textwrap.dedent('''
     data = tiny_dataset(out)
 
     def main():
-        with stylegan3.ADAPTER.patched(repo, shims=True, target=-1.0) as train:
+        with ADAPTERS["stylegan3"].patched(repo, shims=True, target=-1.0) as train:
             from training import training_loop
             launch, grid = train.launch_training, training_loop.setup_snapshot_image_grid
 
@@ -82,9 +83,11 @@ def test_real_stylegan3_trains_snapshots_loads_and_resumes_where_it_stopped(cfg,
         pytest.skip("set DIFFAUG_NOISE_STYLEGAN3_REPO to a checkout to run this")
     whole = _run(cfg, repo, tmp_path, iterations=12, runs="whole", ada_target=-2.0)
     assert whole["class"] == "DiffusionDiscriminator" and whole["images"] == [2, 3, 32, 32]
-    assert whole["options"] == "diffaug_noise.integrations.stylegan3.DiffusionDiscriminator"
+    assert whole["options"] == "diffaug_noise.integrations.kit.DiffusionDiscriminator"
     assert whole["tick_lines"] and all(re.search(r" diffusion p [\d.]+ +T \d+ +r_d ", t) for t in whole["tick_lines"])
     assert len(whole["updates"]) == 3 and whole["diffusion_p_reported"]
+    # stats.jsonl: no r_d before the first adjustment (tick 0), the mean of what was reported after (never NaN)
+    assert math.isnan(whole["r_d_means"][0]) and all(math.isfinite(m) for m in whole["r_d_means"][1:])
     step = 4 * 4 / (100 * 1000)  # batch * interval / (kimg * 1000); target -1 moves p up unless r_d is -1 exactly
     assert whole["p"] == pytest.approx(step * sum(r_d > -1 for r_d, _ in whole["updates"]))
     part = _run(cfg, repo, tmp_path, iterations=5, runs="part", ada_target=-2.0)

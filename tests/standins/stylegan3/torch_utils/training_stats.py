@@ -1,12 +1,14 @@
 import collections
 
-REPORTS = collections.defaultdict(list)  # name -> list of float means (one per report call)
+REPORTS = collections.defaultdict(list)  # name -> list of float means (one per report call with values)
 
 
-def report(name, value):
+def report(name, value):  # as upstream's: report(name, []) names the statistic and counts nothing
     import torch
-    value = torch.as_tensor(value).detach().double()
-    REPORTS[name].append(float(value.mean()) if value.numel() else float("nan"))
+    elems = torch.as_tensor(value).detach().double()
+    REPORTS[name]
+    if elems.numel():
+        REPORTS[name].append(float(elems.mean()))
     return value
 
 
