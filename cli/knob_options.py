@@ -29,6 +29,12 @@ from diffaug_noise.presets import preset_kwargs
 
 _TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
 
+# The alias policy: a flag is spelt as its field is named; a knob's own aliases are official forks' spellings
+# (--noise-sd); a spelling an earlier release took lives on here, so every command with that field takes it.
+EARLIER_SPELLINGS = {"iterations": ("--iters", "--steps"),  # toy took --iters, digits --steps
+                     "instance_sigma": ("--fixed-sigma",),  # toy's
+                     "outdir": ("--out",)}  # the demos'
+
 
 def comma_list(value: str, allowed, what: str, param_hint: str | None = None) -> tuple:
     """``"a, b"`` as ``("a", "b")``, each one of ``allowed``; otherwise a usage error naming the bad ones and the
@@ -114,7 +120,8 @@ def option(field, presets: tuple = (), default=None) -> click.Option:
     if preset_text:
         help_text += f"  [default: {preset_text}]"
     required = meta["required"] and default is None  # a command's own default makes a required knob optional
-    return click.Option([flag, *meta["aliases"], field.name], type=type_, default=None if required else value,
+    spellings = [flag, *meta["aliases"], *EARLIER_SPELLINGS.get(field.name, ())]
+    return click.Option([*spellings, field.name], type=type_, default=None if required else value,
                         required=required, show_default=value is not None and not required,
                         callback=callback, help=help_text)
 
@@ -155,8 +162,7 @@ class JsonReport:
 class RunFolder:
     """Where a demo writes its results, and its checkpoints (each command gives its own defaults)."""
 
-    outdir: pathlib.Path = knob(None, "Folder for metrics.json and the plots (created if missing).", kind="dir",
-                                aliases=("--out",))
+    outdir: pathlib.Path = knob(None, "Folder for metrics.json and the plots (created if missing).", kind="dir")
     checkpoint_every: int = knob(500, "Save the whole training state to OUTDIR/checkpoint.pt every N iterations "
                                       "(atomically) and at the end.", kind=int, minimum=1)
     resume: bool = knob(False, "Continue from OUTDIR/checkpoint.pt (same settings required); the result is "

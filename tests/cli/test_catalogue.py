@@ -53,3 +53,14 @@ def test_data_root_is_declared_once():
     assert "--data-root" not in source  # every command's --data-root is diffaug_noise.data's data_root_setting()
     helps = {p.help for _, command in commands() for p in command.params if p.name == "data_root"}
     assert len(helps) == 1 and "DIFFAUG_NOISE_DATA" in helps.pop()
+
+
+def test_a_name_has_the_same_spellings_in_every_command():
+    spellings = {}
+    for path, command in commands():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                spellings.setdefault(param.name, {}).setdefault(frozenset(param.opts), []).append(" ".join(path))
+    differing = {name: seen for name, seen in spellings.items() if len(seen) > 1}
+    assert differing == {}
+    assert {"--iterations", "--iters", "--steps"} <= next(iter(spellings["iterations"]))

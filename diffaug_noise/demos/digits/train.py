@@ -89,7 +89,7 @@ class DigitsConfig:
     net: str = knob("mlp", "The networks: MLPs on the 8x8 pixels, or DCGAN-style convolutional G and D on the digits "
                            "upsampled to --resolution px.", kind=str, choices=NETS)
     iterations: int = knob(None, "Training iterations (one D and one G step each)." + _per_net("iterations"), kind=int,
-                           minimum=1, aliases=("--steps",))
+                           minimum=1)
     seeds: tuple = knob((0, 1, 2), "Seeds (0..N-1); each draws its own training subset and initial weights.",
                         kind="count")
     methods: tuple = knob(None, "Comma-separated subset of plain, instance (Gaussian instance noise), diffaugment "

@@ -39,8 +39,7 @@ class ToyConfig:
     """Settings of the toy run; defaults are the ones docs/toy.md reports."""
 
     iterations: int = knob(None, "Training iterations (one D and one G step each).  [default: 6000; 12000 with "
-                                 "ddgan among the methods, which needs them (docs/toy.md)]", kind=int, minimum=1,
-                           aliases=("--iters",))
+                                 "ddgan among the methods, which needs them (docs/toy.md)]", kind=int, minimum=1)
     seeds: tuple = knob((0,), "Seeds: every method trains once per seed (0..N-1).", kind="count")
     methods: tuple = knob(("plain", "diffusion"), "Comma-separated: plain, instance (Gaussian instance noise, std "
                                                   "--instance-sigma), diffusion, ddgan (Denoising Diffusion GAN, "
@@ -55,7 +54,7 @@ class ToyConfig:
     spacing: float = knob(2.0, "Distance between neighbouring modes.", kind=float, minimum=0.0, exclusive_minimum=True)
     std: float = knob(0.05, "Standard deviation of each mode.", kind=float, minimum=0.0, exclusive_minimum=True)
     instance_sigma: float = knob(0.2, "Std of the Gaussian instance noise of 'instance'.", kind=float, minimum=0.0,
-                                 exclusive_minimum=True, aliases=("--fixed-sigma",))
+                                 exclusive_minimum=True)
     sigma: float = setting("sigma", 2.0, note="Here in data units: the grid spans ±4.")
     clean_prob: float = setting("clean_prob", 0.1, note="(docs/toy.md)")
     t_min: int = setting("t_min")
