@@ -162,9 +162,7 @@ class AdaptiveController:
     @classmethod
     def preset(cls, name: str, noise: DiffusionNoise, batch_size: int, **overrides) -> "AdaptiveController":
         """The controller settings of a named preset (see :mod:`diffaug_noise.presets`)."""
-        kwargs = preset_kwargs(name, "controller")
-        kwargs.update(overrides)
-        return cls(noise, batch_size=batch_size, **kwargs)
+        return cls(noise, batch_size=batch_size, **preset_kwargs(name, "controller", **overrides))
 
     @property
     def step_size(self) -> float:

@@ -190,13 +190,7 @@ class DiffusionNoise(nn.Module):
             >>> DiffusionNoise.preset("projected_gan", p=0.5).t_distribution()[0].item()
             0.5
         """
-        kwargs = preset_kwargs(name, "noise")
-        unknown = set(overrides) - set(kwargs) - {"p"}
-        if unknown:
-            raise TypeError(f"unknown override(s) {sorted(unknown)} for preset {name!r}; allowed: {sorted(kwargs)} "
-                            "and p")
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        return cls(**preset_kwargs(name, "noise", **overrides))
 
     def config(self) -> dict:
         """The constructor arguments except ``p`` (which is state)."""

@@ -49,13 +49,21 @@ PRESETS["insgen"] = {
 }
 
 
-def preset_kwargs(name: str, part: str) -> dict:
-    """Return a copy of preset ``name``'s keyword arguments for ``part`` ("noise" or "controller").
+def preset_kwargs(name: str, part: str, **overrides) -> dict:
+    """Preset ``name``'s keyword arguments for ``part`` ("noise" or "controller"), with ``overrides`` set over them.
+
+    The one route from settings to a noise or a controller: :meth:`DiffusionNoise.preset`, the adapters' options and
+    the demos all come through here. An override of ``None`` keeps the preset's value (a setting left unset); an
+    override may be any argument of that part's class (``p``, ``signal``), which checks it.
 
     Example:
         >>> preset_kwargs("stylegan2", "noise")["clean_prob"]
         0.5
+        >>> kwargs = preset_kwargs("stylegan2", "noise", clean_prob=0.0, sigma=None)
+        >>> kwargs["clean_prob"], kwargs["sigma"]
+        (0.0, 0.05)
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name][part])
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    return {**copy.deepcopy(PRESETS[name][part]), **chosen}

@@ -46,17 +46,17 @@ class DiffusionOptions:
         AdaptiveController.check_config(**self.controller_kwargs())
 
     def _overrides(self, part: str) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.metadata.get("preset_part") == part and getattr(self, f.name) is not None}
+        fields = dataclasses.fields(self)
+        return {f.name: getattr(self, f.name) for f in fields if f.metadata.get("preset_part") == part}
 
     def noise_kwargs(self) -> dict:
         """:class:`~diffaug_noise.DiffusionNoise` arguments: the preset's, with the knobs that were set."""
-        return {**preset_kwargs(self.preset, "noise"), **self._overrides("noise")}
+        return preset_kwargs(self.preset, "noise", **self._overrides("noise"))
 
     def controller_kwargs(self) -> dict:
         """:class:`~diffaug_noise.AdaptiveController` arguments (without the batch size)."""
-        return {**preset_kwargs(self.preset, "controller"), **self._overrides("controller"),
-                "drift_updates": self.drift_updates}
+        return preset_kwargs(self.preset, "controller", **self._overrides("controller"),
+                             drift_updates=self.drift_updates)
 
 
 __all__ = ["DiffusionOptions", "knob"]

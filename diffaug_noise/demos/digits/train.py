@@ -189,14 +189,14 @@ def train_digits(
 
 
 def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
+    """The paper's noise and controller with this run's settings (``None``: the paper's), or ``(None, None)``."""
+    settings = dict(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob)
     if method in ADAPTIVE_METHODS:
-        noise = DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
-                               t_min=config.t_min, t_max=config.t_max).to(device)
-        return noise, AdaptiveController(noise, target=config.target, interval=config.interval, kimg=config.kimg,
-                                         batch_size=config.batch_size)
+        noise = DiffusionNoise.preset("paper", **settings, t_min=config.t_min, t_max=config.t_max).to(device)
+        return noise, AdaptiveController.preset("paper", noise, config.batch_size, target=config.target,
+                                                interval=config.interval, kimg=config.kimg)
     if method == "diffusion-fixed":
-        return DiffusionNoise(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob,
-                              t_min=config.fixed_T, t_max=config.fixed_T).to(device), None
+        return DiffusionNoise.preset("paper", **settings, t_min=config.fixed_T, t_max=config.fixed_T).to(device), None
     return None, None
 
 
