@@ -39,6 +39,7 @@ from diffaug_noise.conditioning import CONDITIONINGS
 from diffaug_noise.controller import SIGNALS
 from diffaug_noise.registry import Registry
 
+from .kit import LossSettings
 from .launch import LAUNCHERS
 from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
@@ -115,9 +116,10 @@ class Adapter:
         return {**options.controller_kwargs(), "signal": self.signal}
 
     def loss_settings(self, options: DiffusionOptions, batch_size: int, rounds: int | None = None) -> dict:
-        """What a :class:`~.kit.LossWrapper` needs to know (JSON, for upstream's training options)."""
-        settings = dict(batch_size=batch_size, d_phases=list(self.d_phases), controller=self.controller_kwargs(options))
-        return settings if rounds is None else {**settings, "rounds": rounds}
+        """What a :class:`~.kit.LossWrapper` needs to know: a :class:`~.kit.LossSettings` in its JSON form, for
+        upstream's training options."""
+        return LossSettings(batch_size=batch_size, d_phases=self.d_phases, controller=self.controller_kwargs(options),
+                            rounds=rounds).as_json()
 
     def summary(self) -> str:
         """The declarations a user reads in ``--help``: how t reaches D, the controller's signal, the resume."""

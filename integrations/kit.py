@@ -31,8 +31,8 @@ Example (an upstream loss whose loop passes ``sync``):
     ...         pass
     >>> class Loss(LossWrapper):
     ...     keywords = ("sync",)
-    >>> settings = dict(batch_size=4, d_phases=["Dmain"], controller=dict(interval=1, kimg=1))
-    >>> loss = Loss(Upstream(), DiffusionNoise(), settings, stats=None)
+    >>> settings = LossSettings(batch_size=4, d_phases=("Dmain",), controller=dict(interval=1, kimg=1))
+    >>> loss = Loss(Upstream(), DiffusionNoise(), settings.as_json(), stats=None)
     >>> loss.controller.observe(torch.ones(4))  # what run_D does with the logits of the reals: all sure, r_d = 1
     >>> loss.accumulate_gradients(phase="Dmain", real_img=torch.zeros(4, 3, 8, 8), sync=True)
     >>> loss.controller.step, loss.noise.p
@@ -77,15 +77,55 @@ def unwrap(module):
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    """What a :class:`LossWrapper` needs besides upstream's own arguments.
+
+    They travel in upstream's training options, which upstream writes to ``training_options.json`` with
+    ``json.dump``: the adapter writes :meth:`as_json` there, and the loss reads it back with :meth:`from_json`, which
+    refuses a key it does not know. An adapter whose loss needs more subclasses this (``StyleGAN2LossSettings``) and
+    names it as its loss's ``settings_class``.
+
+    Example:
+        >>> LossSettings.from_json({"batch_size": 8, "d_phases": ["Dmain"], "rounds": 2}).d_phases
+        ('Dmain',)
+    """
+
+    batch_size: int  # global, over all ranks
+    d_phases: tuple = ()  # upstream's D phases: the controller steps after the last round of one
+    controller: dict = dataclasses.field(default_factory=dict)  # AdaptiveController's arguments, signal among them
+    rounds: int | None = None  # accumulation rounds per step; needed where upstream passes no sync
+    progress: dict | None = None  # where a resumed run starts: cur_nimg, batch_idx (integrations/progress.py)
+
+    def __post_init__(self):
+        object.__setattr__(self, "d_phases", tuple(self.d_phases))
+        if not self.d_phases:
+            raise ValueError("loss settings need d_phases, the names of upstream's D phases (the adapter's "
+                             "d_phases), or the controller never steps")
+        if self.rounds is not None and (isinstance(self.rounds, bool) or not isinstance(self.rounds, int)
+                                        or self.rounds < 1):
+            raise ValueError(f"rounds must be an int >= 1 (accumulation rounds per step); got {self.rounds!r}")
+
+    @classmethod
+    def from_json(cls, values: dict) -> "LossSettings":
+        """The settings an adapter wrote with :meth:`as_json`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown loss setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def as_json(self) -> dict:
+        """Plain values for upstream's training options (``d_phases`` a list)."""
+        return {**dataclasses.asdict(self), "d_phases": list(self.d_phases)}
+
+
 class LossWrapper:
     """Base of the adapters' loss objects: upstream's loss inside, the controller's duties around it.
 
     ``inner`` is upstream's loss object; ``noise`` the D's :class:`~diffaug_noise.DiffusionNoise`.
-    ``settings`` (JSON, in upstream's training options): ``batch_size`` (global), ``d_phases`` (the
-    names of upstream's D phases: the controller steps after the last round of one), ``controller``
-    (its keyword arguments, ``signal`` among them), ``rounds`` (accumulation rounds per step; needed
-    where upstream passes no ``sync``) and ``progress`` (where a resumed run starts: ``cur_nimg``,
-    ``batch_idx``). ``stats``, always stated: upstream's ``training_stats`` module (anything with
+    ``settings``: the JSON form of a :class:`LossSettings` (of ``settings_class``), as it comes from
+    upstream's training options. ``stats``, always stated: upstream's ``training_stats`` module (anything with
     ``report(name, value)``) to report to, or None to report nowhere (an upstream without one).
 
     ``keywords`` (class attribute): what upstream's loop passes ``accumulate_gradients`` besides
@@ -100,6 +140,7 @@ class LossWrapper:
     inner = None
     _real = None
     keywords: tuple | None = None
+    settings_class: type = LossSettings
 
     def __init__(self, inner, noise: DiffusionNoise, settings: dict, images_seen: torch.Tensor | None = None, *,
                  stats):
@@ -107,19 +148,17 @@ class LossWrapper:
         if self.keywords is None and type(self).accumulate_gradients is LossWrapper.accumulate_gradients:
             raise TypeError(f"{name} declares no keywords (what upstream's loop passes accumulate_gradients besides "
                             "phase and real_img) and writes no accumulate_gradients of its own")
-        if not settings.get("d_phases"):
-            raise ValueError(f"{name}: settings need d_phases, the names of upstream's D phases (the adapter's "
-                             "d_phases), or the controller never steps")
-        self._rounds, self._d_rounds = settings.get("rounds"), 0
-        if self._rounds is not None and (isinstance(self._rounds, bool) or not isinstance(self._rounds, int)
-                                         or self._rounds < 1):
-            raise ValueError(f"{name}: rounds must be an int >= 1 (accumulation rounds per step); got {self._rounds!r}")
+        try:
+            self.settings = self.settings_class.from_json(settings)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name}: {err}") from None
+        self._rounds, self._d_rounds = self.settings.rounds, 0
         if self.keywords is not None:
             self._check_keywords(inner)
-        self.inner, self.noise, self.d_phases = inner, noise, tuple(settings["d_phases"])
+        self.inner, self.noise, self.d_phases = inner, noise, self.settings.d_phases
         broadcast_noise_state(noise)  # every rank starts from rank 0's p and T (what --resume restored there)
-        self.controller = AdaptiveController(noise, batch_size=settings["batch_size"], **settings.get("controller", {}))
-        progress = settings.get("progress") or {}
+        self.controller = AdaptiveController(noise, batch_size=self.settings.batch_size, **self.settings.controller)
+        progress = self.settings.progress or {}
         self.images_seen = images_seen
         if images_seen is not None:
             images_seen.fill_(progress.get("cur_nimg", 0))
@@ -182,13 +221,13 @@ class LossWrapper:
         """One accumulation round of ``phase`` ran; after a D step's last one, the controller's step.
 
         ``sync`` is upstream's "last round" flag; ``None`` where upstream has none, and the rounds
-        are counted instead (``settings["rounds"]`` per step, the same count on every rank).
+        are counted instead (``settings.rounds`` per step, the same count on every rank).
         """
         if phase not in self.d_phases:
             return
         if sync is None:
             if self._rounds is None:
-                raise ValueError(f"{type(self).__name__}.round_done({phase!r}) without sync needs settings['rounds'] "
+                raise ValueError(f"{type(self).__name__}.round_done({phase!r}) without sync needs settings.rounds "
                                  "(accumulation rounds per step)")
             self._d_rounds += 1
             sync = self._d_rounds % self._rounds == 0

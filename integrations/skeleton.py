@@ -246,7 +246,7 @@ class StyleGANLoss(LossWrapper):
     """Upstream's loss, built inside ours from what upstream's options gave (``upstream_class`` and its own
     arguments, D among them: ours, DDP-wrapped or not), reporting to upstream's ``training_stats``.
 
-    ``diffusion``: the :class:`~.kit.LossWrapper` settings (the adapter's ``loss_settings``).
+    ``diffusion``: the JSON form of the loss's :class:`~.kit.LossSettings` (the adapter's ``loss_settings``).
     """
 
     def __init__(self, upstream_class: str, diffusion: dict | None = None, **upstream_kwargs):

@@ -32,7 +32,7 @@ import torch
 from diffaug_noise.controller import relativistic_target
 from diffaug_noise.settings import setting
 
-from ..kit import DiffusionDiscriminator, TimestepLabelOptions
+from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelOptions
 from ..options import knob
 from ..shims import float_adam_betas_patch, pkg_resources_patch
 from ..skeleton import StyleGANAdapter, StyleGANLoss
@@ -75,14 +75,20 @@ class R3GANOptions(TimestepLabelOptions):
         return {**kwargs, "target": relativistic_target(kwargs["target"]) if self.target is None else self.target}
 
 
+@dataclasses.dataclass(frozen=True)
+class R3GANLossSettings(LossSettings):
+    pair_t: bool = True  # R3GANOptions.pair_t
+
+
 class DiffusionR3GANLoss(StyleGANLoss):
     """Upstream's ``R3GANLoss`` with the noise as its ``Preprocessor`` and ``t`` to D; the relativistic signal."""
 
     keywords = ("real_c", "gen_z", "gamma", "gain")  # no sync: the rounds are counted
+    settings_class = R3GANLossSettings
 
     def __init__(self, upstream_class: str, diffusion: dict | None = None, **upstream_kwargs):
         super().__init__(upstream_class, diffusion, **upstream_kwargs)
-        self.pair_t = (diffusion or {}).get("pair_t", True)
+        self.pair_t = self.settings.pair_t
         self._augment, self.inner.preprocessor = self.inner.preprocessor, self.preprocess
         self.inner.trainer.Discriminator = self.discriminate
         self._pair, self._next, self._logits = None, None, []  # this pair's t; the t of D's next call; (real?, logits)

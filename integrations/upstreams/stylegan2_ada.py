@@ -35,7 +35,7 @@ import dataclasses
 
 from diffaug_noise.conditioning import RawTimestep  # noqa: F401  (snapshots of earlier versions name it here)
 
-from ..kit import DiffusionDiscriminator, TimestepLabelOptions
+from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelOptions
 from ..options import knob
 from ..shims import grid_sample_patch
 from ..skeleton import StyleGANAdapter, StyleGANLoss
@@ -71,17 +71,23 @@ class StyleGAN2Options(TimestepLabelOptions):
                     choices=AUGS)
 
 
+@dataclasses.dataclass(frozen=True)
+class StyleGAN2LossSettings(LossSettings):
+    aug: str = "ada"  # StyleGAN2Options.aug
+
+
 class DiffusionStyleGAN2Loss(StyleGANLoss):
     """Upstream's loss with ``run_D`` replaced: ``D(noise(augment(img)), c, t)``; drives the controller."""
 
     keywords = ("real_c", "gen_z", "gen_c", "sync", "gain")
+    settings_class = StyleGAN2LossSettings
 
     def __init__(self, upstream_class: str, diffusion: dict | None = None, **upstream_kwargs):
         from torch_utils import misc  # upstream's, importable while it runs
 
         super().__init__(upstream_class, diffusion, **upstream_kwargs)
         self.diffaugment = None
-        if (diffusion or {}).get("aug") == "diffaug":
+        if self.settings.aug == "diffaug":
             from diffaug_noise.augment import DiffAugment
 
             self.diffaugment = DiffAugment()

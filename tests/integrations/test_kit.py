@@ -106,6 +106,8 @@ def test_a_wrapper_checks_its_declarations_when_it_is_built_not_mid_training():
         WithoutSync(NoSyncLoss(), noise, settings(), stats=None)
     with pytest.raises(ValueError, match="settings need d_phases, the names of upstream's D phases"):
         WithSync(UpstreamLoss(), noise, dict(batch_size=4), stats=None)
+    with pytest.raises(ValueError, match=r"WithSync: unknown loss setting\(s\) \['round'\]; known: batch_size, "):
+        WithSync(UpstreamLoss(), noise, settings(round=2), stats=None)  # a typo in what an adapter wrote
     with pytest.raises(ValueError, match="rounds must be an int >= 1 .*; got 0"):
         WithoutSync(NoSyncLoss(), noise, settings(rounds=0), stats=None)
     with pytest.raises(UpstreamError, match=r"NoSyncLoss.accumulate_gradients does not take what WithSync passes on"):
