@@ -89,7 +89,7 @@ def bench_upstream_group():
 def bench_adapter_command(adapter) -> click.Command:
     """``bench upstream NAME`` for one adapter: ``run NAME``'s settings for the diffusion run (and the baseline's
     shims), the bench's own options, upstream's arguments after ``--``."""
-    settings_options = options(adapter.options_class, adapter.presets)
+    settings_options = options(adapter.settings_class, adapter.presets)
 
     def callback(upstream_args, **params):
         from diffaug_noise.data import DatasetError, resolve_data
@@ -98,7 +98,7 @@ def bench_adapter_command(adapter) -> click.Command:
 
         bench = UpstreamBench(adapter=adapter.name, **values(UpstreamBench, params))
         run = values(UpstreamRun, {k: params[k] for k in _RUN_OPTIONS})
-        settings = values(adapter.options_class, params)
+        settings = values(adapter.settings_class, params)
         try:
             data_path = resolve_data(run["data"], run["data_root"])
             result = bench_upstream(bench, run["repo"], ["--data", str(data_path), "--gpus", str(run["gpus"]),

@@ -6,7 +6,7 @@ import pathlib
 
 import click
 
-from diffaug_noise.data import DATASETS, DatasetError, PrepareOptions, prepare
+from diffaug_noise.data import DATASETS, DatasetError, PrepareSettings, prepare
 from diffaug_noise.data import data_root as resolve_root
 from diffaug_noise.data.datasets import data_root_setting
 from diffaug_noise.extras import require
@@ -39,10 +39,10 @@ def list_command(data_root):
         click.echo(f"{spec.name:<{width}} {spec.resolution:>5} {spec.subset or '-':>7}  {ready:<9} {spec.download}")
 
 
-@with_knobs(PrepareOptions)
+@with_knobs(PrepareSettings)
 @click.argument("name")
 @data_group.command("prepare")
-def prepare_command(name, **options):
+def prepare_command(name, **params):
     """Convert a downloaded dataset into the zip StyleGAN2-ADA and ProjectedGAN read.
 
     Makes each image square (--transform, dataset_tool.py's geometry), resizes (Lanczos) and writes
@@ -69,7 +69,7 @@ def prepare_command(name, **options):
         bars[0].update(done - bars[0].n)
 
     try:
-        report = prepare(name, on_progress=progress, **values(PrepareOptions, options))
+        report = prepare(name, on_progress=progress, **values(PrepareSettings, params))
     except DatasetError as err:
         raise click.ClickException(str(err))
     finally:

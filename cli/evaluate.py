@@ -9,7 +9,7 @@ import click
 
 from diffaug_noise.extras import require
 from diffaug_noise.knobs import knob
-from diffaug_noise.metrics.options import EvalInputs, EvalOptions
+from diffaug_noise.metrics.eval_settings import EvalInputs, EvalSettings
 from diffaug_noise.metrics.protocols import METRICS
 
 from .io import check_device, write_json
@@ -27,7 +27,7 @@ class EvalCommand:
 
 
 @with_knobs(EvalCommand)
-@with_knobs(EvalOptions)
+@with_knobs(EvalSettings)
 @with_knobs(EvalInputs)
 @click.command("eval")
 def eval_command(**params):
@@ -41,9 +41,9 @@ def eval_command(**params):
     from diffaug_noise.integrations import UpstreamError, snapshot_shims
     from diffaug_noise.metrics.evaluation import GENERATOR_SUFFIXES, EvaluationError, evaluate
 
-    inputs, options, command = (values(cls, params) for cls in (EvalInputs, EvalOptions, EvalCommand))
+    inputs, settings, command = (values(cls, params) for cls in (EvalInputs, EvalSettings, EvalCommand))
     fake = inputs["fake"]
-    check_device(options["device"])
+    check_device(settings["device"])
     tqdm = require("tqdm", "cli").tqdm
     bars = {}
 
@@ -56,9 +56,9 @@ def eval_command(**params):
 
     try:
         with contextlib.ExitStack() as shims:
-            if options["trust_pickle"] and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream
+            if settings["trust_pickle"] and fake.is_file() and fake.suffix in GENERATOR_SUFFIXES:  # an upstream
                 shims.enter_context(snapshot_shims(fake, command["repo"]))  # snapshot: its checkout and shims
-            result = evaluate(**inputs, progress=progress, **options)
+            result = evaluate(**inputs, progress=progress, **settings)
     except (DatasetError, EvaluationError, UpstreamError) as err:
         raise click.ClickException(str(err))
     finally:
@@ -70,5 +70,5 @@ def eval_command(**params):
     numbers = ", ".join(f"{m} {result[m]:.4g}" + (f" ± {result['kid_std']:.2g}" if m == "kid" else "")
                         for m in computed)
     click.echo(f"{numbers}  ({result['num_fake']} generated vs {result['num_real']} real, "
-               f"{options['feature_extractor']}" + (f", {options['protocol']})" if options["protocol"] else ")"))
+               f"{settings['feature_extractor']}" + (f", {settings['protocol']})" if settings["protocol"] else ")"))
 

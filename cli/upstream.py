@@ -1,7 +1,7 @@
 """`diffaug-noise run <adapter>`: one command per registered adapter, generated from its declarations.
 
 Nothing here names an upstream: the options, their defaults and help come from the adapter's
-settings dataclass (:mod:`diffaug_noise.integrations.options`) and :class:`UpstreamRun` (how to
+settings dataclass (:mod:`diffaug_noise.integrations.adapter_settings`) and :class:`UpstreamRun` (how to
 run upstream, shared by every adapter and by ``bench upstream``), through the one mechanism of
 :mod:`.knobs`; the texts come from the adapter's declarations.
 """
@@ -117,10 +117,10 @@ def adapter_command(adapter) -> click.Command:
     up = adapter.upstream
     shared = options(UpstreamRun)
     shared[0].help = f"Your checkout of {up.name} (not edited). [default: ${up.env_var}]"
-    knobs = options(adapter.options_class, adapter.presets)
+    knobs = options(adapter.settings_class, adapter.presets)
 
     def callback(upstream_args, **params):
-        _run(adapter, UpstreamRun(**values(UpstreamRun, params)), upstream_args, values(adapter.options_class, params))
+        _run(adapter, UpstreamRun(**values(UpstreamRun, params)), upstream_args, values(adapter.settings_class, params))
 
     help_text = (f"Train {adapter.title} with {up.name}'s own training loop, networks, metrics and snapshots; "
                  f"no upstream file is edited.\n\n{adapter.description}\n\n{adapter.summary()}\n\n"

@@ -10,15 +10,15 @@ upstream with the shims alone (what ``bench upstream`` compares with). What a su
 - ``name``, ``title``, ``description``, ``example``, ``cpu_note``: the command and its help;
 - ``upstream``: an :class:`~.spec.Upstream` (where to get the code, its marker files, the names
   patched, the tested commits);
-- ``options_class``: a :class:`~.options.DiffusionOptions` subclass (its knobs, documented once; its
+- ``settings_class``: a :class:`~.adapter_settings.DiffusionSettings` subclass (its knobs, documented once; its
   field ``preset`` lists the presets it accepts, its default first);
 - ``d_phases``: the names of upstream's D phases (after the last round of one, the controller steps);
 - ``t_input``: how ``t`` reaches D (a name of :data:`~diffaug_noise.CONDITIONINGS` or of :data:`T_INPUTS`);
 - ``signal``: its loss's controller signal (``sign``: ``sign(D(real))`` of logits; ``relativistic``);
 - ``resume``: how a run resumes (:data:`RESUMES`);
-- ``entry_patches(modules, options)``: the patches that point upstream's training at the adapter's
+- ``entry_patches(modules, settings)``: the patches that point upstream's training at the adapter's
   D and loss (given the imported upstream modules and the settings);
-- ``compat_patches(options)``: the shims' patches (:mod:`.shims`, each naming the upstream bug it
+- ``compat_patches(settings)``: the shims' patches (:mod:`.shims`, each naming the upstream bug it
   fixes; ``[]`` for none). Called in every process of a run (spawned ranks too, which receive the
   adapter and its settings pickled), after upstream is imported there.
 
@@ -39,9 +39,9 @@ from diffaug_noise.conditioning import CONDITIONINGS
 from diffaug_noise.controller import SIGNALS
 from diffaug_noise.registry import Registry
 
+from .adapter_settings import DiffusionSettings
 from .kit import LossSettings
 from .launch import LAUNCHERS
-from .options import DiffusionOptions
 from .patching import patched_attributes, spawn_patch, tick_line_patch
 from .preflight import check_gpus, check_resume
 from .spec import Upstream, UpstreamError, import_checked, locate_repo, warn_if_untested
@@ -60,7 +60,7 @@ CONTRACT = {  # what a subclass states -> what it is (the refusal names both)
     "title": "what it trains, e.g. 'Diffusion-StyleGAN2'",
     "upstream": "an Upstream: where upstream's code comes from, its marker files, the names patched, the tested "
                 "commits",
-    "options_class": "its settings, a DiffusionOptions dataclass with a preset field",
+    "settings_class": "its settings, a DiffusionSettings dataclass with a preset field",
     "d_phases": "the names of upstream's D phases, e.g. ('Dmain', 'Dboth')",
     "t_input": f"how t reaches D, one of {', '.join([*CONDITIONINGS, *T_INPUTS])}",
     "signal": f"its loss's controller signal, one of {', '.join(SIGNALS)}",
@@ -68,13 +68,13 @@ CONTRACT = {  # what a subclass states -> what it is (the refusal names both)
     "description": "a paragraph for --help: what is noised and how t reaches D",
     "example": "one command line, after diffaug-noise run NAME",
     "cpu_note": "the upstream flags that make a CPU mechanics run affordable ('' for none)",
-    "entry_patches": "a method (modules, options) -> the patches that make upstream build our D and loss",
-    "compat_patches": "a method (options) -> the shims' patches ([] for none)",
+    "entry_patches": "a method (modules, settings) -> the patches that make upstream build our D and loss",
+    "compat_patches": "a method (settings) -> the shims' patches ([] for none)",
 }
 _METHODS = ("entry_patches", "compat_patches")
 
 
-def _rank_patches(adapter: "Adapter", repo: str, settings: DiffusionOptions, shims: bool) -> list:
+def _rank_patches(adapter: "Adapter", repo: str, settings: DiffusionSettings, shims: bool) -> list:
     """The patches every process of a run needs: the import shims, the adapter's per-process patches and, with
     shims, its compatibility patches. Module-level, so that spawned ranks can rebuild them."""
     imports = adapter.import_patches(shims)
@@ -101,24 +101,24 @@ class Adapter:
     @property
     def presets(self) -> tuple:
         """The presets this adapter accepts; the first is its default."""
-        return _field(self.options_class, "preset").metadata["choices"]
+        return _field(self.settings_class, "preset").metadata["choices"]
 
-    def settings(self, **options) -> DiffusionOptions:
+    def settings(self, **values) -> DiffusionSettings:
         """The adapter's settings object; unknown names fail with the list of known ones."""
-        known = {f.name for f in dataclasses.fields(self.options_class)}
-        unknown = sorted(set(options) - known)
+        known = {f.name for f in dataclasses.fields(self.settings_class)}
+        unknown = sorted(set(values) - known)
         if unknown:
             raise TypeError(f"{self.name}: unknown option(s) {unknown}; known: {', '.join(sorted(known))}")
-        return self.options_class(**options)
+        return self.settings_class(**values)
 
-    def controller_kwargs(self, options: DiffusionOptions) -> dict:
+    def controller_kwargs(self, settings: DiffusionSettings) -> dict:
         """:class:`~diffaug_noise.AdaptiveController` arguments: the settings' and this adapter's ``signal``."""
-        return {**options.controller_kwargs(), "signal": self.signal}
+        return {**settings.controller_kwargs(), "signal": self.signal}
 
-    def loss_settings(self, options: DiffusionOptions, batch_size: int, rounds: int | None = None) -> dict:
+    def loss_settings(self, settings: DiffusionSettings, batch_size: int, rounds: int | None = None) -> dict:
         """What a :class:`~.kit.LossWrapper` needs to know: a :class:`~.kit.LossSettings` in its JSON form, for
-        upstream's training options."""
-        return LossSettings(batch_size=batch_size, d_phases=self.d_phases, controller=self.controller_kwargs(options),
+        upstream's training settings."""
+        return LossSettings(batch_size=batch_size, d_phases=self.d_phases, controller=self.controller_kwargs(settings),
                             rounds=rounds).as_json()
 
     def summary(self) -> str:
@@ -135,11 +135,11 @@ class Adapter:
         """What is wrong with the further declarations a skeleton's base class asks for, in words, or None."""
         return None
 
-    def entry_patches(self, modules: dict, options: DiffusionOptions) -> list:
+    def entry_patches(self, modules: dict, settings: DiffusionSettings) -> list:
         """The patches that make upstream's training build our D and loss (every adapter writes its own)."""
         raise NotImplementedError
 
-    def compat_patches(self, options: DiffusionOptions) -> list:
+    def compat_patches(self, settings: DiffusionSettings) -> list:
         """The shims' patches, in every process after upstream is imported (every adapter writes its own)."""
         raise NotImplementedError
 
@@ -168,7 +168,7 @@ class Adapter:
         train.main(args=upstream_args, standalone_mode=False)
 
     @contextlib.contextmanager
-    def _patched_upstream(self, repo, shims: bool, settings: DiffusionOptions, entry: bool, launcher: str):
+    def _patched_upstream(self, repo, shims: bool, settings: DiffusionSettings, entry: bool, launcher: str):
         """Locate the checkout and import it (checking every name the adapter touches), warn once if its commit is
         untested, apply the entry patches (``entry``), the per-process patches here and in every rank upstream
         starts; yields upstream's ``train`` module, patched until the block ends."""
@@ -181,18 +181,18 @@ class Adapter:
         with patched_attributes(entry_patches + per_process() + self.launch_patches(modules, per_process, launcher)):
             yield modules["train"]
 
-    def patched(self, repo=None, shims: bool = False, launcher: str = "spawn", **options):
+    def patched(self, repo=None, shims: bool = False, launcher: str = "spawn", **settings):
         """Patch upstream for Diffusion-GAN while the block runs; yields upstream's ``train`` module."""
-        return self._patched_upstream(repo, shims, self.settings(**options), True, launcher)
+        return self._patched_upstream(repo, shims, self.settings(**settings), True, launcher)
 
-    def baseline(self, repo=None, shims: bool = True, **options):
-        """Upstream as its users run it, with only the compatibility shims (which ``options`` may configure,
+    def baseline(self, repo=None, shims: bool = True, **settings):
+        """Upstream as its users run it, with only the compatibility shims (which ``settings`` may configure,
         e.g. an offline backbone); yields upstream's ``train`` module. `bench upstream` times it against
         :meth:`patched`."""
-        return self._patched_upstream(repo, shims, self.settings(**options), False, "spawn")
+        return self._patched_upstream(repo, shims, self.settings(**settings), False, "spawn")
 
     def run(self, upstream_args: list, repo=None, shims: bool = True, trust_pickle: bool = False,
-            launcher: str = "spawn", **options) -> None:
+            launcher: str = "spawn", **settings) -> None:
         """Check, then run upstream's ``train.py`` with ``upstream_args`` under :meth:`patched`.
 
         ``launcher="torchrun"`` (adapters that list it in ``launchers``): this process is one rank of
@@ -204,14 +204,14 @@ class Adapter:
             raise UpstreamError(f"{self.name} starts upstream with --launcher {' or '.join(self.launchers)}, not "
                                 f"{launcher}")
         upstream_args = [str(a) for a in upstream_args]
-        self.settings(**options)  # bad settings fail before the checks look at the machine
+        self.settings(**settings)  # bad settings fail before the checks look at the machine
         upstream_args = self.preflight(upstream_args, shims=shims, trust_pickle=trust_pickle, launcher=launcher)
-        with self.patched(repo, shims=shims, launcher=launcher, **options) as train:
+        with self.patched(repo, shims=shims, launcher=launcher, **settings) as train:
             self.start(train, upstream_args, launcher)
 
 
-def _field(options_class, name: str):
-    return {f.name: f for f in dataclasses.fields(options_class)}.get(name)
+def _field(settings_class, name: str):
+    return {f.name: f for f in dataclasses.fields(settings_class)}.get(name)
 
 
 def check_contract(adapter) -> None:
@@ -244,12 +244,13 @@ def _wrong_declaration(cls) -> str | None:
             return f"{attribute} must be a string; got {getattr(cls, attribute)!r}"
     if not isinstance(cls.upstream, Upstream):
         return f"upstream must be an Upstream; got {type(cls.upstream).__name__}"
-    options = cls.options_class
-    if not (isinstance(options, type) and issubclass(options, DiffusionOptions) and dataclasses.is_dataclass(options)):
-        return f"options_class must be a DiffusionOptions dataclass; got {options!r}"
-    preset = _field(options, "preset")
+    settings = cls.settings_class
+    if not (isinstance(settings, type) and issubclass(settings, DiffusionSettings)
+            and dataclasses.is_dataclass(settings)):
+        return f"settings_class must be a DiffusionSettings dataclass; got {settings!r}"
+    preset = _field(settings, "preset")
     if preset is None or not preset.metadata.get("choices"):
-        return f"options_class {options.__name__} needs a preset field listing its presets (knob(..., choices=...))"
+        return f"settings_class {settings.__name__} needs a preset field listing its presets (knob(..., choices=...))"
     phases = cls.d_phases
     if not (isinstance(phases, tuple) and phases and all(isinstance(p, str) and p for p in phases)):
         return f"d_phases must be a non-empty tuple of phase names; got {phases!r}"
@@ -259,8 +260,8 @@ def _wrong_declaration(cls) -> str | None:
         return f"signal {cls.signal!r} is none of {', '.join(SIGNALS)}"
     if cls.resume not in RESUMES:
         return f"resume {cls.resume!r} is none of {', '.join(RESUMES)}"
-    if cls.resume == "snapshot progress" and _field(options, "resume_progress") is None:
-        return f"resume 'snapshot progress' needs a resume_progress knob in {options.__name__} (TimestepLabelOptions)"
+    if cls.resume == "snapshot progress" and _field(settings, "resume_progress") is None:
+        return f"resume 'snapshot progress' needs a resume_progress knob in {settings.__name__} (TimestepLabelSettings)"
     unknown = set(cls.launchers) - set(LAUNCHERS)
     if unknown:
         return f"launchers {sorted(unknown)} are none of {', '.join(LAUNCHERS)}"

@@ -194,7 +194,7 @@ class DiscriminatorPhases:
 
 
 def make_diffusion_aware(loss: nn.Module, batch_size: int, cond_channels: int = 0,
-                         **options) -> DiffusionAwareDiscriminator:
+                         **settings) -> DiffusionAwareDiscriminator:
     """Make an autoencoder's GAN loss diffusion-aware, in place; returns the wrapped D (``loss.discriminator``).
 
     See the module docstring for what changes. Call it once, before the optimisers are built.
@@ -204,7 +204,7 @@ def make_diffusion_aware(loss: nn.Module, batch_size: int, cond_channels: int = 
         batch_size: images per D step over all ranks (the controller's step size).
         cond_channels: with ``disc_conditional``, the channels of the ``cond`` the loss concatenates after the
             image (they stay clean); 0 without.
-        **options: the :class:`~diffaug_noise.DiffusionAwareDiscriminator` knobs: ``conditioning``, ``share_eps``,
+        **settings: the :class:`~diffaug_noise.DiffusionAwareDiscriminator` settings: ``conditioning``, ``share_eps``,
             ``noise``, ``target``, ``interval``, ``kimg``, ``embed_dim``, ``layers``.
 
     Example:
@@ -236,10 +236,10 @@ def make_diffusion_aware(loss: nn.Module, batch_size: int, cond_channels: int = 
         raise TypeError(f"{type(loss).__name__} is not an autoencoder GAN loss: {'; '.join(parts)} (as "
                         f"VQLPIPSWithDiscriminator of taming-transformers, LPIPSWithDiscriminator of latent-diffusion "
                         f"and their copies have)")
-    given_here = sorted(set(options) & set(SET_HERE))
+    given_here = sorted(set(settings) & set(SET_HERE))
     if given_here:
         raise ValueError(f"{', '.join(given_here)} come from the loss (or batch_size, cond_channels); drop them from "
-                         f"the options")
+                         f"the settings")
     conditional = bool(getattr(loss, "disc_conditional", False))
     if isinstance(cond_channels, bool) or not isinstance(cond_channels, int) or cond_channels < 0:
         raise ValueError(f"cond_channels must be an int >= 0 (the channels of cond); got {cond_channels!r}")
@@ -252,7 +252,7 @@ def make_diffusion_aware(loss: nn.Module, batch_size: int, cond_channels: int = 
     kind = gan_loss(loss.disc_loss)
     D = loss.discriminator
     wrapped = DiffusionAwareDiscriminator(D, batch_size=batch_size, loss=kind, condition_channels=-cond_channels,
-                                          **options)
+                                          **settings)
     place = next(iter(D.parameters()), None)
     if place is not None:
         wrapped.to(place.device)

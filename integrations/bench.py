@@ -118,12 +118,12 @@ def _ticks(outdir: pathlib.Path, earlier: set, since: float) -> tuple[str | None
     return str(log.parent), [json.loads(line) for line in lines if line.endswith("}")]
 
 
-def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, options: dict, shims: bool) -> None:
+def run_mode(mode: str, adapter_name: str, repo: str, upstream_args: list, settings: dict, shims: bool) -> None:
     """One run of upstream's ``train.main`` in this process; after each tick line, the noise seconds so far."""
     from . import ADAPTERS
 
     adapter = ADAPTERS[adapter_name]
-    context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **options)
+    context = (adapter.baseline if mode == "baseline" else adapter.patched)(repo, shims=shims, **settings)
     with _timed_noise() as noise_seconds, context as train:
         def reporting(print_):
             print_ = print_ or builtins.print
@@ -200,22 +200,22 @@ def run_child(payload: str, on_tick: Callable[[str], None] | None, limit: float 
 
 
 def bench_upstream(bench: UpstreamBench, repo, upstream_args: list, outdir, shims: bool = True,
-                   on_tick: Callable[[str, str], None] | None = None, **options) -> dict:
+                   on_tick: Callable[[str, str], None] | None = None, **settings) -> dict:
     """Run upstream with and without the adapter (fresh processes, same arguments); sec/kimg, ratio, noise share.
 
-    ``options`` are the adapter's settings, for both runs; ``on_tick(mode, line)`` receives each tick
+    ``settings`` are the adapter's, for both runs; ``on_tick(mode, line)`` receives each tick
     line upstream prints, while it runs.
     """
     from . import ADAPTERS
 
     adapter_name, seconds_per_run = bench.adapter, bench.seconds_per_run
-    ADAPTERS[adapter_name].settings(**options)  # an unknown adapter or bad settings fail before anything runs
+    ADAPTERS[adapter_name].settings(**settings)  # an unknown adapter or bad settings fail before anything runs
     upstream_args = [str(a) for a in upstream_args]
     runs = {}
     for mode in MODES:
         args = ["--outdir", str(pathlib.Path(outdir) / mode), *upstream_args]
         run_outdir = pathlib.Path(flag_value(args, "--outdir"))  # the last one given, as upstream's click takes it
-        payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, options, shims])
+        payload = json.dumps([mode, adapter_name, None if repo is None else str(repo), args, settings, shims])
         earlier, began, start = _folders(run_outdir), time.time(), time.perf_counter()
         code, lines, stopped = run_child(payload, None if on_tick is None else functools.partial(on_tick, mode),
                                           limit=seconds_per_run)

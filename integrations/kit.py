@@ -21,7 +21,7 @@ An adapter's own module writes only what its upstream does differently; from her
   (``c' = [c, e(t)]``), the noise as a submodule (``p``, ``T`` and the tables are D's buffers:
   saved in every snapshot, restored by upstream's resume) and the count of images trained on (a
   buffer, so a snapshot says where its run was).
-- :class:`TimestepLabelOptions`: the knobs of that D (``t_label``, ``t_dim``) and ``resume_progress``.
+- :class:`TimestepLabelSettings`: the knobs of that D (``t_label``, ``t_dim``) and ``resume_progress``.
 
 Example (an upstream loss whose loop passes ``sync``):
     >>> import torch
@@ -52,7 +52,7 @@ from diffaug_noise.conditioning import CONDITIONINGS
 from diffaug_noise.controller import AdaptiveController
 from diffaug_noise.noise import DiffusionNoise
 
-from .options import DiffusionOptions, knob
+from .adapter_settings import DiffusionSettings, knob
 from .patching import broadcast_noise_state, construct, progress_line, show_on_tick_line
 from .spec import UpstreamError
 
@@ -291,7 +291,7 @@ class DiffusionDiscriminator(nn.Module):
 
 
 @dataclasses.dataclass
-class TimestepLabelOptions(DiffusionOptions):
+class TimestepLabelSettings(DiffusionSettings):
     """The paper's knobs plus how ``t`` reaches a :class:`DiffusionDiscriminator` and whether a resume goes on."""
 
     t_label: str | None = knob(None, "How t enters D's label input: sinusoids (embedding) or t itself (raw, as the "
@@ -307,8 +307,11 @@ class TimestepLabelOptions(DiffusionOptions):
         return self.t_label or ("embedding" if self.preset == "paper" else "raw")
 
     def discriminator_settings(self) -> dict:
-        """The :class:`DiffusionDiscriminator` arguments these options give."""
+        """The :class:`DiffusionDiscriminator` arguments these settings give."""
         return dict(noise_kwargs=self.noise_kwargs(), t_label=self.label_mode(), t_dim=self.t_dim)
 
 
-__all__ = ["DiffusionDiscriminator", "LossWrapper", "TimestepLabelOptions", "swap_class", "unwrap"]
+TimestepLabelOptions = TimestepLabelSettings  # the earlier name (CHANGELOG), for adapters written against it
+
+__all__ = ["DiffusionDiscriminator", "LossSettings", "LossWrapper", "TimestepLabelOptions", "TimestepLabelSettings",
+           "swap_class", "unwrap"]

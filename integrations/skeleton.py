@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from .adapter import CONTRACT, Adapter
+from .adapter_settings import DiffusionSettings
 from .kit import LossWrapper, swap_class, unwrap
 from .launch import LAUNCHERS, follow_rank_zero, join_group, lost_peer, torchrun_env, torchrun_patches, with_world_size
-from .options import DiffusionOptions
 from .patching import construct
 from .preflight import check_resume
 from .progress import continue_run, resumable_loop_patch
@@ -81,40 +81,40 @@ class StyleGANAdapter(Adapter):
             return f"loss must be a StyleGANLoss subclass; got {cls.loss!r}"
         return None
 
-    def prepare(self, c, options: DiffusionOptions) -> None:
-        """Upstream's options before the classes are swapped: an adapter's own changes (none here)."""
+    def prepare(self, c, settings: DiffusionSettings) -> None:
+        """Upstream's settings before the classes are swapped: an adapter's own changes (none here)."""
 
-    def discriminator_settings(self, options: DiffusionOptions) -> dict:
-        """What our D gets besides upstream's D arguments (the kit's label D: ``TimestepLabelOptions``')."""
-        return options.discriminator_settings()
+    def discriminator_settings(self, settings: DiffusionSettings) -> dict:
+        """What our D gets besides upstream's D arguments (the kit's label D: ``TimestepLabelSettings``')."""
+        return settings.discriminator_settings()
 
     def rounds(self, c) -> int:
         """Accumulation rounds of one step, the same on every rank."""
         return c.batch_size // (c[self.batch_gpu_key] * c.num_gpus)
 
-    def configure(self, c, options: DiffusionOptions) -> None:
-        """Point upstream's options ``c`` at our D and loss; the loss's settings travel as ``diffusion``."""
-        self.prepare(c, options)
-        c.D_kwargs = swap_class(c.D_kwargs, class_path(self.discriminator), **self.discriminator_settings(options))
+    def configure(self, c, settings: DiffusionSettings) -> None:
+        """Point upstream's settings ``c`` at our D and loss; the loss's settings travel as ``diffusion``."""
+        self.prepare(c, settings)
+        c.D_kwargs = swap_class(c.D_kwargs, class_path(self.discriminator), **self.discriminator_settings(settings))
         c.loss_kwargs = swap_class(c.loss_kwargs, class_path(self.loss),
-                                   diffusion=self.loss_settings(options, c.batch_size, self.rounds(c)))
+                                   diffusion=self.loss_settings(settings, c.batch_size, self.rounds(c)))
 
-    def run_suffix(self, options: DiffusionOptions) -> str:
+    def run_suffix(self, settings: DiffusionSettings) -> str:
         """What the run folder's name gets after upstream's."""
-        return f"diffusion-{options.preset}"
+        return f"diffusion-{settings.preset}"
 
-    def entry_patches(self, modules: dict, options: DiffusionOptions) -> list:
-        """Wrap upstream's ``entry`` so that its options name our classes; on ``--resume`` of our snapshot, go on
+    def entry_patches(self, modules: dict, settings: DiffusionSettings) -> list:
+        """Wrap upstream's ``entry`` so that its settings name our classes; on ``--resume`` of our snapshot, go on
         where its run stopped (``resume_progress``)."""
         def configure(c):
-            self.configure(c, options)
+            self.configure(c, settings)
 
         def resume(c, fresh):
             self.continue_snapshot(modules, c, fresh)
 
-        goes_on = self.resume == "snapshot progress" and options.resume_progress
+        goes_on = self.resume == "snapshot progress" and settings.resume_progress
         wrap = _setup_patch if self.entry == "setup_training_loop_kwargs" else launch_training_patch
-        return wrap(modules["train"], configure, self.run_suffix(options), resume if goes_on else None)
+        return wrap(modules["train"], configure, self.run_suffix(settings), resume if goes_on else None)
 
     def continue_snapshot(self, modules: dict, c, fresh) -> None:
         """Read the ``--resume`` snapshot and set up ``c`` to go on where its run stopped."""
@@ -124,7 +124,7 @@ class StyleGANAdapter(Adapter):
         default_tick = inspect.signature(loop).parameters["kimg_per_tick"].default
         continue_run(c, fresh, snapshot, default_tick, loss_keys=self.resume_loss_keys)
 
-    def compat_patches(self, options: DiffusionOptions) -> list:
+    def compat_patches(self, settings: DiffusionSettings) -> list:
         """The shims every NVlabs-skeleton upstream needs on current torch and machines without CUDA, then
         :meth:`shims`.
 
@@ -142,9 +142,9 @@ class StyleGANAdapter(Adapter):
         stats = importlib.import_module("torch_utils.training_stats")
         ops = [importlib.import_module(f"torch_utils.ops.{op}") for op in self.ops]
         return (sampler_signature_patch() + cpu_patches(loop) + cpu_stats_sync_patch(stats)
-                + registered_extension_patch() + custom_op_fallback_patch(ops) + self.shims(options))
+                + registered_extension_patch() + custom_op_fallback_patch(ops) + self.shims(settings))
 
-    def shims(self, options: DiffusionOptions) -> list:
+    def shims(self, settings: DiffusionSettings) -> list:
         """This upstream's own shims, after the shared ones (each naming the bug it fixes; none here)."""
         return []
 

@@ -8,8 +8,8 @@ Importing this package needs only numpy and torch; lmdb and Pillow load when use
 """
 from .datasets import DATASETS, ENV_VAR, DatasetSpec, data_root, get_spec, resolve_data
 from .errors import DatasetError
-from .prepare import PrepareOptions, PrepareReport, prepare
+from .prepare import PrepareOptions, PrepareReport, PrepareSettings, prepare
 from .sources import SOURCE_FORMATS, ImageDataset, open_source
 
 __all__ = ["DATASETS", "ENV_VAR", "SOURCE_FORMATS", "DatasetError", "DatasetSpec", "ImageDataset", "PrepareOptions",
-           "PrepareReport", "data_root", "get_spec", "open_source", "prepare", "resolve_data"]
+           "PrepareReport", "PrepareSettings", "data_root", "get_spec", "open_source", "prepare", "resolve_data"]

@@ -73,7 +73,7 @@ class PrepareReport:
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareOptions:
+class PrepareSettings:
     """What :func:`prepare` takes besides the name: ``diffaug-noise data prepare``'s options, flag for flag."""
 
     source: pathlib.Path = knob(None, "The downloaded dataset: an LSUN lmdb folder (holding data.mdb), a folder or zip "
@@ -112,13 +112,16 @@ class PrepareOptions:
             raise DatasetError(str(err)) from None
 
 
+PrepareOptions = PrepareSettings  # the earlier name (CHANGELOG)
+
+
 def prepare(
     name: str,  # a registered dataset name, or any name when a resolution is given
-    source: str | os.PathLike | None = None,  # PrepareOptions.source
+    source: str | os.PathLike | None = None,  # PrepareSettings.source
     on_progress: Callable[[int, int], None] | None = None,  # called with (source entries read, entries to read)
-    **options,  # the rest of PrepareOptions: data_root, out, resolution, transform, ... (one per CLI flag)
+    **settings,  # the rest of PrepareSettings: data_root, out, resolution, transform, ... (one per CLI flag)
 ) -> PrepareReport:
-    """Prepare ``source`` as dataset ``name``; see the module docstring for the layout and :class:`PrepareOptions`.
+    """Prepare ``source`` as dataset ``name``; see the module docstring for the layout and :class:`PrepareSettings`.
 
     Example:
         >>> import tempfile, PIL.Image
@@ -129,11 +132,11 @@ def prepare(
         >>> report.images, report.skipped, sorted(zipfile.ZipFile(report.path).namelist())[:2]
         (3, [], ['00000/img00000000.png', '00000/img00000001.png'])
     """
-    known = {f.name for f in dataclasses.fields(PrepareOptions)}
-    if set(options) - known:
-        raise DatasetError(f"unknown prepare option(s) {sorted(set(options) - known)}; known: "
+    known = {f.name for f in dataclasses.fields(PrepareSettings)}
+    if set(settings) - known:
+        raise DatasetError(f"unknown prepare setting(s) {sorted(set(settings) - known)}; known: "
                            f"{', '.join(sorted(known))}")
-    o = PrepareOptions(source=source, **options)
+    o = PrepareSettings(source=source, **settings)
     out, resolution, transform, height, labels = o.out, o.resolution, o.transform, o.height, o.labels
     max_images, subset, seed, force, source_format = o.max_images, o.subset, o.seed, o.force, o.source_format
     limits = Limits(o.max_image_bytes, o.max_image_pixels)

@@ -86,8 +86,8 @@ from ..data.errors import DatasetError  # noqa: E402
 from ..data.sources import ImageDataset  # noqa: E402
 from ..safe_paths import folder_under  # noqa: E402
 from . import digits_extractor  # noqa: E402
+from .eval_settings import INCEPTION, INCEPTION_FILE, EvalSettings, EvaluationError  # noqa: E402
 from .feature_cache import read_cache, write_cache  # noqa: E402
-from .options import INCEPTION, INCEPTION_FILE, EvalOptions, EvaluationError  # noqa: E402
 from .protocols import PROTOCOLS  # noqa: E402
 
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -197,15 +197,15 @@ def evaluate(
     # called after each batch of feature extraction: (side "generated" or "real", images done, images on that side)
     progress: Callable[[str, int, int], None] | None = None,
     verbose: bool = False,  # torch-fidelity's own progress output
-    **options,  # EvalOptions: metrics, protocol, num, num_fake, num_real, data_root, ... (one per CLI flag)
+    **settings,  # EvalSettings: metrics, protocol, num, num_fake, num_real, data_root, ... (one per CLI flag)
 ) -> dict:
-    """Compute ``metrics`` of ``fake`` against ``real`` (:class:`EvalOptions`); returns ``{metric: value, ...}``
+    """Compute ``metrics`` of ``fake`` against ``real`` (:class:`EvalSettings`); returns ``{metric: value, ...}``
     plus counts."""
-    known = {f.name for f in dataclasses.fields(EvalOptions)}
-    if set(options) - known:
-        raise EvaluationError(f"unknown eval option(s) {sorted(set(options) - known)}; known: "
+    known = {f.name for f in dataclasses.fields(EvalSettings)}
+    if set(settings) - known:
+        raise EvaluationError(f"unknown eval setting(s) {sorted(set(settings) - known)}; known: "
                               f"{', '.join(sorted(known))}")
-    o = EvalOptions(**{**options, "metrics": tuple(options.get("metrics", ("fid",)))})
+    o = EvalSettings(**{**settings, "metrics": tuple(settings.get("metrics", ("fid",)))})
     metrics, protocol, num, num_fake, num_real = o.metrics, o.protocol, o.num, o.num_fake, o.num_real
     data_root, weights, feature_extractor, batch_size = o.data_root, o.weights, o.feature_extractor, o.batch_size
     device, trust_pickle, seed, cache = o.device, o.trust_pickle, o.seed, o.cache

@@ -18,10 +18,10 @@ import dataclasses
 
 import torch
 
-from ..options import knob
+from ..adapter_settings import knob
 from ..shims import single_rank_group_patch, tensor_cuda_patch
 from ..spec import Upstream
-from .stylegan2_ada import AUGS, STYLEGAN2_ADA, StyleGAN2Adapter, StyleGAN2Options
+from .stylegan2_ada import AUGS, STYLEGAN2_ADA, StyleGAN2Adapter, StyleGAN2Settings
 
 INSGEN = Upstream(
     name="insgen",
@@ -36,7 +36,7 @@ INSGEN = Upstream(
 
 
 @dataclasses.dataclass
-class InsGenOptions(StyleGAN2Options):
+class InsGenSettings(StyleGAN2Settings):
     """StyleGAN2's settings; InsGen needs ADA (its contrastive views come from the ADA pipe)."""
 
     aug: str = knob("ada", "Augmentation before the noise: upstream's ADA (InsGen's contrastive views need it), "
@@ -51,13 +51,13 @@ class InsGenAdapter(StyleGAN2Adapter):
     name = "insgen"
     title = "Diffusion-InsGen"
     upstream = INSGEN
-    options_class = InsGenOptions
+    settings_class = InsGenSettings
     description = ("StyleGAN2's patch (D sees D(noise(ADA(x)), c, t), t through the label input); the contrastive "
                    "branch calls D without t, read as clean images (t = 0), as the official Diffusion-InsGen fork "
                    "does.")
     example = "--repo ~/insgen --data ffhq_2k --outdir runs --gpus 4 --preset insgen -- --cfg paper256 --mirror 1"
 
-    def shims(self, options: InsGenOptions) -> list:
+    def shims(self, settings: InsGenSettings) -> list:
         """InsGen 52bda7c's shims: stylegan2-ada's (:meth:`.StyleGAN2Adapter.shims`), plus
 
         - its contrastive head calls ``tensor.cuda(device)`` with the features' device: without CUDA
@@ -75,9 +75,9 @@ class InsGenAdapter(StyleGAN2Adapter):
         from torch_utils import misc
         from training import contrastive_head
 
-        return (super().shims(options) + tensor_cuda_patch() + single_rank_group_patch(train)
+        return (super().shims(settings) + tensor_cuda_patch() + single_rank_group_patch(train)
                 + [(contrastive_head.CLHead, "module", property(_itself)),
                    (misc, "copy_params_and_buffers", torch.no_grad()(misc.copy_params_and_buffers))])
 
 
-__all__ = ["INSGEN", "InsGenAdapter", "InsGenOptions"]
+__all__ = ["INSGEN", "InsGenAdapter", "InsGenSettings"]

@@ -43,7 +43,7 @@ from torch import nn
 
 from diffaug_noise.noise import DiffusionNoise
 
-from ..options import DiffusionOptions, knob
+from ..adapter_settings import DiffusionSettings, knob
 from ..patching import construct
 from ..shims import BackboneTimm, float_adam_betas_patch, plain_conv2d_patch, timm_backbone_patch
 from ..skeleton import ObservedRunDLoss, StyleGANAdapter
@@ -70,8 +70,8 @@ MINI_D_CLASSES = 1000  # upstream's conditional mini-discriminators embed c.argm
 
 
 @dataclasses.dataclass
-class FeatureDiffusionOptions(DiffusionOptions):
-    """The paper's knobs (:class:`~.options.DiffusionOptions`) for feature-space noise, plus where and how."""
+class FeatureDiffusionSettings(DiffusionSettings):
+    """The paper's knobs (:class:`~.adapter_settings.DiffusionSettings`) for feature-space noise, plus where and how."""
 
     preset: str = knob("projected_gan", "Noise and controller settings: the official fork's (projected_gan) or the "
                                         "paper's image defaults.", kind=str, choices=("projected_gan", "paper"))
@@ -173,7 +173,7 @@ class ProjectedGANAdapter(StyleGANAdapter):
     name = "projectedgan"
     title = "Diffusion ProjectedGAN"
     upstream = PROJECTED_GAN
-    options_class = FeatureDiffusionOptions
+    settings_class = FeatureDiffusionSettings
     t_input = "features"
     signal = "sign"
     resume = "upstream"
@@ -188,19 +188,19 @@ class ProjectedGANAdapter(StyleGANAdapter):
                 "resolution; about 6 minutes on 2 cores: EfficientNet at 224 px dominates and --kimg 1 is upstream's "
                 "shortest run)")
 
-    def prepare(self, c, options: FeatureDiffusionOptions) -> None:
+    def prepare(self, c, settings: FeatureDiffusionSettings) -> None:
         """FastGAN below 128 px is refused: its output is undefined there."""
         if "fastgan" in str(c.G_kwargs.get("class_name")) and c.training_set_kwargs.resolution < FASTGAN_MIN_RESOLUTION:
             raise UpstreamError(f"FastGAN (--cfg fastgan/fastgan_lite) supports {FASTGAN_MIN_RESOLUTION} px and up; "
                                 f"this dataset is {c.training_set_kwargs.resolution} px: use --cfg stylegan2")
 
-    def discriminator_settings(self, options: FeatureDiffusionOptions) -> dict:
-        return dict(noise_kwargs=options.noise_kwargs(), d_pos=options.d_pos, t_to_d=options.t_to_d)
+    def discriminator_settings(self, settings: FeatureDiffusionSettings) -> dict:
+        return dict(noise_kwargs=settings.noise_kwargs(), d_pos=settings.d_pos, t_to_d=settings.t_to_d)
 
-    def run_suffix(self, options: FeatureDiffusionOptions) -> str:
-        return f"diffusion-{options.preset}-{options.d_pos}"
+    def run_suffix(self, settings: FeatureDiffusionSettings) -> str:
+        return f"diffusion-{settings.preset}-{settings.d_pos}"
 
-    def shims(self, options: FeatureDiffusionOptions) -> list:
+    def shims(self, settings: FeatureDiffusionSettings) -> list:
         """projected-gan e1c246b's own shims, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`).
 
         - ``pg_modules.projector`` builds its EfficientNet for timm < 0.6 and downloads it from timm's hub
@@ -216,8 +216,8 @@ class ProjectedGANAdapter(StyleGANAdapter):
         from training import training_loop
 
         return (float_adam_betas_patch(training_loop) + plain_conv2d_patch(conv2d_gradfix)
-                + timm_backbone_patch(projector, options.pretrained, options.backbone_weights))
+                + timm_backbone_patch(projector, settings.pretrained, settings.backbone_weights))
 
 
 __all__ = ["PROJECTED_GAN", "BackboneTimm", "DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss",
-           "FeatureDiffusionOptions", "ProjectedGANAdapter"]
+           "FeatureDiffusionSettings", "ProjectedGANAdapter"]

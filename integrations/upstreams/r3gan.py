@@ -32,8 +32,8 @@ import torch
 from diffaug_noise.controller import relativistic_target
 from diffaug_noise.settings import setting
 
-from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelOptions
-from ..options import knob
+from ..adapter_settings import knob
+from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelSettings
 from ..shims import float_adam_betas_patch, pkg_resources_patch
 from ..skeleton import StyleGANAdapter, StyleGANLoss
 from ..spec import Upstream
@@ -55,7 +55,7 @@ R3GAN = Upstream(
 
 
 @dataclasses.dataclass
-class R3GANOptions(TimestepLabelOptions):
+class R3GANSettings(TimestepLabelSettings):
     """The paper's knobs for a relativistic D: its target translated, ``t`` through D's condition, pairs sharing
     ``t``."""
 
@@ -77,7 +77,7 @@ class R3GANOptions(TimestepLabelOptions):
 
 @dataclasses.dataclass(frozen=True)
 class R3GANLossSettings(LossSettings):
-    pair_t: bool = True  # R3GANOptions.pair_t
+    pair_t: bool = True  # R3GANSettings.pair_t
 
 
 class DiffusionR3GANLoss(StyleGANLoss):
@@ -122,7 +122,7 @@ class R3GANAdapter(StyleGANAdapter):
     name = "r3gan"
     title = "Diffusion-R3GAN"
     upstream = R3GAN
-    options_class = R3GANOptions
+    settings_class = R3GANSettings
     d_phases = ("D",)
     t_input = "label"
     signal = "relativistic"
@@ -139,15 +139,15 @@ class R3GANAdapter(StyleGANAdapter):
     cpu_note = ("-- --preset CIFAR10 --batch 4 --kimg 1 --metrics none (upstream's networks are large: minutes per "
                 "tick on a CPU)")
 
-    def prepare(self, c, options: R3GANOptions) -> None:
+    def prepare(self, c, settings: R3GANSettings) -> None:
         """An unconditional run gets the condition embedding a conditional one has, for t."""
         if "ConditionEmbeddingDimension" not in c.D_kwargs:
             c.D_kwargs.ConditionEmbeddingDimension = c.D_kwargs.WidthPerStage[-1]  # what upstream gives --cond 1
 
-    def loss_settings(self, options: R3GANOptions, batch_size: int, rounds: int | None = None) -> dict:
-        return {**super().loss_settings(options, batch_size, rounds), "pair_t": options.pair_t}
+    def loss_settings(self, settings: R3GANSettings, batch_size: int, rounds: int | None = None) -> dict:
+        return {**super().loss_settings(settings, batch_size, rounds), "pair_t": settings.pair_t}
 
-    def shims(self, options: R3GANOptions) -> list:
+    def shims(self, settings: R3GANSettings) -> list:
         """R3GAN 19a7ddf's own shims, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`:
         its ``Sampler.__init__(None)``, CUDA, the ops ``bias_act``, in every residual block, and ``upfirdn2d``).
 
@@ -162,4 +162,4 @@ class R3GANAdapter(StyleGANAdapter):
         return float_adam_betas_patch(training_loop)
 
 
-__all__ = ["R3GAN", "DiffusionDiscriminator", "DiffusionR3GANLoss", "R3GANAdapter", "R3GANOptions"]
+__all__ = ["R3GAN", "DiffusionDiscriminator", "DiffusionR3GANLoss", "R3GANAdapter", "R3GANSettings"]

@@ -35,8 +35,8 @@ import dataclasses
 
 from diffaug_noise.conditioning import RawTimestep  # noqa: F401  (snapshots of earlier versions name it here)
 
-from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelOptions
-from ..options import knob
+from ..adapter_settings import knob
+from ..kit import DiffusionDiscriminator, LossSettings, TimestepLabelSettings
 from ..shims import grid_sample_patch
 from ..skeleton import StyleGANAdapter, StyleGANLoss
 from ..spec import Upstream
@@ -60,8 +60,8 @@ AUGS = ("ada", "diffaug", "none")
 
 
 @dataclasses.dataclass
-class StyleGAN2Options(TimestepLabelOptions):
-    """The paper's knobs, how ``t`` reaches D (:class:`~..kit.TimestepLabelOptions`), and what augments before the
+class StyleGAN2Settings(TimestepLabelSettings):
+    """The paper's knobs, how ``t`` reaches D (:class:`~..kit.TimestepLabelSettings`), and what augments before the
     noise."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
@@ -73,7 +73,7 @@ class StyleGAN2Options(TimestepLabelOptions):
 
 @dataclasses.dataclass(frozen=True)
 class StyleGAN2LossSettings(LossSettings):
-    aug: str = "ada"  # StyleGAN2Options.aug
+    aug: str = "ada"  # StyleGAN2Settings.aug
 
 
 class DiffusionStyleGAN2Loss(StyleGANLoss):
@@ -115,7 +115,7 @@ class StyleGAN2Adapter(StyleGANAdapter):
     name = "stylegan2"
     title = "Diffusion-StyleGAN2"
     upstream = STYLEGAN2_ADA
-    options_class = StyleGAN2Options
+    settings_class = StyleGAN2Settings
     entry = "setup_training_loop_kwargs"
     t_input = "label"
     signal = "sign"
@@ -130,17 +130,17 @@ class StyleGAN2Adapter(StyleGANAdapter):
                 "iteration on 2 cores, since upstream cannot narrow its networks; `run stylegan3 ... -- --cfg "
                 "stylegan2 --cbase 1024 --cmax 32 --map-depth 2` checks the same configuration in about a minute")
 
-    def prepare(self, args, options: StyleGAN2Options) -> None:
+    def prepare(self, args, settings: StyleGAN2Settings) -> None:
         """Upstream's ADA runs before the noise at the forks' speed, or is switched off for DiffAugment or none."""
-        if options.aug == "ada":
+        if settings.aug == "ada":
             args.ada_kimg = 100  # every official fork runs ADA at 100 kimg (upstream's loop default is 500)
         else:
             args.augment_kwargs, args.ada_target, args.augment_p = None, None, 0
 
-    def loss_settings(self, options: StyleGAN2Options, batch_size: int, rounds: int | None = None) -> dict:
-        return {**super().loss_settings(options, batch_size, rounds), "aug": options.aug}
+    def loss_settings(self, settings: StyleGAN2Settings, batch_size: int, rounds: int | None = None) -> dict:
+        return {**super().loss_settings(settings, batch_size, rounds), "aug": settings.aug}
 
-    def shims(self, options: StyleGAN2Options) -> list:
+    def shims(self, settings: StyleGAN2Settings) -> list:
         """stylegan2-ada d72cc7d's own shim, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`).
 
         ``torch_utils.ops.grid_sample_gradfix`` disables its custom op on torch != 1.7/1.8 and falls
@@ -156,4 +156,4 @@ class StyleGAN2Adapter(StyleGANAdapter):
 
 
 __all__ = ["STYLEGAN2_ADA", "DiffusionDiscriminator", "DiffusionLoss", "DiffusionStyleGAN2Loss", "StyleGAN2Adapter",
-           "StyleGAN2Options"]
+           "StyleGAN2Settings"]

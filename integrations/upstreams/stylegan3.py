@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..kit import DiffusionDiscriminator, TimestepLabelOptions
-from ..options import knob
+from ..adapter_settings import knob
+from ..kit import DiffusionDiscriminator, TimestepLabelSettings
 from ..shims import float_adam_betas_patch, pkg_resources_patch
 from ..skeleton import ObservedRunDLoss, StyleGANAdapter
 from ..spec import Upstream
@@ -53,8 +53,8 @@ STYLEGAN3 = Upstream(
 
 
 @dataclasses.dataclass
-class StyleGAN3Options(TimestepLabelOptions):
-    """The paper's knobs and how ``t`` reaches D (:class:`~..kit.TimestepLabelOptions`); upstream's ``--aug``
+class StyleGAN3Settings(TimestepLabelSettings):
+    """The paper's knobs and how ``t`` reaches D (:class:`~..kit.TimestepLabelSettings`); upstream's ``--aug``
     augments."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's, or the official StyleGAN2 fork's "
@@ -85,7 +85,7 @@ class StyleGAN3Adapter(StyleGANAdapter):
     name = "stylegan3"
     title = "Diffusion-StyleGAN3"
     upstream = STYLEGAN3
-    options_class = StyleGAN3Options
+    settings_class = StyleGAN3Settings
     t_input = "label"
     signal = "sign"
     discriminator = DiffusionDiscriminator
@@ -100,7 +100,7 @@ class StyleGAN3Adapter(StyleGANAdapter):
                "--mirror 1")
     cpu_note = "-- --cfg stylegan2 --batch 4 --gamma 1 --kimg 1 --cbase 1024 --cmax 32 --map-depth 2 --metrics none"
 
-    def shims(self, options: StyleGAN3Options) -> list:
+    def shims(self, settings: StyleGAN3Settings) -> list:
         """stylegan3 c233a91's own shims, after the skeleton's (:meth:`~..skeleton.StyleGANAdapter.compat_patches`),
         which load its ``bias_act``, ``upfirdn2d`` and ``filtered_lrelu``.
 
@@ -117,4 +117,4 @@ class StyleGAN3Adapter(StyleGANAdapter):
 
 
 __all__ = ["STYLEGAN3", "DiffusionDiscriminator", "DiffusionStyleGAN3Loss", "NoisedD", "StyleGAN3Adapter",
-           "StyleGAN3Options"]
+           "StyleGAN3Settings"]

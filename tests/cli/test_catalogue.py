@@ -4,9 +4,9 @@ import re
 
 import click
 
-from diffaug_noise.data import PrepareOptions
+from diffaug_noise.data import PrepareSettings
 from diffaug_noise.knobs import knob_fields
-from diffaug_noise.metrics.options import EvalInputs, EvalOptions
+from diffaug_noise.metrics.eval_settings import EvalInputs, EvalSettings
 from diffaug_noise.settings import SETTINGS
 
 CLI = pathlib.Path(__file__).resolve().parents[2] / "cli"
@@ -43,9 +43,9 @@ def test_a_catalogue_setting_has_the_catalogues_help_and_spellings_in_every_comm
 def test_eval_and_data_prepare_mirror_their_functions_flag_for_flag():
     found = dict((" ".join(path), command) for path, command in commands())
     eval_flags = {p.name for p in found["eval"].params if isinstance(p, click.Option)} - {"help", "repo", "json"}
-    assert eval_flags == {f.name for f in knob_fields(EvalInputs) + knob_fields(EvalOptions)}
+    assert eval_flags == {f.name for f in knob_fields(EvalInputs) + knob_fields(EvalSettings)}
     prepare_flags = {p.name for p in found["data prepare"].params if isinstance(p, click.Option)} - {"help"}
-    assert prepare_flags == {f.name for f in knob_fields(PrepareOptions)}
+    assert prepare_flags == {f.name for f in knob_fields(PrepareSettings)}
 
 
 def test_data_root_is_declared_once():
@@ -64,3 +64,11 @@ def test_a_name_has_the_same_spellings_in_every_command():
     differing = {name: seen for name, seen in spellings.items() if len(seen) > 1}
     assert differing == {}
     assert {"--iterations", "--iters", "--steps"} <= next(iter(spellings["iterations"]))
+
+
+def test_our_dataclasses_are_settings_and_options_are_flags_or_upstreams():
+    root = CLI.parent
+    sources = [p for folder in ("diffaug_noise", "integrations", "cli") for p in (root / folder).rglob("*.py")]
+    declared = {p.name: re.findall(r"^class (\w+Options)\b", p.read_text(), re.M) for p in sources}
+    named_options = {name: classes for name, classes in declared.items() if classes}
+    assert named_options == {}  # one word: the earlier *Options names live on only as aliases (CHANGELOG)

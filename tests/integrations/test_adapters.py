@@ -31,7 +31,7 @@ STANDIN = STANDINS / "minimal_gan"
 # ---- adapter module: diffaug_noise/integrations/upstreams/minimal_gan.py (docs/integrations.md) ----
 from diffaug_noise import DiffusionNoise  # noqa: E402
 from diffaug_noise.integrations import Adapter, Upstream, kit  # noqa: E402
-from diffaug_noise.integrations.options import DiffusionOptions, knob  # noqa: E402
+from diffaug_noise.integrations.adapter_settings import DiffusionSettings, knob  # noqa: E402
 from diffaug_noise.integrations.patching import construct  # noqa: E402
 
 MINIMAL = Upstream(name="minimal_gan", clone="git clone https://example.org/minimal_gan", env_var="MINIMAL_GAN_REPO",
@@ -40,7 +40,7 @@ MINIMAL = Upstream(name="minimal_gan", clone="git clone https://example.org/mini
 
 
 @dataclasses.dataclass
-class MinimalOptions(DiffusionOptions):
+class MinimalSettings(DiffusionSettings):
     scale: float = knob(1.0, "Scale of the noised input before D (an adapter's own knob).", kind=float, minimum=0.0)
 
 
@@ -79,7 +79,7 @@ class MinimalAdapter(Adapter):
     name = "minimal"
     title = "Diffusion-MinimalGAN"
     upstream = MINIMAL
-    options_class = MinimalOptions
+    settings_class = MinimalSettings
     d_phases = ("D",)  # the phase name its loss gives round_done
     t_input = "none"  # D is blind to t
     signal = "sign"
@@ -88,7 +88,7 @@ class MinimalAdapter(Adapter):
     example = "--repo ~/minimal_gan --data x --outdir runs"
     cpu_note = "-- --iterations 8"
 
-    def entry_patches(self, modules, options):
+    def entry_patches(self, modules, settings):
         """Upstream's options name our classes, which build upstream's inside."""
         train = modules["train"]
         setup = train.setup_training_kwargs
@@ -96,14 +96,14 @@ class MinimalAdapter(Adapter):
         def setup_training_kwargs(*args, **kwargs):
             kw = setup(*args, **kwargs)
             kw["D_kwargs"] = kit.swap_class(kw["D_kwargs"], f"{__name__}.MinimalD",
-                                            noise_kwargs=options.noise_kwargs(), scale=options.scale)
+                                            noise_kwargs=settings.noise_kwargs(), scale=settings.scale)
             kw["loss_kwargs"] = kit.swap_class(kw["loss_kwargs"], f"{__name__}.MinimalLoss",
-                                               diffusion=self.loss_settings(options, kw["batch"]))
+                                               diffusion=self.loss_settings(settings, kw["batch"]))
             return kw
 
         return [(train, "setup_training_kwargs", setup_training_kwargs)]
 
-    def compat_patches(self, options):
+    def compat_patches(self, settings):
         return []  # no shims: this upstream runs as it is
 # ---- the registration, one line in integrations/__init__.py: register(minimal_gan.MinimalAdapter) ----
 
@@ -123,7 +123,7 @@ def test_every_registered_adapter_keeps_the_contract(name):
     check_contract(adapter)
     assert adapter.name == name and adapter.presets[0] == adapter.settings().preset
     assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in adapter.upstream.tested_commits)
-    for field in dataclasses.fields(adapter.options_class):
+    for field in dataclasses.fields(adapter.settings_class):
         assert field.metadata["help"] and field.metadata["kind"] is not None, (name, field.name)
     controller = adapter.controller_kwargs(adapter.settings())
     assert controller["signal"] == adapter.signal
@@ -158,7 +158,7 @@ def test_an_adapter_that_leaves_a_piece_out_is_refused_in_one_line_naming_it(pie
 
 
 @dataclasses.dataclass
-class PresetSecond(DiffusionOptions):
+class PresetSecond(DiffusionSettings):
     scale: float = knob(1.0, "A knob before preset.", kind=float)
     preset: str = knob("paper", "Presets.", kind=str, choices=("paper",))
 
@@ -170,10 +170,10 @@ class NoPreset:
 
 @pytest.mark.parametrize("change, message", [
     (dict(d_phases="Dmain"), "d_phases must be a non-empty tuple of phase names; got 'Dmain'"),
-    (dict(options_class=NoPreset), "options_class must be a DiffusionOptions dataclass"),
+    (dict(settings_class=NoPreset), "settings_class must be a DiffusionSettings dataclass"),
     (dict(t_input="timestep"), "t_input 'timestep' is none of embedding, raw, label"),
     (dict(signal="hinge"), "signal 'hinge' is none of sign, relativistic"),
-    (dict(resume="snapshot progress"), "resume 'snapshot progress' needs a resume_progress knob in MinimalOptions"),
+    (dict(resume="snapshot progress"), "resume 'snapshot progress' needs a resume_progress knob in MinimalSettings"),
     (dict(name="Minimal GAN"), "name must be a command name"),
     (dict(upstream="minimal_gan"), "upstream must be an Upstream; got str"),
 ])
@@ -183,7 +183,7 @@ def test_a_wrongly_declared_piece_is_refused_in_one_line(change, message):
 
 
 def test_the_preset_field_is_found_by_name_not_position():
-    adapter = type("PresetSecondAdapter", (MinimalAdapter,), {"options_class": PresetSecond})()
+    adapter = type("PresetSecondAdapter", (MinimalAdapter,), {"settings_class": PresetSecond})()
     check_contract(adapter)
     assert adapter.presets == ("paper",)
 

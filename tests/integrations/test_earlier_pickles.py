@@ -51,7 +51,7 @@ def test_every_class_path_earlier_snapshots_and_options_name_still_resolves():
              "stylegan3": ("DiffusionDiscriminator", "DiffusionStyleGAN3Loss", "NoisedD"),
              "r3gan": ("DiffusionDiscriminator", "DiffusionR3GANLoss"),
              "projected_gan": ("DiffusionProjectedDiscriminator", "DiffusionProjectedGANLoss", "BackboneTimm"),
-             "kit": ("DiffusionDiscriminator", "TimestepLabelOptions")}
+             "kit": ("DiffusionDiscriminator", "TimestepLabelSettings")}
     for module, attributes in names.items():
         for name in attributes:
             found = pickle.loads(f"cdiffaug_noise.integrations.{module}\n{name}\n.".encode())

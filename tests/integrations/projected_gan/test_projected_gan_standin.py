@@ -125,7 +125,7 @@ def test_backbone_weights_offline_say_what_to_do(tmp_path, recorded):
 
 def test_t_to_d_feeds_one_t_per_sample_as_the_mini_discriminators_label(tmp_path, recorded):
     with pytest.raises(ValueError, match="per channel"):
-        projected_gan.FeatureDiffusionOptions(t_to_d=True)
+        projected_gan.FeatureDiffusionSettings(t_to_d=True)
     D, _ = train_standin(tmp_path, "--kimg", "0.004", preset="paper", t_max=500, t_to_d=True)
     assert recorded["noise"] == []  # one shared draw per call, through sample_t/apply_transform
     for features, c in D.D.discriminator.calls[1:]:
@@ -139,7 +139,7 @@ def test_fastgan_below_128_px_and_bad_options_name_the_fix(tmp_path, recorded):
             train.main(["--outdir", str(tmp_path), "--cfg", "fastgan", "--data", "x", "--gpus", "1", "--batch", "4",
                         "--resolution", "64"], standalone_mode=False)
     with pytest.raises(ValueError, match="unknown d_pos 'middle'"):
-        projected_gan.FeatureDiffusionOptions(d_pos="middle")
+        projected_gan.FeatureDiffusionSettings(d_pos="middle")
 
 
 def test_cli_runs_projectedgan(tmp_path, recorded):

@@ -89,10 +89,10 @@ def test_the_relativistic_signal_of_the_d_phases_pairs_drives_the_controller(tmp
 
 
 def test_the_default_target_is_the_papers_translated_to_pairs():
-    options = r3gan.R3GANOptions()
+    options = r3gan.R3GANSettings()
     assert options.controller_kwargs()["target"] == pytest.approx(dn.relativistic_target(0.6))
     assert ADAPTERS["r3gan"].controller_kwargs(options)["signal"] == "relativistic"
-    assert r3gan.R3GANOptions(target=0.5).controller_kwargs()["target"] == 0.5
+    assert r3gan.R3GANSettings(target=0.5).controller_kwargs()["target"] == 0.5
 
 
 def test_r1_and_r2_are_taken_w_r_t_the_clean_samples_through_the_noise(tmp_path, recorded, monkeypatch):

@@ -187,7 +187,7 @@ def test_missing_or_wrong_checkout_says_how_to_get_the_right_one(tmp_path, monke
         with ADAPTERS["stylegan2"].patched(broken):
             pass
     with pytest.raises(ValueError, match="unknown preset 'fork'"):
-        stylegan2_ada.StyleGAN2Options(preset="fork")
+        stylegan2_ada.StyleGAN2Settings(preset="fork")
 
 
 def test_insgen_contrastive_branch_sees_clean_labels_and_adversarial_branch_sees_t(tmp_path, recorded):

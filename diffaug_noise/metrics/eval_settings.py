@@ -30,7 +30,7 @@ class EvalInputs:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalOptions:
+class EvalSettings:
     """How :func:`evaluate` compares them: ``eval``'s options, flag for flag."""
 
     metrics: tuple = knob(("fid",), "Comma-separated: fid, kid, precision, recall (a --protocol names its own).",
@@ -66,4 +66,6 @@ class EvalOptions:
             raise EvaluationError(str(err)) from None
 
 
-__all__ = ["INCEPTION", "INCEPTION_FILE", "EvalInputs", "EvalOptions", "EvaluationError"]
+EvalOptions = EvalSettings  # the earlier name (CHANGELOG)
+
+__all__ = ["INCEPTION", "INCEPTION_FILE", "EvalInputs", "EvalOptions", "EvalSettings", "EvaluationError"]

@@ -8,8 +8,8 @@ official forks' spellings (``--noise-sd``, ``--ts-dist``) are accepted on the co
 aliases. ``None`` means "the preset's value", and the help lists it per preset.
 
 Example:
-    >>> options = DiffusionOptions(preset="stylegan2", sigma=0.1)
-    >>> options.noise_kwargs()["sigma"], options.noise_kwargs()["clean_prob"], options.controller_kwargs()["target"]
+    >>> settings = DiffusionSettings(preset="stylegan2", sigma=0.1)
+    >>> settings.noise_kwargs()["sigma"], settings.noise_kwargs()["clean_prob"], settings.controller_kwargs()["target"]
     (0.1, 0.5, 0.6)
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from diffaug_noise.settings import setting
 
 
 @dataclasses.dataclass
-class DiffusionOptions:
+class DiffusionSettings:
     """The paper's knobs, shared by every adapter; an adapter subclasses this to add its own."""
 
     preset: str = knob("paper", "Noise and controller settings: the paper's, or an official fork's "
@@ -59,4 +59,6 @@ class DiffusionOptions:
                              drift_updates=self.drift_updates)
 
 
-__all__ = ["DiffusionOptions", "knob"]
+DiffusionOptions = DiffusionSettings  # the earlier name (CHANGELOG), for adapters written against it
+
+__all__ = ["DiffusionOptions", "DiffusionSettings", "knob"]
