@@ -11,7 +11,7 @@ import click
 
 from diffaug_noise.checkpoint import CheckpointError
 from diffaug_noise.data import DatasetError
-from diffaug_noise.demos.digits import DigitsConfig, train_digits
+from diffaug_noise.demos.digits import DigitsSettings, train_digits
 from diffaug_noise.extras import require
 from diffaug_noise.knobs import knob
 from diffaug_noise.safe_paths import folder_under
@@ -63,7 +63,7 @@ class DigitsOutput:
                                      "`diffaug-noise eval`.", kind=bool)
 
 
-@with_knobs(DigitsConfig)
+@with_knobs(DigitsSettings)
 @with_knobs(DigitsOutput)
 @with_knobs(RunFolder, defaults={"outdir": "digits-run"})
 @click.command("digits")
@@ -84,7 +84,7 @@ def digits_command(**params):
     own tuning.
     If the run is killed, rerun the same command with --resume.
     """
-    config, folder = settings_from(DigitsConfig, params), settings_from(RunFolder, params)
+    config, folder = settings_from(DigitsSettings, params), settings_from(RunFolder, params)
     save_samples, methods, threads, device = params["save_samples"], config.methods, config.threads, config.device
     check_device(device)
     out_dir = ensure_outdir(folder.outdir)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from diffaug_noise.demos.guidance import GuidanceConfig, train_guidance
+from diffaug_noise.demos.guidance import GuidanceSettings, train_guidance
 from diffaug_noise.extras import require
 
 from . import plots
@@ -25,7 +25,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@with_knobs(GuidanceConfig)
+@with_knobs(GuidanceSettings)
 @with_knobs(RunFolder, only=("outdir",), defaults={"outdir": "guidance-run"})
 @click.command("guidance")
 def guidance_command(**params):
@@ -36,7 +36,7 @@ def guidance_command(**params):
     Sampling for one row at growing scales s trades diversity for fidelity: class precision rises
     from about 20 %, within-class coverage falls at large s. Writes metrics.json and guidance.png.
     """
-    config = settings_from(GuidanceConfig, params)
+    config = settings_from(GuidanceSettings, params)
     check_device(config.device)
     out_dir = ensure_outdir(params["outdir"])
     tqdm = require("tqdm", "cli").tqdm

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from diffaug_noise.checkpoint import CheckpointError
-from diffaug_noise.demos.toy import ToyConfig, train_toy
+from diffaug_noise.demos.toy import ToySettings, train_toy
 from diffaug_noise.extras import require
 
 from . import plots
@@ -32,7 +32,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-@with_knobs(ToyConfig)
+@with_knobs(ToySettings)
 @with_knobs(RunFolder, defaults={"outdir": "toy-run", "checkpoint_every": 1000})
 @click.command("toy")
 def toy_command(**params):
@@ -44,7 +44,7 @@ def toy_command(**params):
     (real vs generated) and T.png (T and r_d over training) to --outdir and prints a table.
     If the run is killed, rerun the same command with --resume.
     """
-    config, folder = settings_from(ToyConfig, params), settings_from(RunFolder, params)
+    config, folder = settings_from(ToySettings, params), settings_from(RunFolder, params)
     check_device(config.device)
     out_dir = ensure_outdir(folder.outdir)
     tqdm = require("tqdm", "cli").tqdm

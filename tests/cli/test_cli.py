@@ -30,7 +30,7 @@ def test_help_of_every_command_lists_its_options_with_defaults():
         assert all(option in text for option in options), (path, text)
     toy_help = invoke("run", "toy", "--help").output
     for option in ["--outdir, --out", "--iterations, --iters", "--seeds", "--methods", "--device", "--threads",
-                   "--instance-sigma", "--kimg"]:  # every knob of ToyConfig is an option
+                   "--instance-sigma", "--kimg"]:  # every knob of ToySettings is an option
         assert option in toy_help
     assert "[default: toy-run]" in toy_help
 

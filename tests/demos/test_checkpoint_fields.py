@@ -33,15 +33,15 @@ def stop_at_3(step, *scores):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The checkpoints of a toy and a digits run stopped at step 3 of 6: history, sums and samples all part-way."""
-    from diffaug_noise.demos.digits import DigitsConfig, train_digits
-    from diffaug_noise.demos.toy import ToyConfig, train_toy
+    from diffaug_noise.demos.digits import DigitsSettings, train_digits
+    from diffaug_noise.demos.toy import ToySettings, train_toy
 
     base = tmp_path_factory.mktemp("runs")
     with pytest.raises(Stop):
-        train_toy(ToyConfig(iterations=6, methods=("plain", "diffusion"), log_every=2, eval_samples=100),
+        train_toy(ToySettings(iterations=6, methods=("plain", "diffusion"), log_every=2, eval_samples=100),
                   on_step=stop_at_3, checkpoint=base / "toy.pt", checkpoint_every=3)
     with pytest.raises(Stop):
-        train_digits(DigitsConfig(iterations=6, seeds=(0,), methods=("plain", "diffusion"), eval_every=2,
+        train_digits(DigitsSettings(iterations=6, seeds=(0,), methods=("plain", "diffusion"), eval_every=2,
                                   eval_samples=50, log_every=2), on_step=stop_at_3, classifier_cache=base / "root",
                      checkpoint=base / "digits.pt", checkpoint_every=3)
     digits = load_checkpoint(base / "digits.pt")

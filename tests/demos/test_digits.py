@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from diffaug_noise.cli.main import main
 from diffaug_noise.data import DatasetError, prepare
 from diffaug_noise.data.digits import load_digits, stratified_subset, to_uint8
-from diffaug_noise.demos.digits import DigitsConfig, load_classifier, train_classifier, train_digits
+from diffaug_noise.demos.digits import DigitsSettings, load_classifier, train_classifier, train_digits
 from diffaug_noise.metrics import digits_classifier as classifier_module
 from diffaug_noise.metrics.frechet import feature_statistics, frechet_distance
 from helpers import fid_reference
@@ -208,8 +208,8 @@ def test_a_run_does_not_depend_on_the_other_methods_beside_it(data_root):
     """Same data, latents and initial weights per seed whatever else trains in the batch."""
 
     settings = dict(iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
-    alone = train_digits(DigitsConfig(methods=("diffusion",), **settings), classifier_cache=data_root)
-    beside = train_digits(DigitsConfig(methods=("plain", "diffusion"), **settings), classifier_cache=data_root)
+    alone = train_digits(DigitsSettings(methods=("diffusion",), **settings), classifier_cache=data_root)
+    beside = train_digits(DigitsSettings(methods=("plain", "diffusion"), **settings), classifier_cache=data_root)
     torch.testing.assert_close(alone["history"]["score"]["diffusion/seed1"],
                                beside["history"]["score"]["diffusion/seed1"], rtol=1e-3, atol=0)
     assert alone["history"]["T"]["diffusion/seed1"] == beside["history"]["T"]["diffusion/seed1"]
@@ -238,12 +238,12 @@ def test_bad_settings_fail_with_one_line(tmp_path):
     result = CliRunner().invoke(main, ["run", "digits", "--out", str(tmp_path), "--fixed-T", "2000"])
     assert result.exit_code == 2 and "--fixed-T 2000 exceeds --t-max 1000" in result.output
     with pytest.raises(ValueError, match="unknown conditioning 'adain'"):
-        DigitsConfig(conditioning="adain")
+        DigitsSettings(conditioning="adain")
 
 
 def test_the_result_so_far_arrives_at_each_evaluation_and_the_last_is_the_return_value(data_root):
     seen = []
-    config = DigitsConfig(methods=("plain", "diffusion"), iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
+    config = DigitsSettings(methods=("plain", "diffusion"), iterations=30, eval_every=10, seeds=(1,), eval_samples=300)
     final = train_digits(config, classifier_cache=data_root, on_eval=seen.append)
     assert [r["history"]["score_iteration"] for r in seen] == [[10], [10, 20]]  # the one at 30 is `final`
     for result in seen:  # each as complete as a finished run's, from the scores logged so far

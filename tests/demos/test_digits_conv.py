@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from diffaug_noise.cli.main import main
-from diffaug_noise.demos.digits import DigitsConfig, train_digits
+from diffaug_noise.demos.digits import DigitsSettings, train_digits
 from diffaug_noise.demos.digits.conv import (
     ConvDiscriminator,
     ConvGenerator,
@@ -66,14 +66,14 @@ def test_the_pixels_go_up_to_the_job_and_back_to_the_classifiers_grid():
 
 
 def test_the_networks_defaults_and_one_line_refusals():
-    mlp, conv = DigitsConfig(), DigitsConfig(net="conv")
+    mlp, conv = DigitsSettings(), DigitsSettings(net="conv")
     assert (mlp.iterations, mlp.sigma, mlp.instance_sigma, mlp.target, mlp.methods) == \
         (4000, 0.5, 0.7, 0.3, ("plain", "instance", "diffusion"))  # docs/digits.md's first study, unchanged
     for name, (mlp_default, conv_default) in NET_DEFAULTS.items():
         assert getattr(mlp, name) == mlp_default and getattr(conv, name) == conv_default, name
-    assert DigitsConfig(net="conv", sigma=0.9).sigma == 0.9
+    assert DigitsSettings(net="conv", sigma=0.9).sigma == 0.9
     with pytest.raises(ValueError, match="conditioning 'none' is for --net conv"):
-        DigitsConfig(conditioning="none")
+        DigitsSettings(conditioning="none")
     result = CliRunner().invoke(main, ["run", "digits", "--net", "conv", "--resolution", "24"])
     assert result.exit_code == 2 and "'24' is not one of" in result.output
     help_text = CliRunner().invoke(main, ["run", "digits", "--help"]).output
@@ -107,8 +107,8 @@ def test_every_method_trains_end_to_end_and_diffaugment_changes_what_d_sees(tmp_
 
 def test_a_conv_run_does_not_depend_on_the_other_methods_beside_it():
     settings = dict(net="conv", width=4, iterations=8, eval_every=4, seeds=(1,), eval_samples=100)
-    alone = train_digits(DigitsConfig(methods=("diffaugment+diffusion",), **settings))
-    beside = train_digits(DigitsConfig(methods=("plain", "diffaugment+diffusion"), **settings))
+    alone = train_digits(DigitsSettings(methods=("diffaugment+diffusion",), **settings))
+    beside = train_digits(DigitsSettings(methods=("plain", "diffaugment+diffusion"), **settings))
     name = "diffaugment+diffusion/seed1"
     torch.testing.assert_close(alone["history"]["score"][name], beside["history"]["score"][name], rtol=1e-3, atol=0)
     assert alone["history"]["T"][name] == beside["history"]["T"][name]

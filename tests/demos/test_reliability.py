@@ -55,12 +55,12 @@ def test_toy_killed_at_a_random_moment_resumes_bit_exactly(tmp_path):
     kill_at = random.Random(os.urandom(8)).choice([i for i in range(31, 240) if i % 30])
     script = textwrap.dedent(f"""
         import os, signal
-        from diffaug_noise.demos.toy import ToyConfig, train_toy
+        from diffaug_noise.demos.toy import ToySettings, train_toy
         def on_step(it):
             if it == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)
         os.makedirs({str(killed)!r}, exist_ok=True)
-        train_toy(ToyConfig(iterations=240, methods=("plain", "diffusion")), on_step=on_step,
+        train_toy(ToySettings(iterations=240, methods=("plain", "diffusion")), on_step=on_step,
                   checkpoint={str(killed / 'checkpoint.pt')!r}, checkpoint_every=30)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
@@ -244,8 +244,8 @@ def test_digits_killed_mid_run_resumes_bit_exactly(tmp_path):
     kill_at = random.Random(os.urandom(8)).choice([s for s in range(26, 120) if s % 25])
     script = textwrap.dedent(f"""
         import os, signal
-        from diffaug_noise.demos.digits import DigitsConfig, train_digits
-        config = DigitsConfig(iterations=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
+        from diffaug_noise.demos.digits import DigitsSettings, train_digits
+        config = DigitsSettings(iterations=120, eval_every=40, seeds=(0, 1), methods=("plain", "diffusion"))
         def on_step(step, scores):
             if step == {kill_at}:
                 os.kill(os.getpid(), signal.SIGKILL)

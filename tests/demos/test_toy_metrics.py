@@ -74,9 +74,9 @@ def test_ensemble_members_train_independently():
 def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exactly(tmp_path):
     import dataclasses
 
-    from diffaug_noise.demos.toy import ToyConfig, train_toy
+    from diffaug_noise.demos.toy import ToySettings, train_toy
 
-    config = ToyConfig(iterations=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4,
+    config = ToySettings(iterations=12, seeds=(0, 1), methods=("plain", "ddgan"), eval_samples=200, log_every=4,
                        ddgan_lr_schedule="cosine")  # a decaying rate resumes too
     whole = train_toy(config)
     assert [(r["method"], r["seed"], r["nfe"]) for r in whole["runs"]] == [("plain", 0, 1), ("plain", 1, 1),
@@ -104,10 +104,10 @@ def test_toy_ddgan_runs_beside_the_one_step_gans_reports_nfe_and_resumes_bit_exa
 def test_toy_ddgan_samples_with_the_ema_of_g_and_its_own_learning_rates(tmp_path):
     import dataclasses
 
-    from diffaug_noise.demos.toy import ToyConfig, train_toy
+    from diffaug_noise.demos.toy import ToySettings, train_toy
     from diffaug_noise.demos.toy.ddgan import DdganEnsemble
 
-    config = ToyConfig(iterations=10, seeds=(0,), methods=("ddgan",), eval_samples=100, ddgan_ema=0.5,
+    config = ToySettings(iterations=10, seeds=(0,), methods=("ddgan",), eval_samples=100, ddgan_ema=0.5,
                        ddgan_lr_g=1.6e-4, ddgan_lr_d=1.25e-4, ddgan_beta2=0.9)
     ensemble = DdganEnsemble([0], config, torch.device("cpu"))
     assert [group["lr"] for group in (*ensemble.opt_g.param_groups, *ensemble.opt_d.param_groups)] == [1.6e-4, 1.25e-4]
@@ -124,13 +124,13 @@ def test_toy_ddgan_samples_with_the_ema_of_g_and_its_own_learning_rates(tmp_path
 
 
 def test_ddgan_cosine_schedule_decays_to_the_official_final_rate_and_constant_stays():
-    from diffaug_noise.demos.toy import ToyConfig
+    from diffaug_noise.demos.toy import ToySettings
     from diffaug_noise.demos.toy.ddgan import DdganEnsemble
 
     real, z = torch.randn(1, 16, 2), torch.randn(1, 16, 2)
     rates = {}
     for schedule in ("constant", "cosine"):
-        config = ToyConfig(seeds=(0,), methods=("ddgan",), ddgan_lr_g=1.6e-4, ddgan_lr_schedule=schedule)
+        config = ToySettings(seeds=(0,), methods=("ddgan",), ddgan_lr_g=1.6e-4, ddgan_lr_schedule=schedule)
         ensemble = DdganEnsemble([0], config, torch.device("cpu"))
         rates[schedule] = []
         for progress in (0.0, 0.5, 1.0):
@@ -143,7 +143,7 @@ def test_ddgan_cosine_schedule_decays_to_the_official_final_rate_and_constant_st
 
 
 def test_the_toy_trains_twice_as_long_by_default_when_ddgan_is_among_the_methods():
-    from diffaug_noise.demos.toy import ToyConfig
+    from diffaug_noise.demos.toy import ToySettings
 
-    assert ToyConfig().iterations == 6000 and ToyConfig(methods=("plain", "ddgan")).iterations == 12000
-    assert ToyConfig(methods=("ddgan",), iterations=5).iterations == 5
+    assert ToySettings().iterations == 6000 and ToySettings(methods=("plain", "ddgan")).iterations == 12000
+    assert ToySettings(methods=("ddgan",), iterations=5).iterations == 5

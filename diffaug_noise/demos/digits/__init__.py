@@ -4,6 +4,9 @@ The regime the paper is about: with 200 training images a plain GAN's D memorise
 collapses; the same GAN with the diffusion noise keeps covering the digits (docs/digits.md).
 """
 from ...metrics.digits_classifier import DigitsClassifier, load_classifier, train_classifier
-from .train import METHODS, DigitsConfig, train_digits
+from .train import METHODS, DigitsSettings, train_digits
 
-__all__ = ["METHODS", "DigitsClassifier", "DigitsConfig", "load_classifier", "train_classifier", "train_digits"]
+DigitsConfig = DigitsSettings  # the earlier name (CHANGELOG)
+
+__all__ = ["METHODS", "DigitsClassifier", "DigitsConfig", "DigitsSettings", "load_classifier", "train_classifier",
+           "train_digits"]

@@ -36,7 +36,7 @@ import statistics
 import time
 from typing import Callable
 
-from .train import DigitsConfig, train_digits
+from .train import DigitsSettings, train_digits
 
 # Three candidates per tunable method, around the 16 px conv study's choices (docs/digits.md), for the conv networks at
 # 32 px. diffaugment+diffusion keeps the DiffAugment the conv study chose and varies the noise, as that study did.
@@ -54,7 +54,7 @@ CALIBRATION_SETTLE = 3  # steps left out of the calibration medians (cuDNN choic
 
 @dataclasses.dataclass(frozen=True)
 class StudySettings:
-    """What a study trains; the networks and everything else come from ``base`` (:class:`~.train.DigitsConfig`)."""
+    """What a study trains; the networks and everything else come from ``base`` (:class:`~.train.DigitsSettings`)."""
 
     train_sizes: tuple = (100, 500)  # training digits per seed, one study per size
     tune_seeds: tuple = (100, 101)  # seeds of the tuning phase (never reported)
@@ -98,8 +98,8 @@ class Job:
     setting: tuple  # sorted (name, value) pairs overriding the base config
     seeds: tuple
 
-    def config(self, base: dict, **overrides) -> DigitsConfig:
-        return DigitsConfig(**{**base, "train_size": self.train_size, "methods": (self.method,), "seeds": self.seeds,
+    def config(self, base: dict, **overrides) -> DigitsSettings:
+        return DigitsSettings(**{**base, "train_size": self.train_size, "methods": (self.method,), "seeds": self.seeds,
                                **dict(self.setting), **overrides})
 
 
@@ -253,12 +253,12 @@ def _merge(outputs: list) -> dict:
 def run_study(settings: StudySettings, base: dict, on_phase: Callable[[str, dict], None] | None = None) -> dict:
     """Tune, then report (see the module docstring); ``on_phase(name, partial_study)`` after each phase.
 
-    ``base``: :class:`~.train.DigitsConfig` settings shared by every job (net, width, resolution, lr,
+    ``base``: :class:`~.train.DigitsSettings` settings shared by every job (net, width, resolution, lr,
     device, ...). Returns the chosen settings, each phase's runs and histories, the iterations and how
     they were chosen.
     """
     base = {**base, "threads": base.get("threads", 1)}  # a worker per core
-    eval_every = DigitsConfig(**base).eval_every
+    eval_every = DigitsSettings(**base).eval_every
     study = {"settings": {k: v for k, v in dataclasses.asdict(settings).items()}, "base": base}
     iterations = settings.iterations
     if iterations is None:

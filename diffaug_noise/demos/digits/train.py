@@ -83,7 +83,7 @@ STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gen
 
 
 @dataclasses.dataclass
-class DigitsConfig:
+class DigitsSettings:
     """Settings of the digits run; defaults are the ones docs/digits.md reports."""
 
     net: str = knob("mlp", "The networks: MLPs on the 8x8 pixels, or DCGAN-style convolutional G and D on the digits "
@@ -157,7 +157,7 @@ class DigitsConfig:
 
 
 def train_digits(
-    config: DigitsConfig,  # what to train
+    config: DigitsSettings,  # what to train
     # called after each step with the latest scores (a progress bar hooks in)
     on_step: Callable[[int, dict], None] | None = None,
     classifier_cache=None,  # folder of the cached FD_digits classifier (default: the data root)
@@ -188,7 +188,7 @@ def train_digits(
         torch.set_num_threads(previous_threads)
 
 
-def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
+def _make_noise(method: str, config: DigitsSettings, device) -> tuple:
     """The paper's noise and controller with this run's settings (``None``: the paper's), or ``(None, None)``."""
     settings = dict(sigma=config.sigma, t_dist=config.t_dist, clean_prob=config.clean_prob)
     if method in ADAPTIVE_METHODS:
@@ -200,7 +200,7 @@ def _make_noise(method: str, config: DigitsConfig, device) -> tuple:
     return None, None
 
 
-def _check_saved(saved: dict, config: DigitsConfig, G, D, opt_g, opt_d, generators, noises, history, members) -> None:
+def _check_saved(saved: dict, config: DigitsSettings, G, D, opt_g, opt_d, generators, noises, history, members) -> None:
     """Every field of a checkpoint against its type, its range and this run; ``ValueError`` naming the first that
     lies (:mod:`~diffaug_noise.demos.checkpoint_fields`)."""
     K, B = len(members), config.batch_size
@@ -240,7 +240,7 @@ def _check_saved(saved: dict, config: DigitsConfig, G, D, opt_g, opt_d, generato
                       torch.zeros(K, config.eval_samples, 64, dtype=torch.uint8) if scored else None)
 
 
-def _train(config: DigitsConfig, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval) -> dict:
+def _train(config: DigitsSettings, on_step, classifier_cache, checkpoint, checkpoint_every, resume, on_eval) -> dict:
     members = [(m, s) for m in config.methods for s in config.seeds]
     K, B = len(members), config.batch_size
     seed_index = torch.tensor([config.seeds.index(s) for _, s in members])

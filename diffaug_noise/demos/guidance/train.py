@@ -33,7 +33,7 @@ METRICS = ("class_precision", "within_class_coverage", "hq_share")
 
 
 @dataclasses.dataclass
-class GuidanceConfig:
+class GuidanceSettings:
     """Settings of the guidance demo; defaults are the ones docs/guidance.md reports."""
 
     seeds: tuple = knob((0,), "Seeds (0..N-1): one DDPM and one classifier each.", kind="count")
@@ -103,7 +103,7 @@ def row_of(points: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return mode_rows(means)[torch.cdist(points.float(), means.float()).argmin(dim=1)]
 
 
-def scale_metrics(samples, means, y: int, config: GuidanceConfig) -> dict:
+def scale_metrics(samples, means, y: int, config: GuidanceSettings) -> dict:
     """Class precision, within-class coverage and HQ share of samples guided to row ``y``."""
     distance, nearest = torch.cdist(samples.float(), means.float()).min(dim=1)
     hq = distance <= config.hq_stds * config.std
@@ -141,7 +141,7 @@ def _train(net, loss_fn, iters: int, lr: float, on_step) -> None:
         on_step()
 
 
-def train_guidance(config: GuidanceConfig, on_step: Callable[[], None] | None = None) -> dict:
+def train_guidance(config: GuidanceSettings, on_step: Callable[[], None] | None = None) -> dict:
     """Train a DDPM and a noisy classifier per seed; sample at every scale; return metrics and samples."""
     on_step = on_step or (lambda: None)
     previous = torch.get_num_threads()

@@ -35,7 +35,7 @@ STATE_KEYS = ("iteration", "wall_seconds", "G", "D", "opt_g", "opt_d", "data_gen
 
 
 @dataclasses.dataclass
-class ToyConfig:
+class ToySettings:
     """Settings of the toy run; defaults are the ones docs/toy.md reports."""
 
     iterations: int = knob(None, "Training iterations (one D and one G step each).  [default: 6000; 12000 with "
@@ -95,7 +95,7 @@ class ToyConfig:
 
 
 def train_toy(
-    config: ToyConfig,  # what to train
+    config: ToySettings,  # what to train
     on_step: Callable[[int], None] | None = None,  # called after each iteration (a progress bar hooks in here)
     checkpoint: str | None = None,  # file to save the whole training state to (atomically)
     checkpoint_every: int = 500,  # iterations between checkpoints (and one at the end)
@@ -122,7 +122,7 @@ def train_toy(
         torch.set_num_threads(previous_threads)
 
 
-def _check_saved(saved: dict, config: ToyConfig, G, D, opt_g, opt_d, generators, noises, history, ddgan) -> None:
+def _check_saved(saved: dict, config: ToySettings, G, D, opt_g, opt_d, generators, noises, history, ddgan) -> None:
     """Every field of a checkpoint against its type, its range and this run; ``ValueError`` naming the first that
     lies (:mod:`~diffaug_noise.demos.checkpoint_fields`)."""
     iteration = fields.check_count("iteration", saved["iteration"], 1, config.iterations)
@@ -152,7 +152,7 @@ def _check_saved(saved: dict, config: ToyConfig, G, D, opt_g, opt_d, generators,
         fields.check_like("ddgan.gens", saved["ddgan"]["gens"], [g.get_state() for g in ddgan.gens])
 
 
-def _train(config: ToyConfig, on_step, checkpoint, checkpoint_every, resume) -> dict:
+def _train(config: ToySettings, on_step, checkpoint, checkpoint_every, resume) -> dict:
     members = [(m, s) for m in config.methods if m != "ddgan" for s in config.seeds]
     ddgan_seeds = list(config.seeds) if "ddgan" in config.methods else []
     K, B = len(members), config.batch_size
